@@ -1,0 +1,337 @@
+"""Settings from the environment and an optional TOML file, validated before anything starts.
+
+Environment variables win over the file. The file holds what variables can't: customers,
+their credentials (as names of environment variables, never the secret) and schedules.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+import platformdirs
+
+from optiinfra_tui.errors import ConfigError
+
+PROVIDERS: dict[str, tuple[str, ...]] = {
+    "vultr": ("cost", "account", "resource"),
+}
+DEFAULT_TYPES: dict[str, tuple[str, ...]] = {"vultr": ("cost",)}
+PROVIDER_KEY_VARS = {"vultr": "VULTR_API_KEY"}
+
+_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class Customer:
+    """A customer and, per provider, the name of the env var holding its credential."""
+
+    id: str
+    credential_vars: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A recurring collection: every `interval` seconds, or on a cron expression."""
+
+    name: str
+    provider: str
+    data_types: tuple[str, ...]
+    interval: int | None = None
+    cron: str | None = None
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    redis_url: str | None
+    database_url: str
+    clickhouse_url: str
+    vultr_api_url: str
+    vultr_max_rps: float
+    default_customer_id: str
+    collection_interval: int
+    workers: int
+    task_time_limit: int
+    max_retries: int
+    retry_delay: float
+    keep_days: int
+    customers: tuple[Customer, ...]
+    schedules: tuple[Schedule, ...]
+    config_path: Path | None = None
+    env: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def mode(self) -> str:
+        """'distributed' when the queue is shared through Redis, else 'embedded'."""
+        return "distributed" if self.redis_url else "embedded"
+
+    @property
+    def log_path(self) -> Path:
+        return self.home / "optiinfra.log"
+
+    def customer(self, customer_id: str) -> Customer:
+        for c in self.customers:
+            if c.id == customer_id:
+                return c
+        known = ", ".join(c.id for c in self.customers)
+        raise ConfigError(
+            f"Unknown customer {customer_id!r}. Configured customers: {known}. "
+            "Add it under [customers] in the OPTIINFRA_CONFIG file."
+        )
+
+    def credential(self, customer_id: str, provider: str) -> str:
+        """The secret for a customer's provider, read from this process's environment."""
+        var = self.customer(customer_id).credential_vars.get(provider)
+        if not var:
+            raise ConfigError(
+                f"Customer {customer_id!r} has no {provider} credential configured. "
+                f"Set {provider}_api_key_env for it in the OPTIINFRA_CONFIG file."
+            )
+        value = self.env.get(var, "").strip()
+        if not value:
+            raise ConfigError(
+                f"{var} is not set: the {provider} API key for customer {customer_id!r} "
+                f"is missing. Export {var}=<your {provider} API key> where the workers run."
+            )
+        return value
+
+    def secrets(self) -> list[str]:
+        """Every credential value this process knows, for scrubbing them from text."""
+        names = {v for c in self.customers for v in c.credential_vars.values()}
+        return [self.env[n] for n in names if self.env.get(n)]
+
+
+def default_home(env: Mapping[str, str]) -> Path:
+    if env.get("OPTIINFRA_HOME"):
+        return Path(env["OPTIINFRA_HOME"]).expanduser()
+    return Path(platformdirs.user_data_dir("optiinfra", appauthor=False))
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate every setting; raise ConfigError naming the variable and the fix."""
+    env = dict(os.environ if env is None else env)
+    home = default_home(env).resolve()
+    config_path = Path(env["OPTIINFRA_CONFIG"]).expanduser() if env.get("OPTIINFRA_CONFIG") else None
+    doc = _read_toml(config_path) if config_path else {}
+
+    default_customer_id = _identifier(env, "DEFAULT_CUSTOMER_ID", "default_customer")
+    interval = _int(env, "COLLECTION_INTERVAL", 900, minimum=1)
+    customers = _customers(doc, default_customer_id, config_path)
+    schedules = _schedules(doc, interval, config_path)
+
+    return Settings(
+        home=home,
+        redis_url=_redis_url(env),
+        database_url=_url(env, "DATABASE_URL", f"sqlite:///{home / 'history.db'}",
+                          ("sqlite", "postgres", "postgresql")),
+        clickhouse_url=_url(env, "CLICKHOUSE_URL", f"chdb://{home / 'clickhouse'}",
+                            ("chdb", "http", "https", "clickhouse")),
+        vultr_api_url=_url(env, "VULTR_API_URL", "https://api.vultr.com/v2",
+                           ("http", "https")).rstrip("/"),
+        vultr_max_rps=_float(env, "VULTR_MAX_RPS", 30.0, minimum=0.1),
+        default_customer_id=default_customer_id,
+        collection_interval=interval,
+        workers=_int(env, "OPTIINFRA_WORKERS", 2, minimum=0, maximum=64),
+        task_time_limit=_int(env, "TASK_TIME_LIMIT", 1800, minimum=1),
+        max_retries=_int(env, "MAX_RETRIES", 3, minimum=0, maximum=100),
+        retry_delay=_float(env, "RETRY_DELAY", 60.0, minimum=0.0),
+        keep_days=_int(env, "OPTIINFRA_KEEP_DAYS", 90, minimum=1),
+        customers=customers,
+        schedules=schedules,
+        config_path=config_path,
+        env=env,
+    )
+
+
+def validate_provider(provider: str) -> str:
+    if provider not in PROVIDERS:
+        raise ConfigError(
+            f"Unknown provider {provider!r}. Supported providers: {', '.join(PROVIDERS)}."
+        )
+    return provider
+
+
+def validate_data_types(provider: str, data_types: str | list[str] | tuple[str, ...] | None) -> tuple[str, ...]:
+    """Parse 'cost,resource' or a list; empty means the provider's default types."""
+    validate_provider(provider)
+    if isinstance(data_types, str):
+        data_types = [t.strip() for t in data_types.split(",") if t.strip()]
+    if not data_types:
+        return DEFAULT_TYPES[provider]
+    allowed = PROVIDERS[provider]
+    out: list[str] = []
+    for t in data_types:
+        if t not in allowed:
+            raise ConfigError(
+                f"Unknown data type {t!r} for {provider}. Choose from: {', '.join(allowed)}."
+            )
+        if t not in out:
+            out.append(t)
+    return tuple(out)
+
+
+def validate_customer_id(value: str, source: str = "customer id") -> str:
+    if not isinstance(value, str) or not _ID_RE.match(value):
+        raise ConfigError(
+            f"{source} {value!r} is not valid: use 1-64 letters, digits, '_', '-' or '.', "
+            "starting with a letter or digit."
+        )
+    return value
+
+
+# --- parsing helpers -------------------------------------------------------------------------
+
+
+def _problem(var: str, value: object, problem: str, fix: str) -> ConfigError:
+    return ConfigError(f"{var}={value!r}: {problem}. {fix}")
+
+
+def _int(env: Mapping[str, str], var: str, default: int, minimum: int | None = None,
+         maximum: int | None = None) -> int:
+    raw = env.get(var, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise _problem(var, raw, "not a whole number", f"Set it to an integer (default {default}).") from None
+    if minimum is not None and value < minimum or maximum is not None and value > maximum:
+        bounds = f"at least {minimum}" if maximum is None else f"between {minimum} and {maximum}"
+        raise _problem(var, raw, "out of range", f"Set it to a value {bounds} (default {default}).")
+    return value
+
+
+def _float(env: Mapping[str, str], var: str, default: float, minimum: float = 0.0) -> float:
+    raw = env.get(var, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise _problem(var, raw, "not a number", f"Set it to a number (default {default:g}).") from None
+    if value < minimum or value != value:
+        raise _problem(var, raw, "out of range", f"Set it to at least {minimum:g} (default {default:g}).")
+    return value
+
+
+def _identifier(env: Mapping[str, str], var: str, default: str) -> str:
+    raw = env.get(var, "").strip() or default
+    if not _ID_RE.match(raw):
+        raise _problem(var, raw, "not a valid identifier",
+                       "Use 1-64 letters, digits, '_', '-' or '.'.")
+    return raw
+
+
+def _url(env: Mapping[str, str], var: str, default: str, schemes: tuple[str, ...]) -> str:
+    raw = env.get(var, "").strip()
+    if not raw:
+        return default
+    scheme = urlparse(raw).scheme
+    if scheme not in schemes:
+        # Never echo a URL back: it may carry a password.
+        raise ConfigError(
+            f"{var} has scheme {scheme or '(none)'!r}, which is not supported. "
+            f"Use one of: {', '.join(s + '://' for s in schemes)}."
+        )
+    return raw
+
+
+def _redis_url(env: Mapping[str, str]) -> str | None:
+    if env.get("REDIS_URL", "").strip():
+        return _url(env, "REDIS_URL", "", ("redis", "rediss", "unix"))
+    host = env.get("REDIS_HOST", "").strip()
+    if not host:
+        return None
+    port = _int(env, "REDIS_PORT", 6379, minimum=1, maximum=65535)
+    db = _int(env, "REDIS_DB", 0, minimum=0, maximum=1024)
+    return f"redis://{host}:{port}/{db}"
+
+
+def _read_toml(path: Path) -> dict:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"OPTIINFRA_CONFIG={str(path)!r}: the file does not exist. "
+                          "Create it or unset OPTIINFRA_CONFIG.") from None
+    except PermissionError:
+        raise ConfigError(f"OPTIINFRA_CONFIG={str(path)!r}: the file can't be read "
+                          "(permission denied). Fix its permissions.") from None
+    except IsADirectoryError:
+        raise ConfigError(f"OPTIINFRA_CONFIG={str(path)!r} is a directory; "
+                          "point it at a TOML file.") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text. Save it as UTF-8 TOML.") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc}). Fix the syntax there.") from None
+
+
+def _customers(doc: dict, default_id: str, path: Path | None) -> tuple[Customer, ...]:
+    table = doc.get("customers", {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: [customers] must be a table of customer ids.")
+    found: dict[str, Customer] = {
+        default_id: Customer(default_id, dict(PROVIDER_KEY_VARS)),
+    }
+    for cid, spec in table.items():
+        validate_customer_id(cid, f"{path}: customer id")
+        if not isinstance(spec, dict):
+            raise ConfigError(f"{path}: [customers.{cid}] must be a table, e.g. "
+                              'vultr_api_key_env = "ACME_VULTR_API_KEY".')
+        creds: dict[str, str] = {}
+        for key, value in spec.items():
+            provider = key.removesuffix("_api_key_env")
+            if provider == key or provider not in PROVIDERS:
+                raise ConfigError(f"{path}: [customers.{cid}] key {key!r} is not known. "
+                                  f"Use one of: {', '.join(p + '_api_key_env' for p in PROVIDERS)}.")
+            if not isinstance(value, str) or not _ENV_NAME_RE.match(value):
+                raise ConfigError(f"{path}: [customers.{cid}] {key} must name an environment "
+                                  "variable (the key itself never goes in this file).")
+            creds[provider] = value
+        found[cid] = Customer(cid, creds)
+    return tuple(found.values())
+
+
+def _schedules(doc: dict, interval: int, path: Path | None) -> tuple[Schedule, ...]:
+    items = doc.get("schedules")
+    if items is None:
+        return (Schedule("vultr-cost", "vultr", ("cost",), interval=interval),)
+    if not isinstance(items, list):
+        raise ConfigError(f"{path}: schedules must be an array of tables ([[schedules]]).")
+    out: list[Schedule] = []
+    names: set[str] = set()
+    for i, item in enumerate(items):
+        where = f"{path}: schedules[{i}]"
+        if not isinstance(item, dict):
+            raise ConfigError(f"{where} must be a table.")
+        provider = item.get("provider", "vultr")
+        if not isinstance(provider, str) or provider not in PROVIDERS:
+            raise ConfigError(f"{where}: provider {provider!r} is not supported "
+                              f"(choose from {', '.join(PROVIDERS)}).")
+        try:
+            types = validate_data_types(provider, item.get("data_types"))
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+        name = item.get("name") or f"{provider}-{'-'.join(types)}-{i}"
+        if not isinstance(name, str) or not _ID_RE.match(name) or name in names:
+            raise ConfigError(f"{where}: name {name!r} must be a unique identifier.")
+        names.add(name)
+        cron, every = item.get("cron"), item.get("interval")
+        if (cron is None) == (every is None):
+            raise ConfigError(f"{where}: give exactly one of cron = \"*/15 * * * *\" "
+                              "or interval = <seconds>.")
+        if cron is not None:
+            from optiinfra_tui.schedules import parse_cron
+
+            parse_cron(cron, where)
+        elif not isinstance(every, int) or isinstance(every, bool) or every < 1:
+            raise ConfigError(f"{where}: interval must be a whole number of seconds >= 1.")
+        out.append(Schedule(name, provider, types, interval=every, cron=cron))
+    return tuple(out)
