@@ -1,0 +1,19 @@
+"""`huey` for `huey_consumer huey_config.huey -w 2 -k thread`: the same tasks as the app.
+
+Settings come from the environment (and OPTIINFRA_CONFIG) exactly as for `optiinfra-tui`.
+"""
+
+import sys
+
+from optiinfra_tui.agent import attach_to_plain_consumer
+from optiinfra_tui.errors import OptiInfraError
+from optiinfra_tui.runtime import get_runtime
+
+try:
+    runtime = get_runtime()
+except OptiInfraError as exc:
+    print(f"optiinfra: {exc}", file=sys.stderr)
+    sys.exit(2)
+
+attach_to_plain_consumer(runtime)
+huey = runtime.huey

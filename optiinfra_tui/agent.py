@@ -1,0 +1,141 @@
+"""The per-process companion of a consumer: heartbeat, schedule ticks, backend health.
+
+Every kind of consumer (dashboard, headless, plain `huey_consumer`) runs one agent, so each
+shows up in `status` and each can claim schedule slots.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+
+from optiinfra_tui import schedules
+from optiinfra_tui.logs import protect_existing_handlers
+from optiinfra_tui.storage.history import WorkerHeartbeat, utcnow
+
+log = logging.getLogger("optiinfra.agent")
+
+HEARTBEAT_EVERY = 3.0
+TICK_EVERY = 1.0
+HEALTH_EVERY = 15.0
+
+
+class ConsumerAgent:
+    def __init__(self, rt, kind: str, threads: int, run_schedules: bool = True,
+                 metrics_health: bool = True) -> None:
+        self.rt = rt
+        self.kind = kind
+        self.threads = threads
+        self.run_schedules = run_schedules
+        self.metrics_health = metrics_health
+        self.started_at = utcnow()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_error: str | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="Agent", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=5)
+        try:
+            WorkerHeartbeat.delete().where(
+                WorkerHeartbeat.consumer_id == self.rt.consumer_id).execute()
+        except Exception:
+            pass
+
+    def _loop(self) -> None:
+        next_beat = next_tick = next_health = 0.0
+        while not self._stop.is_set():
+            now = time.monotonic()
+            try:
+                self.rt.history()
+                if now >= next_beat:
+                    self.beat()
+                    next_beat = now + HEARTBEAT_EVERY
+                if self.run_schedules and now >= next_tick:
+                    self.tick()
+                    next_tick = now + TICK_EVERY
+                if now >= next_health:
+                    self.check_health()
+                    next_health = now + HEALTH_EVERY
+                self._recovered()
+            except Exception as exc:
+                self._failed(exc)
+            self._stop.wait(0.5)
+
+    def _failed(self, exc: Exception) -> None:
+        # One line per change of state, not one per loop: a down database is news once.
+        text = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"
+        if text != self._last_error:
+            log.warning("consumer agent: history store unavailable (%s); retrying", text)
+            self._last_error = text
+
+    def _recovered(self) -> None:
+        if self._last_error is not None:
+            log.info("consumer agent: history store reachable again")
+            self._last_error = None
+
+    def beat(self) -> None:
+        processed, failed = self.rt.activity.totals()
+        state = json.dumps([t.to_json() for t in self.rt.activity.snapshot()])
+        values = dict(host=self.rt.host, pid=os.getpid(), kind=self.kind,
+                      threads=self.threads, processed=processed, failed=failed,
+                      started_at=self.started_at, beat_at=utcnow(), state=state)
+        (WorkerHeartbeat.insert(consumer_id=self.rt.consumer_id, **values)
+         .on_conflict(conflict_target=[WorkerHeartbeat.consumer_id],
+                      update={getattr(WorkerHeartbeat, k): v for k, v in values.items()})
+         .execute())
+
+    def tick(self) -> None:
+        for schedule, slot in schedules.due(self.rt.settings.schedules, utcnow(),
+                                            self.rt.consumer_id):
+            log.info("schedule %s: slot %s claimed, queuing %s %s", schedule.name,
+                     slot.isoformat(), schedule.provider, ",".join(schedule.data_types))
+            self.rt.tasks.scheduled_collection_task(schedule.provider,
+                                                    list(schedule.data_types),
+                                                    schedule=schedule.name)
+
+    def check_health(self) -> None:
+        from optiinfra_tui.health import check_all, record
+
+        record(check_all(self.rt, providers=False, metrics=self.metrics_health))
+
+
+_plain_agent: ConsumerAgent | None = None
+_plain_lock = threading.Lock()
+
+
+def attach_to_plain_consumer(rt) -> None:
+    """Start an agent from Huey's startup hook, for `huey_consumer huey_config.huey`.
+
+    The hook runs once in each worker thread; the first starts the agent, each registers
+    its thread so the heartbeat lists it.
+    """
+
+    @rt.huey.on_startup("optiinfra_agent")
+    def _startup() -> None:
+        global _plain_agent
+        rt.activity.register()
+        with _plain_lock:
+            if _plain_agent is None:
+                protect_existing_handlers(rt.settings)
+                _plain_agent = ConsumerAgent(rt, "huey_consumer", threads=0)
+                _plain_agent.start()
+            _plain_agent.threads += 1
+
+    @rt.huey.on_shutdown("optiinfra_agent")
+    def _shutdown() -> None:
+        global _plain_agent
+        with _plain_lock:
+            if _plain_agent is not None:
+                _plain_agent.threads -= 1
+                if _plain_agent.threads <= 0:
+                    _plain_agent.stop()
+                    _plain_agent = None

@@ -1,0 +1,326 @@
+"""The `optiinfra-tui` command: dashboard, headless mode, and collect/history/status/costs.
+
+Exit codes: 0 success, 1 the run (or a backend check) failed, 2 bad usage or configuration,
+3 a backend (queue, history, metrics) is unreachable, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from datetime import date, datetime
+from decimal import Decimal
+
+import click
+
+from optiinfra_tui.errors import BackendUnavailable, ConfigError, OptiInfraError
+from optiinfra_tui.settings import load_settings
+
+log = logging.getLogger("optiinfra.cli")
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BACKEND, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+
+def _runtime(stdout_logs: bool = False):
+    from optiinfra_tui.logs import setup_logging
+    from optiinfra_tui.runtime import Runtime
+
+    settings = load_settings()
+    setup_logging(settings, stdout=stdout_logs)
+    return Runtime(settings)
+
+
+def _emit_json(doc) -> None:
+    click.echo(json.dumps(doc, indent=2, default=_json_default))
+
+
+def _json_default(value):
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    return str(value)
+
+
+def run_to_dict(run) -> dict:
+    return {
+        "id": run.id, "task_id": run.task_id, "status": run.status,
+        "customer_id": run.customer_id, "provider": run.provider,
+        "data_types": list(run.types), "trigger": run.trigger, "attempt": run.attempt,
+        "max_attempts": run.max_attempts, "rows": run.metrics_collected,
+        "error_kind": run.error_kind, "error_message": run.error_message,
+        "queued_at": run.queued_at, "started_at": run.started_at,
+        "finished_at": run.finished_at, "duration_ms": run.duration_ms, "worker": run.worker,
+        "next_attempt_at": run.next_attempt_at, "retry_of": run.retry_of,
+    }
+
+
+def _run_line(run) -> str:
+    took = f"{run.duration_ms / 1000:.1f}s" if run.duration_ms is not None else "-"
+    line = (f"run {run.id} {run.status}: {run.provider}/{run.customer_id} [{run.data_types}] "
+            f"attempt {run.attempt}/{run.max_attempts}, {run.metrics_collected} rows, {took}")
+    if run.error_message and run.status != "success":
+        line += f"\n  {run.error_kind}: {run.error_message}"
+    return line
+
+
+@click.group(invoke_without_command=True,
+             context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--headless", is_flag=True, help="Worker pool + scheduler, no UI (for servers).")
+@click.option("--workers", type=click.IntRange(0, 64), default=None,
+              help="Worker threads (default OPTIINFRA_WORKERS or 2; 0 = monitor only).")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text",
+              help="Headless log format on stdout.")
+@click.option("--shutdown-timeout", type=click.FloatRange(0), default=60.0, show_default=True,
+              help="Seconds to wait for tasks in flight when stopping.")
+@click.version_option(package_name="optiinfra-tui")
+@click.pass_context
+def cli(ctx: click.Context, headless: bool, workers: int | None, log_format: str,
+        shutdown_timeout: float) -> int | None:
+    """Collect cloud cost data on a schedule and watch it happen."""
+    if ctx.invoked_subcommand:
+        return None
+    settings = load_settings()
+    workers = settings.workers if workers is None else workers
+    if headless:
+        from optiinfra_tui.headless import run_headless
+
+        if workers < 1:
+            raise click.UsageError("--headless needs at least one worker (--workers 1 or more).")
+        return run_headless(settings, workers, log_format, shutdown_timeout)
+    try:
+        from optiinfra_tui.tui.app import run_dashboard
+    except ImportError:
+        click.echo("The dashboard is not built yet. Use `optiinfra-tui --headless` to run "
+                   "the worker pool, and `optiinfra-tui --help` for the other commands.")
+        return EXIT_OK
+    return run_dashboard(settings, workers=workers, shutdown_timeout=shutdown_timeout)
+
+
+@cli.command()
+@click.argument("provider")
+@click.option("--customer", "customer_id", default=None, help="Customer id (default DEFAULT_CUSTOMER_ID).")
+@click.option("--types", "data_types", default=None, help="Comma-separated: cost,account,resource.")
+@click.option("--wait", is_flag=True, help="Block until the run ends; exit 1 if it failed.")
+@click.option("--inline", is_flag=True, help="Run it in this process (no consumer needed).")
+@click.option("--json", "as_json", is_flag=True, help="Print the run as JSON.")
+@click.option("--timeout", type=click.FloatRange(0), default=None, help="Give up waiting after N seconds.")
+def collect(provider: str, customer_id: str | None, data_types: str | None, wait: bool,
+            inline: bool, as_json: bool, timeout: float | None) -> int:
+    """Start a collection for PROVIDER (e.g. vultr)."""
+    from optiinfra_tui import runs
+    from optiinfra_tui.collection import request_collection, run_inline
+    from optiinfra_tui.settings import validate_data_types, validate_provider
+
+    rt = _runtime()
+    customer_id = customer_id or rt.settings.default_customer_id
+    validate_provider(provider)
+    types = validate_data_types(provider, data_types)
+    if inline:
+        from optiinfra_tui.settings import validate_customer_id
+
+        validate_customer_id(customer_id)
+        rt.settings.customer(customer_id)
+        rt.history()
+        run = runs.create_run(customer_id, provider, types, "cli",
+                              max_attempts=rt.settings.max_retries + 1)
+        if not as_json:
+            click.echo(f"run {run.id} started inline")
+
+        def on_retry(outcome):
+            if not as_json:
+                click.echo(f"  attempt failed ({outcome.error_kind}): {outcome.message}; "
+                           f"retrying in {outcome.retry_in:.1f} s", err=True)
+
+        try:
+            run = run_inline(rt, run.id, on_retry=on_retry)
+        except KeyboardInterrupt:
+            run = runs.get_run(run.id)
+            click.echo(f"Interrupted: run {run.id} marked {run.status}. Rows already written "
+                       "are kept; run the collection again to finish.", err=True)
+            return EXIT_INTERRUPTED
+        finally:
+            rt.close()
+    else:
+        run = request_collection(rt, customer_id, provider, types, trigger="cli")
+        if not as_json:
+            click.echo(f"{run.task_id} queued (run {run.id})")
+        if not wait:
+            if as_json:
+                _emit_json(run_to_dict(run))
+            return EXIT_OK
+        run = _wait(rt, run.id, timeout, quiet=as_json)
+    if as_json:
+        _emit_json(run_to_dict(run))
+    else:
+        click.echo(_run_line(run))
+    return EXIT_OK if run.status == "success" else EXIT_FAILED
+
+
+def _wait(rt, run_id: int, timeout: float | None, quiet: bool):
+    from optiinfra_tui import monitor, runs
+
+    deadline = None if timeout is None else time.monotonic() + timeout
+    hinted = False
+    started = time.monotonic()
+    last_status = None
+    while True:
+        run = runs.wait_for(run_id, timeout=1.0, poll=0.1)
+        if run.status != last_status and not quiet and run.status not in ("queued",):
+            click.echo(f"  {run.status} (attempt {run.attempt}/{run.max_attempts})", err=True)
+        last_status = run.status
+        if run.is_final:
+            return run
+        if not hinted and time.monotonic() - started > 10 and not monitor.workers():
+            hinted = True
+            click.echo("  no consumer is running: start `optiinfra-tui --headless` (or the "
+                       "dashboard) where the queue is reachable.", err=True)
+        if deadline is not None and time.monotonic() >= deadline:
+            click.echo(f"Still {run.status} after {timeout:g} s; the run continues "
+                       f"(see `optiinfra-tui history`).", err=True)
+            return run
+
+
+@cli.command()
+@click.option("--status", type=click.Choice(["queued", "running", "retrying", "success", "failed", "canceled"]))
+@click.option("--provider", default=None)
+@click.option("--customer", "customer_id", default=None)
+@click.option("--limit", type=click.IntRange(1, 10000), default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def history(status: str | None, provider: str | None, customer_id: str | None, limit: int,
+            as_json: bool) -> int:
+    """List collection runs, newest first."""
+    from optiinfra_tui import runs
+
+    rt = _runtime()
+    rt.history()
+    found = runs.list_runs(status=status, provider=provider, customer_id=customer_id, limit=limit)
+    if as_json:
+        _emit_json([run_to_dict(r) for r in found])
+        return EXIT_OK
+    if not found:
+        click.echo("No runs yet. Start one with `optiinfra-tui collect vultr`.")
+        return EXIT_OK
+    click.echo(f"{'ID':>6}  {'STATUS':<9} {'PROVIDER':<8} {'CUSTOMER':<18} {'TYPES':<14} "
+               f"{'TRIGGER':<8} {'TRY':<5} {'ROWS':>8} {'TOOK':>7}  {'QUEUED (UTC)':<19}  ERROR")
+    for r in found:
+        took = f"{r.duration_ms / 1000:.1f}s" if r.duration_ms is not None else "-"
+        click.echo(f"{r.id:>6}  {r.status:<9} {r.provider:<8} {r.customer_id[:18]:<18} "
+                   f"{r.data_types[:14]:<14} {r.trigger:<8} {r.attempt}/{r.max_attempts:<3} "
+                   f"{r.metrics_collected:>8} {took:>7}  {r.queued_at:%Y-%m-%d %H:%M:%S}  "
+                   f"{r.error_kind or ''}")
+    return EXIT_OK
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True)
+def status(as_json: bool) -> int:
+    """Backends, queue depth, scheduled and retrying tasks, workers, next runs."""
+    from optiinfra_tui import monitor
+
+    rt = _runtime()
+    snap = monitor.snapshot(rt)
+    down = [h for h in snap.health if h.name in ("queue", "history", "metrics") and not h.ok]
+    if as_json:
+        _emit_json(snap.to_json())
+        return EXIT_FAILED if down else EXIT_OK
+    click.echo(f"mode: {snap.mode}  (queue={snap.backends['queue']}, "
+               f"history={snap.backends['history']}, metrics={snap.backends['metrics']})")
+    click.echo("backends:")
+    for h in snap.health:
+        state = f"ok {h.latency_ms:.1f} ms" if h.ok and h.latency_ms is not None else (
+            "ok" if h.ok else "DOWN")
+        click.echo(f"  {h.name:<22} {state:<14} {h.message}")
+    if snap.queue:
+        click.echo(f"queue: {snap.queue.pending} pending, {len(snap.queue.scheduled)} scheduled, "
+                   f"{len(snap.queue.retrying)} retrying")
+        for run_id, label, at in snap.queue.retrying:
+            click.echo(f"  retry run {run_id} {label} at {at:%H:%M:%S} UTC" if at else
+                       f"  retry run {run_id} {label}")
+    click.echo(f"workers: {len(snap.workers)}")
+    for w in snap.workers:
+        click.echo(f"  {w.host}:{w.pid} {w.thread:<10} {w.kind:<13} {w.state:<5} "
+                   f"{w.task or '-':<30} done {w.processed} failed {w.failed}")
+    click.echo("schedules:")
+    for s in snap.schedules:
+        nxt = f"{s.next_run:%Y-%m-%d %H:%M:%S} UTC" if s.next_run else "-"
+        click.echo(f"  {s.name:<20} {s.provider}/{','.join(s.data_types):<14} {s.every:<16} "
+                   f"next {nxt}{'  (paused)' if s.paused else ''}")
+    st = snap.stats
+    rate = f"{st.success_rate:.0%}" if st.success_rate is not None else "-"
+    click.echo(f"last hour: {st.runs} runs, success {rate}, p50 {st.p50_ms or '-'} ms, "
+               f"p95 {st.p95_ms or '-'} ms, {st.rows} rows")
+    return EXIT_FAILED if down else EXIT_OK
+
+
+@cli.command()
+@click.option("--by", type=click.Choice(["provider", "service", "day", "customer"]), default="provider",
+              show_default=True)
+@click.option("--since", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
+              help="Only charges from this date (YYYY-MM-DD).")
+@click.option("--json", "as_json", is_flag=True, help="Totals as decimal strings.")
+def costs(by: str, since: datetime | None, as_json: bool) -> int:
+    """What has been collected, read back from ClickHouse."""
+    rt = _runtime()
+    try:
+        totals = rt.metrics().costs(by=by, since=since.date() if since else None)
+    finally:
+        rt.close()
+    if as_json:
+        _emit_json([{"key": t.key, "billed_cost": t.billed_cost,
+                     "estimated_cost": t.estimated_cost,
+                     "total": t.billed_cost + t.estimated_cost, "rows": t.rows}
+                    for t in totals])
+        return EXIT_OK
+    if not totals:
+        click.echo("No cost data yet. Run `optiinfra-tui collect vultr --inline`.")
+        return EXIT_OK
+    click.echo(f"{by.upper():<32} {'BILLED (USD)':>16} {'ESTIMATED':>14} {'ROWS':>10}")
+    for t in totals:
+        click.echo(f"{t.key[:32]:<32} {t.billed_cost:>16.2f} {t.estimated_cost:>14.2f} {t.rows:>10}")
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: every error becomes a message and an exit code, never a traceback."""
+    import peewee
+
+    if not logging.getLogger().handlers:
+        logging.getLogger().addHandler(logging.NullHandler())  # no traceback on the terminal
+    try:
+        code = cli.main(args=argv, prog_name="optiinfra-tui", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Interrupted.", err=True)
+        code = EXIT_INTERRUPTED
+    except click.ClickException as exc:
+        exc.show()
+        code = EXIT_USAGE
+    except ConfigError as exc:
+        click.echo(f"optiinfra-tui: configuration error: {exc}", err=True)
+        code = EXIT_USAGE
+    except BackendUnavailable as exc:
+        click.echo(f"optiinfra-tui: {exc}", err=True)
+        code = EXIT_BACKEND
+    except OptiInfraError as exc:
+        click.echo(f"optiinfra-tui: {exc}", err=True)
+        code = EXIT_FAILED
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        code = EXIT_INTERRUPTED
+    except (peewee.OperationalError, peewee.InterfaceError) as exc:
+        log.warning("history store error: %s", exc)
+        click.echo("optiinfra-tui: the history database is unreachable. Check DATABASE_URL "
+                   "and that the server is running.", err=True)
+        code = EXIT_BACKEND
+    except Exception as exc:
+        log.exception("unexpected error")
+        click.echo(f"optiinfra-tui: unexpected error ({type(exc).__name__}). This is a bug; "
+                   "the details are in the log file in the data dir.", err=True)
+        code = EXIT_FAILED
+    sys.exit(code if isinstance(code, int) else EXIT_OK)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,223 @@
+"""Requesting a collection and executing one attempt of it: the code every trigger shares.
+
+A task, `collect --inline` and a retry all end in `execute_run`; the error kind decides
+what happens next (TransientError retries, everything else fails at once).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from optiinfra_tui import runs
+from optiinfra_tui.collectors import get_collector
+from optiinfra_tui.collectors.base import COST_LINES, CollectContext
+from optiinfra_tui.errors import BackendUnavailable, TransientError, error_kind
+from optiinfra_tui.logs import scrub
+from optiinfra_tui.queue import queue_ping
+from optiinfra_tui.settings import validate_customer_id, validate_data_types
+from optiinfra_tui.storage.history import CANCELED, CollectionRun, utcnow
+
+log = logging.getLogger("optiinfra.collection")
+
+MAX_RETRY_DELAY = 3600.0
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str  # success | failed | retrying | canceled | skipped
+    rows: int = 0
+    retry_in: float | None = None
+    error_kind: str | None = None
+    message: str | None = None
+
+
+def retry_delay(attempt: int, base: float, retry_after: float | None = None) -> float:
+    """Exponential back-off with jitter for the retry after `attempt` (1-based)."""
+    delay = min(base * 2 ** (attempt - 1), MAX_RETRY_DELAY)
+    # Jitter in [delay/2, delay] keeps consumers that failed together from retrying together.
+    delay = delay / 2 + random.random() * delay / 2
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, MAX_RETRY_DELAY))
+    return delay
+
+
+def request_collection(rt, customer_id: str, provider: str,
+                       data_types: str | Iterable[str] | None, trigger: str,
+                       retry_of: int | None = None,
+                       schedule: str | None = None) -> CollectionRun:
+    """Validate, record the run as queued, then enqueue its task.
+
+    If the queue can't take the task, the run is removed again and BackendUnavailable
+    raised: nothing half-done is left behind.
+    """
+    settings = rt.settings
+    validate_customer_id(customer_id)
+    settings.customer(customer_id)
+    types = validate_data_types(provider, data_types if data_types is None or isinstance(
+        data_types, str) else list(data_types))
+    rt.history()
+    run = runs.create_run(customer_id, provider, types, trigger,
+                          max_attempts=settings.max_retries + 1, retry_of=retry_of,
+                          schedule=schedule)
+    task = rt.tasks.collect_data_task.s(customer_id, provider, list(types), run_id=run.id,
+                                        trigger=trigger)
+    runs.attach_task(run.id, task.id)
+    try:
+        rt.huey.enqueue(task)
+    except Exception as exc:
+        runs.delete_run(run.id)
+        raise BackendUnavailable(
+            f"The queue is unreachable ({type(exc).__name__}); nothing was queued. "
+            + ("Check REDIS_URL and that Redis is running." if settings.redis_url
+               else f"Check that {settings.home / 'queue.db'} is writable.")
+        ) from None
+    run.task_id = task.id
+    return run
+
+
+def worker_name(rt) -> str:
+    return f"{rt.consumer_id}:{threading.current_thread().name}"
+
+
+def execute_run(rt, run_id: int) -> Outcome:
+    """Run one attempt of a run, recording its start and end; never raises for a run's failure."""
+    rt.history()
+    run = runs.start_attempt(run_id, worker_name(rt))
+    if run is None:
+        return Outcome("skipped")
+    rt.activity.began(run.id, f"{run.provider}/{run.customer_id} {run.data_types}")
+    written = [0]
+    outcome = Outcome("failed")
+    try:
+        _collect(rt, run, written)
+        runs.finish_success(run, written[0])
+        outcome = Outcome("success", rows=written[0])
+        log.info("run %d: %s for %s collected %d rows (attempt %d)", run.id, run.provider,
+                 run.customer_id, written[0], run.attempt)
+    except KeyboardInterrupt:
+        runs.finish_failure(run, "interrupted",
+                            "Interrupted (Ctrl-C or shutdown) during the collection. Rows "
+                            "already written are kept and won't be duplicated: run it again.",
+                            written[0], status=CANCELED)
+        outcome = Outcome("canceled", rows=written[0], error_kind="interrupted")
+        raise
+    except Exception as exc:
+        outcome = _record_failure(rt, run, exc, written[0])
+    finally:
+        rt.activity.ended(outcome.status in ("success", "retrying"))
+    return outcome
+
+
+def _collect(rt, run: CollectionRun, written: list[int]) -> None:
+    settings = rt.settings
+    collector = get_collector(run.provider, settings, run.customer_id)  # ConfigError: no key
+    deadline = time.monotonic() + settings.task_time_limit
+    try:
+        store = rt.metrics()
+        for data_type in run.types:
+            known, latest = (store.invoice_state(run.customer_id, run.provider)
+                             if data_type == "cost" else (frozenset(), None))
+            ctx = CollectContext(customer_id=run.customer_id, run_id=run.id,
+                                 collected_at=utcnow(), known_invoice_ids=known,
+                                 latest_invoice_id=latest)
+            invoices = _InvoiceTracker(store, run)
+            try:
+                for batch in collector.collect(data_type, ctx):
+                    store.write(batch)
+                    written[0] += len(batch.rows)
+                    if batch.table == COST_LINES:
+                        invoices.saw(batch.rows)
+                    if time.monotonic() > deadline:
+                        raise TransientError(
+                            f"The collection ran past TASK_TIME_LIMIT ({settings.task_time_limit} s);"
+                            " the next attempt continues from what was written.")
+            except BaseException:
+                invoices.finish(last_complete=False)
+                raise
+            invoices.finish(last_complete=True)
+    finally:
+        collector.close()
+
+
+class _InvoiceTracker:
+    """Marks invoices complete once all their lines are written, so the next run skips them.
+
+    An invoice's lines arrive together; when another invoice's lines start (or the walk
+    ends), the previous invoice is complete. One cut short stays unknown and is re-read.
+    """
+
+    def __init__(self, store, run: CollectionRun) -> None:
+        self.store, self.run = store, run
+        self.done: list[str] = []
+        self.current: str | None = None
+
+    def saw(self, rows: list) -> None:
+        for row in rows:
+            if row.invoice_id != self.current:
+                if self.current is not None:
+                    self.done.append(self.current)
+                self.current = row.invoice_id
+        if len(self.done) >= 100:
+            self._flush()
+
+    def finish(self, last_complete: bool) -> None:
+        if last_complete and self.current is not None:
+            self.done.append(self.current)
+            self.current = None
+        try:
+            self._flush()
+        except Exception:  # keep the original error; the invoices are simply re-read
+            log.warning("could not record completed invoices for run %d", self.run.id)
+
+    def _flush(self) -> None:
+        if self.done:
+            self.store.mark_invoices_complete(self.run.customer_id, self.run.provider, self.done)
+            self.done = []
+
+
+def _record_failure(rt, run: CollectionRun, exc: Exception, rows: int) -> Outcome:
+    settings = rt.settings
+    kind = error_kind(exc)
+    message = scrub(str(exc) or type(exc).__name__, settings.secrets())
+    if kind == "internal":
+        log.error("run %d: internal error", run.id, exc_info=exc)
+        message = (f"Internal error ({type(exc).__name__}: {message}). This is a bug; details "
+                   f"are in {settings.log_path}.")
+    if isinstance(exc, TransientError) and run.attempt < run.max_attempts:
+        delay = retry_delay(run.attempt, settings.retry_delay, exc.retry_after)
+        runs.schedule_retry(run, kind, message, delay, rows)
+        log.warning("run %d: attempt %d/%d failed (%s), retrying in %.1f s: %s", run.id,
+                    run.attempt, run.max_attempts, kind, delay, message)
+        return Outcome("retrying", rows=rows, retry_in=delay, error_kind=kind, message=message)
+    if isinstance(exc, TransientError):
+        message = f"{message} (gave up after {run.attempt} attempts)"
+    runs.finish_failure(run, kind, message, rows)
+    log.warning("run %d: failed (%s): %s", run.id, kind, message)
+    return Outcome("failed", rows=rows, error_kind=kind, message=message)
+
+
+def run_inline(rt, run_id: int, on_retry=None) -> CollectionRun:
+    """Run every attempt of a run in this process, sleeping between retries."""
+    while True:
+        outcome = execute_run(rt, run_id)
+        if outcome.status != "retrying":
+            return runs.get_run(run_id)
+        if on_retry:
+            on_retry(outcome)
+        time.sleep(outcome.retry_in or 0)
+
+
+def check_queue(rt) -> float:
+    """Seconds for a queue round trip; BackendUnavailable with the fix when it is down."""
+    try:
+        return queue_ping(rt.huey)
+    except Exception as exc:
+        raise BackendUnavailable(
+            f"The queue is unreachable ({type(exc).__name__}). "
+            + ("Check REDIS_URL and that Redis is running." if rt.settings.redis_url
+               else "Check the data dir.")) from None

@@ -1,0 +1,63 @@
+"""`optiinfra-tui --headless`: worker pool + scheduler, logs to stdout, graceful on signals."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+
+from optiinfra_tui.agent import ConsumerAgent
+from optiinfra_tui.health import backend_labels
+from optiinfra_tui.logs import setup_logging
+from optiinfra_tui.queue import EmbeddedConsumer
+from optiinfra_tui.runtime import Runtime, set_runtime
+from optiinfra_tui.settings import Settings
+
+log = logging.getLogger("optiinfra.headless")
+
+
+def run_headless(settings: Settings, workers: int, log_format: str = "text",
+                 shutdown_timeout: float = 60.0) -> int:
+    """Serve until SIGTERM/SIGINT, then finish the tasks in flight (bounded) and return 0."""
+    setup_logging(settings, stdout=True, fmt=log_format)
+    rt = Runtime(settings)
+    set_runtime(rt)
+    rt.history()
+    rt.metrics()  # open now: a chDB path held by another process is a start-up error
+    stop = threading.Event()
+
+    def on_signal(signum, frame):
+        if stop.is_set():
+            log.warning("second %s: not waiting any longer", signal.Signals(signum).name)
+            raise SystemExit(0)
+        log.info("received %s: no new tasks; finishing the ones in flight (up to %.0f s)",
+                 signal.Signals(signum).name, shutdown_timeout)
+        stop.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    consumer = EmbeddedConsumer(rt.huey, workers=workers)
+    agent = ConsumerAgent(rt, "headless", threads=workers)
+    try:
+        consumer.start()
+        for i in range(workers):
+            rt.activity.register(f"Worker-{i + 1}")
+        agent.start()
+        labels = backend_labels(rt)
+        log.info("headless consumer %s started: %d workers, %s mode (queue=%s, history=%s, "
+                 "metrics=%s), schedules: %s", rt.consumer_id, workers, settings.mode,
+                 labels["queue"], labels["history"], labels["metrics"],
+                 ", ".join(s.name for s in settings.schedules) or "none")
+        while not stop.wait(0.5):
+            pass
+        done = consumer.stop(graceful=True, timeout=shutdown_timeout)
+        if done:
+            log.info("all tasks finished; exiting")
+        else:
+            log.warning("shutdown timeout of %.0f s elapsed with tasks in flight; their runs "
+                        "are left running and will be recovered", shutdown_timeout)
+    finally:
+        agent.stop()
+        rt.close()
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    return 0

@@ -1,0 +1,107 @@
+"""Logging set-up: a file in the data dir always, stdout for headless mode, secrets scrubbed.
+
+Huey logs a traceback per failed poll; those go to the file only, so a terminal (or the
+dashboard) never fills with them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import logging.handlers
+import sys
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+
+from optiinfra_tui.settings import Settings
+
+MASK = "***"
+
+
+def scrub(text: str, secrets: Iterable[str]) -> str:
+    """Replace every secret in `text` with a mask."""
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, MASK)
+    return text
+
+
+class SecretFilter(logging.Filter):
+    """Masks secrets in a record's message and traceback before any handler writes it."""
+
+    def __init__(self, secrets: Callable[[], list[str]]) -> None:
+        super().__init__()
+        self._secrets = secrets
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        secrets = self._secrets()
+        if not secrets:
+            return True
+        record.msg = scrub(record.getMessage(), secrets)
+        record.args = None
+        if record.exc_info:
+            record.exc_text = scrub(logging.Formatter().formatException(record.exc_info), secrets)
+            record.exc_info = None
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        doc = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_text or record.exc_info:
+            doc["exception"] = record.exc_text or self.formatException(record.exc_info)
+        return json.dumps(doc)
+
+
+TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+
+
+class _OwnLogsOnly(logging.Filter):
+    """Stdout carries our own lines; huey's per-poll tracebacks stay in the file."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.name.startswith("optiinfra") or record.levelno >= logging.ERROR and not record.name.startswith("huey")
+
+
+def setup_logging(settings: Settings, stdout: bool = False, fmt: str = "text",
+                  level: int = logging.INFO) -> None:
+    """Route every log record to the data dir's log file, and ours to stdout when asked."""
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        root.removeHandler(h)
+        h.close()
+    root.setLevel(level)
+    secret_filter = SecretFilter(settings.secrets)
+
+    settings.home.mkdir(parents=True, exist_ok=True)
+    fileh = logging.handlers.RotatingFileHandler(settings.log_path, maxBytes=10_000_000,
+                                                 backupCount=3, encoding="utf-8")
+    fileh.setFormatter(logging.Formatter(TEXT_FORMAT))
+    fileh.addFilter(secret_filter)
+    root.addHandler(fileh)
+
+    if stdout:
+        out = logging.StreamHandler(sys.stdout)
+        out.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+        out.addFilter(secret_filter)
+        out.addFilter(_OwnLogsOnly())
+        root.addHandler(out)
+
+    # Libraries that are chatty at INFO (every request, every dequeue).
+    for name in ("httpx", "httpcore", "huey", "peewee", "urllib3", "clickhouse_connect"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    logging.captureWarnings(True)
+
+
+def protect_existing_handlers(settings: Settings) -> None:
+    """Add the secret filter to handlers someone else configured (huey_consumer's own)."""
+    secret_filter = SecretFilter(settings.secrets)
+    for name in (None, "huey", "huey.consumer"):
+        for handler in logging.getLogger(name).handlers:
+            if not any(isinstance(f, SecretFilter) for f in handler.filters):
+                handler.addFilter(secret_filter)

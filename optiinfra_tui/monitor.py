@@ -1,0 +1,215 @@
+"""One snapshot of workers, queue, schedules, stats and health: what `status` and the TUI show.
+
+Everything is read from the shared stores (heartbeats, history, the queue), so a snapshot
+taken on any host shows every consumer.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+
+from optiinfra_tui import schedules as sched
+from optiinfra_tui.health import Health, backend_labels, check_all, recorded
+from optiinfra_tui.storage.history import (
+    FAILED,
+    RETRYING,
+    SUCCESS,
+    CollectionRun,
+    ScheduleSlot,
+    WorkerHeartbeat,
+    utcnow,
+)
+
+STALE_AFTER = timedelta(seconds=15)
+
+
+@dataclass
+class WorkerInfo:
+    consumer_id: str
+    host: str
+    pid: int
+    kind: str
+    thread: str
+    state: str
+    task: str
+    run_id: int | None
+    since: datetime
+    processed: int
+    failed: int
+    beat_at: datetime
+
+
+@dataclass
+class QueuedTask:
+    task_id: str
+    name: str
+    run_id: int | None
+    eta: datetime | None
+
+
+@dataclass
+class QueueInfo:
+    pending: int
+    scheduled: list[QueuedTask]
+    retrying: list[tuple[int, str, datetime | None]]  # run id, label, next attempt
+
+
+@dataclass
+class ScheduleInfo:
+    name: str
+    provider: str
+    data_types: tuple[str, ...]
+    every: str
+    next_run: datetime | None
+    last_slot: datetime | None
+    paused: bool
+
+
+@dataclass
+class Stats:
+    window_minutes: int
+    runs: int
+    succeeded: int
+    failed: int
+    success_rate: float | None
+    p50_ms: int | None
+    p95_ms: int | None
+    rows: int
+    runs_per_minute: list[int] = field(default_factory=list)
+
+
+@dataclass
+class Snapshot:
+    mode: str
+    backends: dict[str, str]
+    health: list[Health]
+    workers: list[WorkerInfo]
+    queue: QueueInfo | None
+    schedules: list[ScheduleInfo]
+    stats: Stats
+    taken_at: datetime
+
+    def to_json(self) -> dict:
+        return json.loads(json.dumps(asdict(self), default=_json_default))
+
+
+def _json_default(value):
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
+
+
+def workers(now: datetime | None = None) -> list[WorkerInfo]:
+    """Every worker thread of every consumer that beat within STALE_AFTER."""
+    now = now or utcnow()
+    out = []
+    for hb in (WorkerHeartbeat.select().where(WorkerHeartbeat.beat_at >= now - STALE_AFTER)
+               .order_by(WorkerHeartbeat.host, WorkerHeartbeat.pid)):
+        threads = json.loads(hb.state or "[]")
+        for t in threads:
+            out.append(WorkerInfo(
+                consumer_id=hb.consumer_id, host=hb.host, pid=hb.pid, kind=hb.kind,
+                thread=t.get("name", "?"), state=t.get("state", "idle"), task=t.get("task", ""),
+                run_id=t.get("run_id"), since=datetime.fromisoformat(t["since"]),
+                processed=t.get("processed", 0), failed=t.get("failed", 0), beat_at=hb.beat_at))
+    return out
+
+
+def queue_info(huey, limit: int = 20) -> QueueInfo:
+    """Pending count, tasks waiting for their ETA, and runs waiting for a retry."""
+    scheduled = []
+    for task in huey.scheduled(limit=limit):
+        kwargs = task.kwargs or {}
+        scheduled.append(QueuedTask(task.id, task.name, kwargs.get("run_id"),
+                                    task.eta.replace(tzinfo=None) if task.eta else None))
+    retrying = [(r.id, f"{r.provider}/{r.customer_id}", r.next_attempt_at)
+                for r in CollectionRun.select().where(CollectionRun.status == RETRYING)
+                .order_by(CollectionRun.next_attempt_at).limit(limit)]
+    return QueueInfo(pending=huey.pending_count(), scheduled=scheduled, retrying=retrying)
+
+
+def schedule_info(settings, now: datetime | None = None) -> list[ScheduleInfo]:
+    now = now or utcnow()
+    paused = sched.paused_schedules()
+    out = []
+    for s in settings.schedules:
+        last = (ScheduleSlot.select(ScheduleSlot.slot).where(ScheduleSlot.schedule == s.name)
+                .order_by(ScheduleSlot.slot.desc()).first())
+        out.append(ScheduleInfo(
+            name=s.name, provider=s.provider, data_types=s.data_types,
+            every=f"every {s.interval}s" if s.interval else f"cron {s.cron}",
+            next_run=sched.next_run(s, now), last_slot=last.slot if last else None,
+            paused=s.name in paused))
+    return out
+
+
+def stats(window_minutes: int = 60, now: datetime | None = None) -> Stats:
+    """Success rate, duration percentiles, rows and a per-minute run count over the window."""
+    now = now or utcnow()
+    since = now - timedelta(minutes=window_minutes)
+    rows = list(CollectionRun.select(CollectionRun.status, CollectionRun.duration_ms,
+                                     CollectionRun.metrics_collected, CollectionRun.finished_at)
+                .where(CollectionRun.finished_at >= since).tuples())
+    per_minute = [0] * window_minutes
+    durations = []
+    ok = bad = total_rows = 0
+    for status, duration, metrics, finished in rows:
+        idx = int((finished - since).total_seconds() // 60)
+        if 0 <= idx < window_minutes:
+            per_minute[idx] += 1
+        ok += status == SUCCESS
+        bad += status == FAILED
+        total_rows += metrics or 0
+        if duration is not None and status == SUCCESS:
+            durations.append(duration)
+    durations.sort()
+    return Stats(
+        window_minutes=window_minutes, runs=len(rows), succeeded=ok, failed=bad,
+        success_rate=(ok / (ok + bad)) if ok + bad else None,
+        p50_ms=_percentile(durations, 0.50), p95_ms=_percentile(durations, 0.95),
+        rows=total_rows, runs_per_minute=per_minute)
+
+
+def _percentile(values: list[int], q: float) -> int | None:
+    if not values:
+        return None
+    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
+
+
+def health(rt, live: bool = True) -> list[Health]:
+    """Live checks of queue and history; metrics live only when that doesn't open chDB here.
+
+    chDB is one process per path: a CLI must not open it beside a running consumer, so for
+    chDB the consumer's last recorded check is reported instead.
+    """
+    embedded_metrics = rt.settings.clickhouse_url.startswith("chdb")
+    results = check_all(rt, providers=False, metrics=live and not embedded_metrics) if live else []
+    seen = {r.name for r in results}
+    try:
+        for h, checked_at in recorded():
+            if h.name not in seen and (utcnow() - checked_at) < timedelta(minutes=10):
+                h.message = (h.message + " " if h.message else "") + f"(checked {checked_at:%H:%M:%S} UTC)"
+                results.append(h)
+    except Exception:
+        pass  # history down: already reported by the live check
+    return results
+
+
+def snapshot(rt, live_health: bool = True) -> Snapshot:
+    """Everything at once. A backend that is down shows in `health`, never as an exception."""
+    h = health(rt, live=live_health)
+    history_ok = any(x.name == "history" and x.ok for x in h)
+    queue_ok = any(x.name == "queue" and x.ok for x in h)
+    empty_stats = Stats(60, 0, 0, 0, None, None, None, 0, [0] * 60)
+    return Snapshot(
+        mode=rt.settings.mode,
+        backends=backend_labels(rt),
+        health=h,
+        workers=workers() if history_ok else [],
+        queue=queue_info(rt.huey) if queue_ok and history_ok else None,
+        schedules=schedule_info(rt.settings) if history_ok else [],
+        stats=stats() if history_ok else empty_stats,
+        taken_at=utcnow(),
+    )

@@ -1,0 +1,179 @@
+"""A collection run's lifecycle in the history store: queued, each attempt, and its end.
+
+Every state change is one short transaction, so any reader (CLI, dashboard, another host)
+sees the truth as soon as it is written.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+from optiinfra_tui.storage.history import (
+    CANCELED,
+    FAILED,
+    FINAL_STATUSES,
+    QUEUED,
+    RETRYING,
+    RUNNING,
+    SUCCESS,
+    CollectionRun,
+    RunAttempt,
+    db,
+    utcnow,
+)
+
+
+def create_run(customer_id: str, provider: str, data_types: Iterable[str], trigger: str,
+               max_attempts: int, retry_of: int | None = None,
+               schedule: str | None = None) -> CollectionRun:
+    """Write a run as `queued`: this happens before its task is enqueued."""
+    return CollectionRun.create(
+        customer_id=customer_id, provider=provider, data_types=",".join(data_types),
+        trigger=trigger, status=QUEUED, max_attempts=max_attempts, retry_of=retry_of,
+        schedule=schedule, queued_at=utcnow())
+
+
+def attach_task(run_id: int, task_id: str) -> None:
+    CollectionRun.update(task_id=task_id).where(CollectionRun.id == run_id).execute()
+
+
+def delete_run(run_id: int) -> None:
+    """Undo a run whose task never reached the queue, so nothing half-done is recorded."""
+    with db.atomic():
+        RunAttempt.delete().where(RunAttempt.run_id == run_id).execute()
+        CollectionRun.delete().where(CollectionRun.id == run_id).execute()
+
+
+def get_run(run_id: int) -> CollectionRun | None:
+    return CollectionRun.get_or_none(CollectionRun.id == run_id)
+
+
+def start_attempt(run_id: int, worker: str) -> CollectionRun | None:
+    """Mark the next attempt running; None when the run is gone, canceled or already over."""
+    now = utcnow()
+    with db.atomic():
+        run = CollectionRun.get_or_none(CollectionRun.id == run_id)
+        if run is None or run.status in FINAL_STATUSES or run.status == RUNNING:
+            return None
+        attempt = run.attempt + 1
+        # The guarded update makes two consumers racing for one run agree on a single winner.
+        won = (CollectionRun.update(status=RUNNING, attempt=attempt, started_at=now,
+                                    worker=worker, next_attempt_at=None)
+               .where(CollectionRun.id == run_id, CollectionRun.status == run.status,
+                      CollectionRun.attempt == run.attempt)
+               .execute())
+        if not won:
+            return None
+        RunAttempt.create(run_id=run_id, attempt=attempt, status=RUNNING, worker=worker,
+                          started_at=now)
+    return CollectionRun.get_by_id(run_id)
+
+
+def _finish_attempt(run: CollectionRun, status: str, rows: int, kind: str | None,
+                    message: str | None, now: datetime) -> None:
+    started = run.started_at or now
+    RunAttempt.update(status=status, finished_at=now, rows=rows, error_kind=kind,
+                      error_message=message,
+                      duration_ms=int((now - started).total_seconds() * 1000)).where(
+        RunAttempt.run_id == run.id, RunAttempt.attempt == run.attempt).execute()
+
+
+def finish_success(run: CollectionRun, rows: int) -> None:
+    _finish(run, SUCCESS, rows, None, None)
+
+
+def finish_failure(run: CollectionRun, kind: str, message: str, rows: int = 0,
+                   status: str = FAILED) -> None:
+    _finish(run, status, rows, kind, message)
+
+
+def _finish(run: CollectionRun, status: str, rows: int, kind: str | None,
+            message: str | None) -> None:
+    now = utcnow()
+    total_rows = run.metrics_collected + rows
+    with db.atomic():
+        _finish_attempt(run, status, rows, kind, message, now)
+        CollectionRun.update(
+            status=status, finished_at=now, metrics_collected=total_rows, error_kind=kind,
+            error_message=message, next_attempt_at=None,
+            duration_ms=_total_duration_ms(run, now),
+        ).where(CollectionRun.id == run.id).execute()
+
+
+def schedule_retry(run: CollectionRun, kind: str, message: str, delay: float,
+                   rows: int = 0) -> datetime:
+    """Record a failed attempt that will be retried after `delay` seconds."""
+    now = utcnow()
+    next_at = now + timedelta(seconds=delay)
+    with db.atomic():
+        _finish_attempt(run, RETRYING, rows, kind, message, now)
+        CollectionRun.update(
+            status=RETRYING, error_kind=kind, error_message=message, next_attempt_at=next_at,
+            metrics_collected=run.metrics_collected + rows,
+        ).where(CollectionRun.id == run.id).execute()
+    return next_at
+
+
+def cancel_run(run_id: int, message: str = "Revoked by the user before it ran.") -> bool:
+    """Cancel a run that hasn't started (queued or waiting for a retry)."""
+    now = utcnow()
+    return bool(CollectionRun.update(
+        status=CANCELED, finished_at=now, error_kind="canceled", error_message=message,
+        next_attempt_at=None,
+    ).where(CollectionRun.id == run_id,
+            CollectionRun.status.in_((QUEUED, RETRYING))).execute())
+
+
+def _total_duration_ms(run: CollectionRun, now: datetime) -> int:
+    # From the first attempt's start, so retries count in the run's duration.
+    first = (RunAttempt.select(RunAttempt.started_at).where(RunAttempt.run_id == run.id)
+             .order_by(RunAttempt.attempt).first())
+    start = first.started_at if first else (run.started_at or now)
+    return int((now - start).total_seconds() * 1000)
+
+
+def attempts(run_id: int) -> list[RunAttempt]:
+    return list(RunAttempt.select().where(RunAttempt.run_id == run_id)
+                .order_by(RunAttempt.attempt))
+
+
+def list_runs(status: str | None = None, provider: str | None = None,
+              customer_id: str | None = None, text: str | None = None,
+              limit: int = 50, before_id: int | None = None) -> list[CollectionRun]:
+    """Runs newest first, filtered; `before_id` pages by key, so deep pages stay fast."""
+    q = CollectionRun.select()
+    if status:
+        q = q.where(CollectionRun.status == status)
+    if provider:
+        q = q.where(CollectionRun.provider == provider)
+    if customer_id:
+        q = q.where(CollectionRun.customer_id == customer_id)
+    if text:
+        like = f"%{text}%"
+        q = q.where(CollectionRun.customer_id ** like | CollectionRun.error_message ** like
+                    | CollectionRun.data_types ** like | CollectionRun.error_kind ** like
+                    | CollectionRun.trigger ** like)
+    if before_id is not None:
+        q = q.where(CollectionRun.id < before_id)
+    return list(q.order_by(CollectionRun.id.desc()).limit(limit))
+
+
+def wait_for(run_id: int, timeout: float | None = None, poll: float = 0.2) -> CollectionRun:
+    """Block until the run reaches a final state (or timeout); returns its last known row."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        run = CollectionRun.get_by_id(run_id)
+        if run.status in FINAL_STATUSES:
+            return run
+        if deadline is not None and time.monotonic() >= deadline:
+            return run
+        time.sleep(poll)
+
+
+__all__ = [
+    "QUEUED", "RUNNING", "RETRYING", "SUCCESS", "FAILED", "CANCELED",
+    "create_run", "attach_task", "delete_run", "get_run", "start_attempt", "finish_success",
+    "finish_failure", "schedule_retry", "cancel_run", "attempts", "list_runs", "wait_for",
+]

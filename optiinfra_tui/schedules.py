@@ -1,0 +1,102 @@
+"""When each schedule is due, and the claim that lets many consumers run each slot once.
+
+Huey's own periodic tasks run once per consumer, so several consumers would each enqueue a
+copy. Instead every consumer ticks, and the one whose INSERT of (schedule, slot) succeeds
+runs that slot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+import peewee as pw
+from huey import crontab
+
+from optiinfra_tui.errors import ConfigError
+from optiinfra_tui.settings import Schedule
+from optiinfra_tui.storage.history import ScheduleSlot, ScheduleState, db, utcnow
+
+# A slot is still worth running this long after it began (a consumer restarting, a slow
+# tick); older slots are skipped rather than run late on start-up.
+MAX_LATENESS = timedelta(seconds=120)
+
+
+def parse_cron(expr: str, where: str = "cron") -> Callable[[datetime], bool]:
+    """Huey's crontab test for a five-field expression; ConfigError when it doesn't parse."""
+    fields = expr.split() if isinstance(expr, str) else []
+    if len(fields) != 5:
+        raise ConfigError(f"{where}: cron {expr!r} must have 5 fields "
+                          "(minute hour day month day-of-week), e.g. \"*/15 * * * *\".")
+    try:
+        return crontab(*fields, strict=True)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: cron {expr!r} is not valid ({exc}).") from None
+
+
+def current_slot(schedule: Schedule, now: datetime) -> datetime | None:
+    """The start of the slot `now` falls in, if that slot is due to run."""
+    if schedule.interval:
+        epoch = datetime(1970, 1, 1)
+        seconds = int((now - epoch).total_seconds())
+        start = epoch + timedelta(seconds=seconds - seconds % schedule.interval)
+        return start if now - start <= MAX_LATENESS else None
+    minute = now.replace(second=0, microsecond=0)
+    return minute if parse_cron(schedule.cron)(minute) else None
+
+
+def next_run(schedule: Schedule, now: datetime) -> datetime | None:
+    """The start of the next slot after `now` (cron is searched up to 8 days ahead)."""
+    if schedule.interval:
+        epoch = datetime(1970, 1, 1)
+        seconds = int((now - epoch).total_seconds())
+        return epoch + timedelta(seconds=seconds - seconds % schedule.interval
+                                 + schedule.interval)
+    test = parse_cron(schedule.cron)
+    t = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
+    for _ in range(8 * 24 * 60):
+        if test(t):
+            return t
+        t += timedelta(minutes=1)
+    return None
+
+
+def claim(schedule_name: str, slot: datetime, consumer_id: str) -> bool:
+    """True for exactly one caller per (schedule, slot), across every process."""
+    try:
+        with db.atomic():
+            ScheduleSlot.create(schedule=schedule_name, slot=slot, claimed_by=consumer_id)
+        return True
+    except pw.IntegrityError:
+        return False
+
+
+def paused_schedules() -> set[str]:
+    return {s.schedule for s in ScheduleState.select().where(ScheduleState.paused == True)}  # noqa: E712
+
+
+def set_paused(names: list[str], paused: bool) -> None:
+    with db.atomic():
+        for name in names:
+            (ScheduleState.insert(schedule=name, paused=paused, updated_at=utcnow())
+             .on_conflict(conflict_target=[ScheduleState.schedule],
+                          update={ScheduleState.paused: paused,
+                                  ScheduleState.updated_at: utcnow()})
+             .execute())
+
+
+def due(schedules: tuple[Schedule, ...], now: datetime, consumer_id: str) -> list[tuple[Schedule, datetime]]:
+    """The schedules whose current slot this consumer has just claimed."""
+    paused = paused_schedules()
+    won = []
+    for schedule in schedules:
+        if schedule.name in paused:
+            continue
+        slot = current_slot(schedule, now)
+        if slot is not None and claim(schedule.name, slot, consumer_id):
+            won.append((schedule, slot))
+    return won
+
+
+def prune_slots(older_than: datetime) -> int:
+    return ScheduleSlot.delete().where(ScheduleSlot.slot < older_than).execute()

@@ -1,0 +1,257 @@
+"""The history store: collection runs, their attempts, consumer heartbeats and schedule slots.
+
+One peewee model set on SQLite (embedded) or PostgreSQL (distributed), chosen by URL.
+The schema carries a version; `migrate()` applies the forward steps a database lacks.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import urlparse
+
+import peewee as pw
+from playhouse.db_url import connect as connect_url
+
+from optiinfra_tui.errors import BackendUnavailable, ConfigError
+
+log = logging.getLogger("optiinfra.history")
+
+db = pw.DatabaseProxy()
+
+# Run states; the last three are final.
+QUEUED, RUNNING, RETRYING, SUCCESS, FAILED, CANCELED = (
+    "queued", "running", "retrying", "success", "failed", "canceled")
+STATUSES = (QUEUED, RUNNING, RETRYING, SUCCESS, FAILED, CANCELED)
+FINAL_STATUSES = (SUCCESS, FAILED, CANCELED)
+TRIGGERS = ("schedule", "manual", "cli", "retry", "recovery", "api")
+
+
+def utcnow() -> datetime:
+    """Naive UTC: what every timestamp column holds, on SQLite and PostgreSQL alike."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class BaseModel(pw.Model):
+    class Meta:
+        database = db
+
+
+class CollectionRun(BaseModel):
+    id = pw.AutoField()
+    task_id = pw.CharField(max_length=64, null=True, index=True)
+    customer_id = pw.CharField(max_length=64)
+    provider = pw.CharField(max_length=32)
+    data_types = pw.CharField(max_length=128)  # comma-separated, e.g. "cost,resource"
+    trigger = pw.CharField(max_length=16)
+    status = pw.CharField(max_length=16)
+    attempt = pw.IntegerField(default=0)
+    max_attempts = pw.IntegerField(default=1)
+    metrics_collected = pw.IntegerField(default=0)
+    error_kind = pw.CharField(max_length=32, null=True)
+    error_message = pw.TextField(null=True)
+    queued_at = pw.DateTimeField(default=utcnow)
+    started_at = pw.DateTimeField(null=True)
+    finished_at = pw.DateTimeField(null=True)
+    duration_ms = pw.IntegerField(null=True)
+    worker = pw.CharField(max_length=255, null=True)
+    next_attempt_at = pw.DateTimeField(null=True)
+    retry_of = pw.IntegerField(null=True)
+    schedule = pw.CharField(max_length=64, null=True)
+
+    class Meta:
+        table_name = "collection_runs"
+        indexes = (
+            (("status", "id"), False),
+            (("provider", "id"), False),
+            (("customer_id", "id"), False),
+            (("finished_at",), False),
+            (("queued_at",), False),
+        )
+
+    @property
+    def types(self) -> tuple[str, ...]:
+        return tuple(t for t in self.data_types.split(",") if t)
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+
+class RunAttempt(BaseModel):
+    """One try of a run: what a run detail screen lists."""
+
+    id = pw.AutoField()
+    run_id = pw.IntegerField(index=True)
+    attempt = pw.IntegerField()
+    status = pw.CharField(max_length=16)
+    worker = pw.CharField(max_length=255, null=True)
+    started_at = pw.DateTimeField(default=utcnow)
+    finished_at = pw.DateTimeField(null=True)
+    duration_ms = pw.IntegerField(null=True)
+    rows = pw.IntegerField(default=0)
+    error_kind = pw.CharField(max_length=32, null=True)
+    error_message = pw.TextField(null=True)
+
+    class Meta:
+        table_name = "run_attempts"
+        indexes = ((("run_id", "attempt"), True),)
+
+
+class WorkerHeartbeat(BaseModel):
+    """One row per consumer process, rewritten every few seconds while it lives."""
+
+    consumer_id = pw.CharField(max_length=255, primary_key=True)  # host:pid
+    host = pw.CharField(max_length=255)
+    pid = pw.IntegerField()
+    kind = pw.CharField(max_length=32)  # dashboard | headless | huey_consumer | embedded
+    threads = pw.IntegerField(default=0)
+    processed = pw.IntegerField(default=0)
+    failed = pw.IntegerField(default=0)
+    started_at = pw.DateTimeField(default=utcnow)
+    beat_at = pw.DateTimeField(default=utcnow, index=True)
+    state = pw.TextField(default="[]")  # JSON: one entry per worker thread
+
+    class Meta:
+        table_name = "worker_heartbeats"
+
+
+class ScheduleSlot(BaseModel):
+    """A claimed schedule slot: the unique key is how consumers agree who runs it."""
+
+    id = pw.AutoField()
+    schedule = pw.CharField(max_length=64)
+    slot = pw.DateTimeField()
+    claimed_by = pw.CharField(max_length=255)
+    claimed_at = pw.DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "schedule_slots"
+        indexes = ((("schedule", "slot"), True),)
+
+
+class ScheduleState(BaseModel):
+    schedule = pw.CharField(max_length=64, primary_key=True)
+    paused = pw.BooleanField(default=False)
+    updated_at = pw.DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "schedule_state"
+
+
+class BackendHealth(BaseModel):
+    """The last health check of each backend and provider, for `status` and the header."""
+
+    name = pw.CharField(max_length=64, primary_key=True)
+    ok = pw.BooleanField()
+    latency_ms = pw.FloatField(null=True)
+    message = pw.TextField(default="")
+    checked_at = pw.DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "backend_health"
+
+
+class SchemaVersion(BaseModel):
+    version = pw.IntegerField()
+
+    class Meta:
+        table_name = "schema_version"
+
+
+ALL_MODELS = (CollectionRun, RunAttempt, WorkerHeartbeat, ScheduleSlot, ScheduleState,
+              BackendHealth)
+
+
+def _v1(database: pw.Database) -> None:
+    database.create_tables(ALL_MODELS, safe=True)
+
+
+# Forward steps: version -> function. Append; never edit a released step.
+MIGRATIONS = {1: _v1}
+SCHEMA_VERSION = max(MIGRATIONS)
+
+_lock = threading.Lock()
+_current_url: str | None = None
+
+
+def connect(url: str) -> pw.Database:
+    """Point the models at the database at `url` and bring its schema up to date."""
+    global _current_url
+    with _lock:
+        if _current_url == url and db.obj is not None:
+            return db.obj
+        database = _open(url)
+        if db.obj is not None:
+            db.obj.close()
+        db.initialize(database)
+        try:
+            migrate(database)
+        except pw.OperationalError as exc:
+            raise BackendUnavailable(
+                f"The history database ({describe_url(url)}) is unreachable: {_short(exc)}. "
+                "Check DATABASE_URL and that the server is running."
+            ) from None
+        _current_url = url
+        return database
+
+
+def _open(url: str) -> pw.Database:
+    scheme = urlparse(url).scheme
+    if scheme == "sqlite":
+        path = Path(url[len("sqlite:///"):])
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"DATABASE_URL: can't create {path.parent}: {exc.strerror}. "
+                              "Set OPTIINFRA_HOME or DATABASE_URL to a writable place.") from None
+        # WAL lets the dashboard read while workers write; busy_timeout rides out short locks.
+        return pw.SqliteDatabase(str(path), pragmas={
+            "journal_mode": "wal", "busy_timeout": 10000, "synchronous": "normal",
+            "foreign_keys": 1})
+    if scheme in ("postgres", "postgresql"):
+        url = "postgresql" + url[len(scheme):]
+        return connect_url(url, autorollback=True, connect_timeout=5)
+    raise ConfigError(f"DATABASE_URL scheme {scheme!r} is not supported; use sqlite:/// or postgresql://.")
+
+
+def migrate(database: pw.Database) -> int:
+    """Apply every forward step above the stored version; safe when consumers start together."""
+    with database.atomic():
+        if isinstance(database, pw.PostgresqlDatabase):
+            database.execute_sql("SELECT pg_advisory_xact_lock(715517)")
+        database.create_tables([SchemaVersion], safe=True)
+        row = SchemaVersion.select().order_by(SchemaVersion.version.desc()).first()
+        current = row.version if row else 0
+        for version in sorted(v for v in MIGRATIONS if v > current):
+            MIGRATIONS[version](database)
+            SchemaVersion.delete().execute()
+            SchemaVersion.create(version=version)
+            log.info("history schema migrated to version %d", version)
+            current = version
+    return current
+
+
+def ping() -> float:
+    """Seconds for one round trip to the history database."""
+    import time
+
+    start = time.perf_counter()
+    db.execute_sql("SELECT 1").fetchone()
+    return time.perf_counter() - start
+
+
+def describe_url(url: str) -> str:
+    """A URL fit for messages: scheme, host and path, never the password."""
+    p = urlparse(url)
+    if p.scheme == "sqlite":
+        return url
+    host = p.hostname or "localhost"
+    port = f":{p.port}" if p.port else ""
+    return f"{p.scheme}://{host}{port}{p.path}"
+
+
+def _short(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
