@@ -6,10 +6,9 @@ import logging
 import signal
 import threading
 
-from optiinfra_tui.agent import ConsumerAgent
 from optiinfra_tui.health import backend_labels
 from optiinfra_tui.logs import setup_logging
-from optiinfra_tui.queue import EmbeddedConsumer
+from optiinfra_tui.pool import WorkerPool
 from optiinfra_tui.runtime import Runtime, set_runtime
 from optiinfra_tui.settings import Settings
 
@@ -35,13 +34,9 @@ def run_headless(settings: Settings, workers: int, log_format: str = "text",
         stop.set()
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
-    consumer = EmbeddedConsumer(rt.huey, workers=workers)
-    agent = ConsumerAgent(rt, "headless", threads=workers)
+    pool = WorkerPool(rt, workers, "headless")
     try:
-        consumer.start()
-        for i in range(workers):
-            rt.activity.register(f"Worker-{i + 1}")
-        agent.start()
+        pool.start()
         labels = backend_labels(rt)
         log.info("headless consumer %s started: %d workers, %s mode (queue=%s, history=%s, "
                  "metrics=%s), schedules: %s", rt.consumer_id, workers, settings.mode,
@@ -49,14 +44,13 @@ def run_headless(settings: Settings, workers: int, log_format: str = "text",
                  ", ".join(s.name for s in settings.schedules) or "none")
         while not stop.wait(0.5):
             pass
-        done = consumer.stop(graceful=True, timeout=shutdown_timeout)
-        if done:
+        if pool.stop(shutdown_timeout):
             log.info("all tasks finished; exiting")
         else:
             log.warning("shutdown timeout of %.0f s elapsed with tasks in flight; their runs "
                         "are left running and will be recovered", shutdown_timeout)
     finally:
-        agent.stop()
+        pool.agent.stop()
         rt.close()
         for s, handler in previous.items():
             signal.signal(s, handler)

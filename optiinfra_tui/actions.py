@@ -1,0 +1,75 @@
+"""What a user can do to the system, one function each: what the dashboard's keys call.
+
+Each returns something to show, or raises an OptiInfraError whose message says why not.
+"""
+
+from __future__ import annotations
+
+from optiinfra_tui import runs, schedules
+from optiinfra_tui.collection import request_collection
+from optiinfra_tui.errors import ConfigError
+from optiinfra_tui.storage.history import FAILED, QUEUED, RETRYING, CollectionRun
+
+
+def collect(rt, provider: str, customer_id: str | None = None,
+            data_types: str | list[str] | None = None, trigger: str = "manual") -> CollectionRun:
+    """Queue one collection (defaults: the default customer, the provider's default types)."""
+    return request_collection(rt, customer_id or rt.settings.default_customer_id, provider,
+                              data_types, trigger=trigger)
+
+
+def collect_everything(rt) -> list[CollectionRun]:
+    """Queue every configured schedule's collection for every customer, now."""
+    queued = []
+    for schedule in rt.settings.schedules:
+        for customer in rt.settings.customers:
+            if schedule.provider in customer.credential_vars:
+                queued.append(request_collection(rt, customer.id, schedule.provider,
+                                                 list(schedule.data_types), trigger="manual",
+                                                 schedule=schedule.name))
+    return queued
+
+
+def can_retry(run: CollectionRun | None) -> bool:
+    return run is not None and run.status in (FAILED, "canceled")
+
+
+def retry(rt, run_id: int) -> CollectionRun:
+    """A new run for a failed one, linked to it by `retry_of`."""
+    rt.history()
+    run = runs.get_run(run_id)
+    if not can_retry(run):
+        raise ConfigError(f"Run {run_id} is {run.status if run else 'gone'}; only failed or "
+                          "canceled runs can be retried.")
+    return request_collection(rt, run.customer_id, run.provider, list(run.types),
+                              trigger="retry", retry_of=run.id, schedule=run.schedule)
+
+
+def can_revoke(run: CollectionRun | None) -> bool:
+    return run is not None and run.status in (QUEUED, RETRYING)
+
+
+def revoke(rt, run_id: int) -> CollectionRun:
+    """Cancel a queued (or retry-waiting) run; its task is skipped when a worker reaches it."""
+    rt.history()
+    run = runs.get_run(run_id)
+    if not can_revoke(run) or not runs.cancel_run(run_id):
+        raise ConfigError(f"Run {run_id} is {run.status if run else 'gone'}; only queued or "
+                          "retrying runs can be revoked.")
+    if run.task_id:
+        rt.huey.revoke_by_id(run.task_id, revoke_once=True)
+    return runs.get_run(run_id)
+
+
+def toggle_schedules(rt) -> bool:
+    """Pause every schedule, or resume them all if any is paused; returns the new paused state."""
+    rt.history()
+    names = [s.name for s in rt.settings.schedules]
+    paused = not schedules.paused_schedules() & set(names)
+    schedules.set_paused(names, paused)
+    return paused
+
+
+def health_check(rt) -> str:
+    """Queue a health check of every backend and provider; returns its task id."""
+    return rt.tasks.health_check_task().id
