@@ -72,4 +72,6 @@ def toggle_schedules(rt) -> bool:
 
 def health_check(rt) -> str:
     """Queue a health check of every backend and provider; returns its task id."""
-    return rt.tasks.health_check_task().id
+    task = rt.tasks.health_check_task.s()
+    rt.huey.enqueue(task)
+    return task.id
