@@ -1,0 +1,139 @@
+"""Settings: embedded defaults, validation messages, the TOML file."""
+
+import subprocess
+import sys
+
+import pytest
+
+from optiinfra_tui.errors import ConfigError
+from optiinfra_tui.settings import load_settings, validate_data_types
+
+
+def test_defaults_are_embedded(tmp_path):
+    s = load_settings({"OPTIINFRA_HOME": str(tmp_path)})
+    assert s.mode == "embedded"
+    assert s.redis_url is None
+    assert s.database_url == f"sqlite:///{tmp_path.resolve()}/history.db"
+    assert s.clickhouse_url == f"chdb://{tmp_path.resolve()}/clickhouse"
+    assert s.vultr_api_url == "https://api.vultr.com/v2"
+    assert (s.collection_interval, s.workers, s.max_retries, s.retry_delay) == (900, 2, 3, 60.0)
+    assert s.task_time_limit == 1800
+    assert [c.id for c in s.customers] == ["default_customer"]
+    assert [(x.name, x.interval, x.data_types) for x in s.schedules] == [("vultr-cost", 900, ("cost",))]
+
+
+def test_redis_host_builds_a_url_and_redis_url_wins(tmp_path):
+    env = {"OPTIINFRA_HOME": str(tmp_path), "REDIS_HOST": "cache", "REDIS_PORT": "6380", "REDIS_DB": "2"}
+    assert load_settings(env).redis_url == "redis://cache:6380/2"
+    env["REDIS_URL"] = "redis://other:6379/0"
+    s = load_settings(env)
+    assert s.redis_url == "redis://other:6379/0"
+    assert s.mode == "distributed"
+
+
+@pytest.mark.parametrize("var,value,expect", [
+    ("COLLECTION_INTERVAL", "soon", "COLLECTION_INTERVAL='soon': not a whole number"),
+    ("COLLECTION_INTERVAL", "0", "out of range"),
+    ("OPTIINFRA_WORKERS", "-1", "OPTIINFRA_WORKERS"),
+    ("MAX_RETRIES", "x", "MAX_RETRIES"),
+    ("RETRY_DELAY", "nan", "RETRY_DELAY"),
+    ("REDIS_PORT", "99999", "REDIS_PORT"),
+    ("DEFAULT_CUSTOMER_ID", "bad id!", "DEFAULT_CUSTOMER_ID"),
+])
+def test_invalid_values_name_the_variable_and_the_fix(tmp_path, var, value, expect):
+    env = {"OPTIINFRA_HOME": str(tmp_path), "REDIS_HOST": "h", var: value}
+    with pytest.raises(ConfigError) as err:
+        load_settings(env)
+    assert expect in str(err.value)
+
+
+def test_a_bad_url_never_echoes_its_password(tmp_path):
+    env = {"OPTIINFRA_HOME": str(tmp_path), "DATABASE_URL": "mysql://admin:hunter22@db/x"}
+    with pytest.raises(ConfigError) as err:
+        load_settings(env)
+    assert "DATABASE_URL" in str(err.value)
+    assert "hunter22" not in str(err.value)
+
+
+def test_missing_key_names_the_variable(tmp_path):
+    s = load_settings({"OPTIINFRA_HOME": str(tmp_path)})
+    with pytest.raises(ConfigError, match="VULTR_API_KEY is not set"):
+        s.credential("default_customer", "vultr")
+    s = load_settings({"OPTIINFRA_HOME": str(tmp_path), "VULTR_API_KEY": "k-123456"})
+    assert s.credential("default_customer", "vultr") == "k-123456"
+    assert s.secrets() == ["k-123456"]
+
+
+def test_toml_customers_and_schedules(tmp_path):
+    cfg = tmp_path / "optiinfra.toml"
+    cfg.write_text('''
+[customers.acme]
+vultr_api_key_env = "ACME_VULTR_KEY"
+
+[[schedules]]
+name = "nightly-resources"
+provider = "vultr"
+data_types = ["resource", "account"]
+cron = "0 2 * * *"
+
+[[schedules]]
+name = "cost"
+data_types = ["cost"]
+interval = 600
+''')
+    s = load_settings({"OPTIINFRA_HOME": str(tmp_path), "OPTIINFRA_CONFIG": str(cfg),
+                       "ACME_VULTR_KEY": "acme-secret"})
+    assert [c.id for c in s.customers] == ["default_customer", "acme"]
+    assert s.credential("acme", "vultr") == "acme-secret"
+    assert [(x.name, x.cron, x.interval) for x in s.schedules] == [
+        ("nightly-resources", "0 2 * * *", None), ("cost", None, 600)]
+    assert s.schedules[0].data_types == ("resource", "account")
+
+
+@pytest.mark.parametrize("body,expect", [
+    ("customers = [", "not valid TOML"),
+    ('[customers.acme]\nvultr_api_key = "literal-secret"', "not known"),
+    ('[customers.acme]\nvultr_api_key_env = "not a var name"', "must name an environment variable"),
+    ('[customers."bad id"]\nvultr_api_key_env = "X"', "not valid"),
+    ('[[schedules]]\ncron = "61 * * * *"', "not valid"),
+    ('[[schedules]]\ncron = "* *"', "5 fields"),
+    ('[[schedules]]\ninterval = 60\ncron = "* * * * *"', "exactly one"),
+    ('[[schedules]]\ninterval = 60\ndata_types = ["gpu"]', "Unknown data type"),
+    ('[[schedules]]\ninterval = 60\nprovider = "nimbus"', "not supported"),
+])
+def test_toml_errors_are_clear(tmp_path, body, expect):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(body)
+    with pytest.raises(ConfigError) as err:
+        load_settings({"OPTIINFRA_HOME": str(tmp_path), "OPTIINFRA_CONFIG": str(cfg)})
+    assert expect in str(err.value)
+
+
+def test_unreadable_or_missing_toml(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings({"OPTIINFRA_HOME": str(tmp_path), "OPTIINFRA_CONFIG": str(tmp_path / "nope.toml")})
+    with pytest.raises(ConfigError, match="directory"):
+        load_settings({"OPTIINFRA_HOME": str(tmp_path), "OPTIINFRA_CONFIG": str(tmp_path)})
+    binary = tmp_path / "bin.toml"
+    binary.write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(ConfigError):
+        load_settings({"OPTIINFRA_HOME": str(tmp_path), "OPTIINFRA_CONFIG": str(binary)})
+
+
+def test_data_types_validation():
+    assert validate_data_types("vultr", None) == ("cost",)
+    assert validate_data_types("vultr", "cost, resource,cost") == ("cost", "resource")
+    with pytest.raises(ConfigError, match="Choose from: cost, account, resource"):
+        validate_data_types("vultr", "bills")
+    with pytest.raises(ConfigError, match="Unknown provider"):
+        validate_data_types("aws2", None)
+
+
+def test_cli_stops_on_bad_config_with_exit_2_and_no_traceback(tmp_path):
+    env = {"OPTIINFRA_HOME": str(tmp_path), "COLLECTION_INTERVAL": "soon", "PATH": "/usr/bin:/bin"}
+    for args in (["status"], ["collect", "vultr"], ["--headless"], ["history"]):
+        r = subprocess.run([sys.executable, "-m", "optiinfra_tui.cli", *args], env=env,
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 2, (args, r.stdout, r.stderr)
+        assert "COLLECTION_INTERVAL" in r.stderr
+        assert "Traceback" not in r.stderr + r.stdout
