@@ -155,3 +155,30 @@ def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05):
             return value
         time.sleep(interval)
     return None
+
+
+@pytest.fixture(scope="session")
+def chdb_url(tmp_path_factory) -> str:
+    """One chDB engine for the whole test process (chDB allows one per process)."""
+    return f"chdb://{tmp_path_factory.mktemp('chdb')}"
+
+
+_customer = itertools.count(1)
+
+
+@pytest.fixture
+def make_env(tmp_path, chdb_url):
+    """An environment for load_settings(): its own data dir and customer id, shared chDB."""
+
+    def make(**extra: str) -> dict[str, str]:
+        env = {
+            "OPTIINFRA_HOME": str(tmp_path / "home"),
+            "CLICKHOUSE_URL": chdb_url,
+            "DEFAULT_CUSTOMER_ID": f"cust{os.getpid()}x{next(_customer)}",
+            "RETRY_DELAY": "0.05",
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        }
+        env.update({k: str(v) for k, v in extra.items()})
+        return {k: v for k, v in env.items() if v != ""}
+
+    return make
