@@ -1,0 +1,175 @@
+"""The CLI as a user runs it: subprocesses against a real Vultr-shaped server, real chDB."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from services import wait_until
+
+CLI = [sys.executable, "-m", "optiinfra_tui.cli"]
+
+
+@pytest.fixture
+def cli_env(tmp_path):
+    """Each CLI test its own data dir, so every process has its own chDB path."""
+    base = {k: v for k, v in os.environ.items()
+            if not k.startswith(("VULTR_", "REDIS_", "DATABASE_URL", "CLICKHOUSE_URL", "OPTIINFRA_"))}
+    base.update(OPTIINFRA_HOME=str(tmp_path / "home"), RETRY_DELAY="0.05")
+    return base
+
+
+def run(args, env, timeout=120, check_clean=True):
+    r = subprocess.run(CLI + args, env=env, capture_output=True, text=True, timeout=timeout)
+    if check_clean:
+        assert "Traceback" not in r.stdout + r.stderr, r.stderr
+    return r
+
+
+def test_collect_inline_then_costs_equal_the_server_to_the_cent(cli_env, fake_vultr):
+    env = dict(cli_env, VULTR_API_KEY=fake_vultr.token, VULTR_API_URL=fake_vultr.url)
+    r = run(["collect", "vultr", "--types", "cost", "--inline", "--json"], env)
+    assert r.returncode == 0, r.stderr
+    first = json.loads(r.stdout)
+    assert first["status"] == "success" and first["rows"] == fake_vultr.line_count()
+
+    def totals():
+        c = run(["costs", "--by", "provider", "--json"], env)
+        assert c.returncode == 0, c.stderr
+        doc = json.loads(c.stdout)
+        assert [d["key"] for d in doc] == ["vultr"]
+        assert isinstance(doc[0]["total"], str)  # decimal strings, never floats
+        return Decimal(doc[0]["total"]), doc[0]["rows"]
+
+    total, rows = totals()
+    assert total == fake_vultr.total_cost() and rows == fake_vultr.line_count()
+
+    r = run(["collect", "vultr", "--types", "cost", "--inline", "--json"], env)
+    assert r.returncode == 0
+    assert totals() == (total, rows)
+
+    by_day = json.loads(run(["costs", "--by", "day", "--json"], env).stdout)
+    assert sum(Decimal(d["total"]) for d in by_day) == total
+    assert fake_vultr.token not in r.stdout + r.stderr
+    hist = json.loads(run(["history", "--json"], env).stdout)
+    assert [h["status"] for h in hist] == ["success", "success"]
+    assert fake_vultr.token not in json.dumps(hist)
+
+
+def test_missing_key_fails_at_once(cli_env):
+    env = dict(cli_env, VULTR_API_URL="http://127.0.0.1:9/v2")
+    r = run(["collect", "vultr", "--inline", "--json"], env)
+    assert r.returncode == 1
+    doc = json.loads(r.stdout)
+    assert (doc["status"], doc["attempt"], doc["error_kind"]) == ("failed", 1, "config")
+    assert "VULTR_API_KEY" in doc["error_message"]
+
+
+def test_wrong_key_is_an_auth_error(cli_env, fake_vultr):
+    env = dict(cli_env, VULTR_API_KEY="not-the-key-42", VULTR_API_URL=fake_vultr.url)
+    r = run(["collect", "vultr", "--inline"], env)
+    assert r.returncode == 1
+    assert "auth" in r.stdout and "attempt 1/4" in r.stdout
+    assert "not-the-key-42" not in r.stdout + r.stderr
+    assert fake_vultr.count() == 1
+
+
+@pytest.mark.parametrize("fake_vultr", [{"invoices": 60, "items": 3}], indirect=True)
+def test_429_storm_succeeds_within_30_requests_per_second(cli_env, fake_vultr):
+    fake_vultr.rate_limit_every = 4
+    env = dict(cli_env, VULTR_API_KEY=fake_vultr.token, VULTR_API_URL=fake_vultr.url)
+    r = run(["collect", "vultr", "--inline", "--json"], env, timeout=240)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert json.loads(r.stdout)["status"] == "success"
+    assert fake_vultr.count() > 60
+    assert fake_vultr.max_in_window(1.0) <= 30
+
+
+def test_bad_usage_exits_2(cli_env):
+    r = run(["collect", "nimbus"], cli_env)
+    assert r.returncode == 2 and "Unknown provider" in r.stderr
+    r = run(["collect", "vultr", "--types", "gpus"], cli_env)
+    assert r.returncode == 2 and "Unknown data type" in r.stderr
+    r = run(["collect", "vultr", "--customer", "no/such"], cli_env)
+    assert r.returncode == 2
+    r = run(["costs", "--by", "planet"], cli_env)
+    assert r.returncode == 2
+
+
+def test_unreachable_redis_records_nothing(cli_env):
+    from services import free_port
+
+    env = dict(cli_env, REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
+    r = run(["collect", "vultr"], env, timeout=60)
+    assert r.returncode == 3
+    assert "queue is unreachable" in r.stderr and "REDIS_URL" in r.stderr
+    hist = run(["history", "--json"], env)
+    assert json.loads(hist.stdout) == []
+
+
+def headless(env, *extra) -> subprocess.Popen:
+    return subprocess.Popen(CLI + ["--headless", "--workers", "2", *extra], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def stop_headless(proc: subprocess.Popen) -> tuple[int, str]:
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=60)
+    return proc.returncode, out
+
+
+def _e2e(env, fake_vultr):
+    proc = headless(env)
+    try:
+        assert wait_until(lambda: "started" in Path(env["OPTIINFRA_HOME"], "optiinfra.log").read_text()
+                          if Path(env["OPTIINFRA_HOME"], "optiinfra.log").exists() else False, 60)
+        r = run(["collect", "vultr", "--wait", "--json"], env, timeout=120)
+        assert r.returncode == 0, r.stdout + r.stderr
+        doc = json.loads(r.stdout)
+        assert doc["status"] == "success" and doc["rows"] == fake_vultr.line_count()
+        assert doc["worker"].split(":")[1] == str(proc.pid)  # the headless process ran it
+
+        status = run(["status", "--json"], env)
+        snap = json.loads(status.stdout)
+        assert any(w["pid"] == proc.pid and w["kind"] == "headless" for w in snap["workers"])
+    finally:
+        code, out = stop_headless(proc)
+    assert code == 0, out
+    assert "Traceback" not in out and fake_vultr.token not in out
+    return out
+
+
+def test_headless_and_collect_wait_through_the_sqlite_queue(cli_env, fake_vultr):
+    env = dict(cli_env, VULTR_API_KEY=fake_vultr.token, VULTR_API_URL=fake_vultr.url)
+    out = _e2e(env, fake_vultr)
+    assert "headless consumer" in out and "all tasks finished" in out
+
+
+def test_headless_and_collect_wait_through_redis_and_postgresql(cli_env, fake_vultr, redis_url,
+                                                                postgres_url):
+    env = dict(cli_env, VULTR_API_KEY=fake_vultr.token, VULTR_API_URL=fake_vultr.url,
+               REDIS_URL=redis_url, DATABASE_URL=postgres_url)
+    _e2e(env, fake_vultr)
+
+
+@pytest.mark.parametrize("fake_vultr", [{"invoices": 40, "items": 3}], indirect=True)
+def test_sigterm_finishes_the_task_in_flight(cli_env, fake_vultr):
+    env = dict(cli_env, VULTR_API_KEY=fake_vultr.token, VULTR_API_URL=fake_vultr.url,
+               VULTR_MAX_RPS="10")  # ~4 s of requests: long enough to stop mid-collection
+    proc = headless(env)
+    try:
+        r = run(["collect", "vultr"], env)
+        assert r.returncode == 0
+        assert wait_until(lambda: fake_vultr.count() >= 5, 60)
+    finally:
+        code, out = stop_headless(proc)
+    assert code == 0, out
+    hist = json.loads(run(["history", "--json"], env).stdout)
+    assert hist[0]["status"] == "success", hist[0]
+    assert hist[0]["rows"] == fake_vultr.line_count()
+    assert time.time()  # the process exited only after the run ended (status above)
