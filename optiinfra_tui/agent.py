@@ -12,8 +12,8 @@ import os
 import threading
 import time
 
-from optiinfra_tui import schedules
-from optiinfra_tui.logs import protect_existing_handlers
+from optiinfra_tui import recovery, runs, schedules
+from optiinfra_tui.logs import protect_existing_handlers, queue_outage
 from optiinfra_tui.storage.history import WorkerHeartbeat, utcnow
 
 log = logging.getLogger("optiinfra.agent")
@@ -21,6 +21,8 @@ log = logging.getLogger("optiinfra.agent")
 HEARTBEAT_EVERY = 3.0
 TICK_EVERY = 1.0
 HEALTH_EVERY = 15.0
+RECOVER_EVERY = 5.0
+
 
 
 class ConsumerAgent:
@@ -51,7 +53,7 @@ class ConsumerAgent:
             pass
 
     def _loop(self) -> None:
-        next_beat = next_tick = next_health = 0.0
+        next_beat = next_tick = next_health = next_recover = 0.0
         while not self._stop.is_set():
             now = time.monotonic()
             try:
@@ -65,6 +67,10 @@ class ConsumerAgent:
                 if now >= next_health:
                     self.check_health()
                     next_health = now + HEALTH_EVERY
+                if self.run_schedules and now >= next_recover:
+                    recovery.recover(self.rt)
+                    self.maybe_prune()
+                    next_recover = now + RECOVER_EVERY
                 self._recovered()
             except Exception as exc:
                 self._failed(exc)
@@ -102,10 +108,21 @@ class ConsumerAgent:
                                                     list(schedule.data_types),
                                                     schedule=schedule.name)
 
+    def maybe_prune(self) -> None:
+        now = utcnow()
+        hour = now.replace(minute=0, second=0, microsecond=0)
+        if schedules.claim("__prune__", hour, self.rt.consumer_id):
+            deleted = runs.prune(self.rt.settings.keep_days, now)
+            if deleted:
+                log.info("pruned %d runs older than %d days", deleted, self.rt.settings.keep_days)
+
     def check_health(self) -> None:
         from optiinfra_tui.health import check_all, record
 
-        record(check_all(self.rt, providers=False, metrics=self.metrics_health))
+        results = check_all(self.rt, providers=False, metrics=self.metrics_health)
+        if any(r.name == "queue" and r.ok for r in results):
+            queue_outage.recovered()
+        record(results)
 
 
 _plain_agent: ConsumerAgent | None = None

@@ -134,6 +134,11 @@ def collect(provider: str, customer_id: str | None, data_types: str | None, wait
                 click.echo(f"  attempt failed ({outcome.error_kind}): {outcome.message}; "
                            f"retrying in {outcome.retry_in:.1f} s", err=True)
 
+        # A heartbeat, so no consumer mistakes this inline run for an orphan of a dead one.
+        from optiinfra_tui.agent import ConsumerAgent
+
+        agent = ConsumerAgent(rt, "cli", threads=1, run_schedules=False, metrics_health=False)
+        agent.start()
         try:
             run = run_inline(rt, run.id, on_retry=on_retry)
         except KeyboardInterrupt:
@@ -142,6 +147,7 @@ def collect(provider: str, customer_id: str | None, data_types: str | None, wait
                        "are kept; run the collection again to finish.", err=True)
             return EXIT_INTERRUPTED
         finally:
+            agent.stop()
             rt.close()
     else:
         run = request_collection(rt, customer_id, provider, types, trigger="cli")

@@ -58,6 +58,49 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(doc)
 
 
+class QueueOutage(logging.Filter):
+    """Turns Huey's traceback-per-poll during a queue outage into one line per change of state.
+
+    Huey logs an exception on every failed poll of every worker; while the queue is down we
+    keep the first as one line and drop the rest, and `recovered()` logs the way back.
+    """
+
+    PREFIXES = ("Error reading from queue", "Error reading schedule", "Error enqueueing")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = False
+        self.suppressed = 0
+        self._last: logging.LogRecord | None = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not (record.name.startswith("huey") and str(record.msg).startswith(self.PREFIXES)):
+            return True
+        if self.down:
+            if record is not self._last:  # the same record passes every handler's filter
+                self.suppressed += 1
+                self._last = record
+            return False
+        self.down = True
+        exc = record.exc_info[1] if record.exc_info else None
+        detail = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}" if exc else ""
+        record.name = "optiinfra.queue"
+        record.msg = f"queue unreachable ({detail}); workers keep retrying with back-off"
+        record.args = None
+        record.exc_info = None
+        record.exc_text = None
+        return True
+
+    def recovered(self) -> None:
+        if self.down:
+            self.down = False
+            logging.getLogger("optiinfra.queue").warning(
+                "queue reachable again (%d repeated errors suppressed)", self.suppressed)
+            self.suppressed = 0
+
+
+queue_outage = QueueOutage()
+
 TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 
@@ -82,12 +125,14 @@ def setup_logging(settings: Settings, stdout: bool = False, fmt: str = "text",
     fileh = logging.handlers.RotatingFileHandler(settings.log_path, maxBytes=10_000_000,
                                                  backupCount=3, encoding="utf-8")
     fileh.setFormatter(logging.Formatter(TEXT_FORMAT))
+    fileh.addFilter(queue_outage)
     fileh.addFilter(secret_filter)
     root.addHandler(fileh)
 
     if stdout:
         out = logging.StreamHandler(sys.stdout)
         out.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+        out.addFilter(queue_outage)
         out.addFilter(secret_filter)
         out.addFilter(_OwnLogsOnly())
         root.addHandler(out)
@@ -104,4 +149,5 @@ def protect_existing_handlers(settings: Settings) -> None:
     for name in (None, "huey", "huey.consumer"):
         for handler in logging.getLogger(name).handlers:
             if not any(isinstance(f, SecretFilter) for f in handler.filters):
+                handler.addFilter(queue_outage)
                 handler.addFilter(secret_filter)

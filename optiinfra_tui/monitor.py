@@ -21,8 +21,9 @@ from optiinfra_tui.storage.history import (
     WorkerHeartbeat,
     utcnow,
 )
-
-STALE_AFTER = timedelta(seconds=15)
+from optiinfra_tui.storage.history import (
+    HEARTBEAT_STALE_AFTER as STALE_AFTER,
+)
 
 
 @dataclass

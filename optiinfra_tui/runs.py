@@ -21,6 +21,7 @@ from optiinfra_tui.storage.history import (
     CollectionRun,
     RunAttempt,
     db,
+    durable,
     utcnow,
 )
 
@@ -81,12 +82,12 @@ def _finish_attempt(run: CollectionRun, status: str, rows: int, kind: str | None
 
 
 def finish_success(run: CollectionRun, rows: int) -> None:
-    _finish(run, SUCCESS, rows, None, None)
+    durable(_finish, run, SUCCESS, rows, None, None, what=f"run {run.id} success")
 
 
 def finish_failure(run: CollectionRun, kind: str, message: str, rows: int = 0,
                    status: str = FAILED) -> None:
-    _finish(run, status, rows, kind, message)
+    durable(_finish, run, status, rows, kind, message, what=f"run {run.id} {status}")
 
 
 def _finish(run: CollectionRun, status: str, rows: int, kind: str | None,
@@ -105,6 +106,11 @@ def _finish(run: CollectionRun, status: str, rows: int, kind: str | None,
 def schedule_retry(run: CollectionRun, kind: str, message: str, delay: float,
                    rows: int = 0) -> datetime:
     """Record a failed attempt that will be retried after `delay` seconds."""
+    return durable(_schedule_retry, run, kind, message, delay, rows, what=f"run {run.id} retry")
+
+
+def _schedule_retry(run: CollectionRun, kind: str, message: str, delay: float,
+                    rows: int) -> datetime:
     now = utcnow()
     next_at = now + timedelta(seconds=delay)
     with db.atomic():
@@ -177,3 +183,21 @@ __all__ = [
     "create_run", "attach_task", "delete_run", "get_run", "start_attempt", "finish_success",
     "finish_failure", "schedule_retry", "cancel_run", "attempts", "list_runs", "wait_for",
 ]
+
+
+def prune(keep_days: int, now: datetime | None = None) -> int:
+    """Delete finished runs (and their attempts) older than `keep_days`; returns runs deleted."""
+    from optiinfra_tui.storage.history import ScheduleSlot, WorkerHeartbeat
+
+    now = now or utcnow()
+    cutoff = now - timedelta(days=keep_days)
+    old = (CollectionRun.select(CollectionRun.id)
+           .where(CollectionRun.finished_at < cutoff, CollectionRun.status.in_(FINAL_STATUSES)))
+    with db.atomic():
+        RunAttempt.delete().where(RunAttempt.run_id.in_(old)).execute()
+        deleted = (CollectionRun.delete()
+                   .where(CollectionRun.finished_at < cutoff,
+                          CollectionRun.status.in_(FINAL_STATUSES)).execute())
+        ScheduleSlot.delete().where(ScheduleSlot.slot < cutoff).execute()
+        WorkerHeartbeat.delete().where(WorkerHeartbeat.beat_at < now - timedelta(days=1)).execute()
+    return deleted

@@ -13,9 +13,12 @@ from huey.exceptions import RetryTask
 
 from optiinfra_tui import runs
 from optiinfra_tui.collection import execute_run, request_collection
-from optiinfra_tui.errors import OptiInfraError
+from optiinfra_tui.errors import BackendUnavailable, OptiInfraError
+from optiinfra_tui.storage.history import UNAVAILABLE
 
 log = logging.getLogger("optiinfra.tasks")
+
+HISTORY_RETRY_DELAY = 5
 
 
 def register_tasks(rt) -> SimpleNamespace:
@@ -26,13 +29,20 @@ def register_tasks(rt) -> SimpleNamespace:
     def collect_data_task(customer_id, provider, data_types, run_id=None, trigger="api",
                           task=None):
         """Collect data types of one provider for one customer into ClickHouse."""
-        rt.history()
-        if run_id is None:  # enqueued by something that didn't record a run first
-            run = runs.create_run(customer_id, provider, data_types, trigger,
-                                  rt.settings.max_retries + 1)
-            runs.attach_task(run.id, task.id)
-            run_id = run.id
-        outcome = execute_run(rt, run_id)
+        try:
+            rt.history()
+            if run_id is None:  # enqueued by something that didn't record a run first
+                run = runs.create_run(customer_id, provider, data_types, trigger,
+                                      rt.settings.max_retries + 1)
+                runs.attach_task(run.id, task.id)
+                run_id = run.id
+            outcome = execute_run(rt, run_id)
+        except (UNAVAILABLE + (BackendUnavailable,)) as exc:
+            # The history store is down before the attempt could be recorded: try later,
+            # rather than run something nobody can see.
+            log.warning("history unavailable (%s); task %s retries in %d s",
+                        type(exc).__name__, task.id, HISTORY_RETRY_DELAY)
+            raise RetryTask(delay=HISTORY_RETRY_DELAY) from None
         if outcome.retry_in is not None:
             # Huey's own retry budget never runs out on RetryTask: attempts are counted
             # on the run, which is why retries=0 here.

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -26,6 +26,8 @@ QUEUED, RUNNING, RETRYING, SUCCESS, FAILED, CANCELED = (
     "queued", "running", "retrying", "success", "failed", "canceled")
 STATUSES = (QUEUED, RUNNING, RETRYING, SUCCESS, FAILED, CANCELED)
 FINAL_STATUSES = (SUCCESS, FAILED, CANCELED)
+# A consumer that hasn't beaten for this long is gone (it beats every 3 s).
+HEARTBEAT_STALE_AFTER = timedelta(seconds=15)
 TRIGGERS = ("schedule", "manual", "cli", "retry", "recovery", "api")
 
 
@@ -255,3 +257,41 @@ def describe_url(url: str) -> str:
 
 def _short(exc: BaseException) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+# Errors that mean "the database is unreachable right now", as opposed to a bug in a query.
+UNAVAILABLE = (pw.OperationalError, pw.InterfaceError)
+
+DURABLE_GIVE_UP_AFTER = 24 * 3600.0
+
+
+def durable(fn, *args, what: str = "history write", give_up_after: float = DURABLE_GIVE_UP_AFTER,
+            **kwargs):
+    """Call `fn` until the database takes it: a run's final state must survive an outage.
+
+    Logs one line when the database goes away and one when the write finally lands.
+    """
+    import time
+
+    delay, waited, warned = 0.2, 0.0, False
+    while True:
+        try:
+            result = fn(*args, **kwargs)
+        except UNAVAILABLE as exc:
+            if waited >= give_up_after:
+                raise
+            if not warned:
+                log.warning("history database unavailable during %s (%s); retrying until it "
+                            "returns", what, _short(exc))
+                warned = True
+            try:
+                db.close()  # drop the dead connection so the next try reconnects
+            except Exception:
+                pass
+            time.sleep(delay)
+            waited += delay
+            delay = min(delay * 2, 5.0)
+            continue
+        if warned:
+            log.info("history database back: %s written after %.0f s", what, waited)
+        return result

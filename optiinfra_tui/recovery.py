@@ -1,0 +1,92 @@
+"""Runs orphaned by a consumer that died mid-task: found and re-enqueued, once.
+
+Huey has no acknowledgements, so a killed consumer's task is simply gone. Its run is still
+`running` in the history, owned by a consumer whose heartbeat has stopped: that is how any
+other consumer recognises it.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from optiinfra_tui.storage.history import (
+    FAILED,
+    RETRYING,
+    RUNNING,
+    CollectionRun,
+    RunAttempt,
+    WorkerHeartbeat,
+    db,
+    utcnow,
+)
+from optiinfra_tui.storage.history import (
+    HEARTBEAT_STALE_AFTER as STALE_AFTER,
+)
+
+log = logging.getLogger("optiinfra.recovery")
+
+LOST = "lost"
+
+
+def consumer_of(worker: str | None) -> str:
+    """'host:pid:Worker-1' -> 'host:pid'."""
+    return (worker or "").rsplit(":", 1)[0]
+
+
+def orphaned_runs(now: datetime | None = None) -> list[CollectionRun]:
+    """Runs marked running by a consumer with no fresh heartbeat."""
+    now = now or utcnow()
+    live = {hb.consumer_id for hb in WorkerHeartbeat.select(WorkerHeartbeat.consumer_id)
+            .where(WorkerHeartbeat.beat_at >= now - STALE_AFTER)}
+    candidates = CollectionRun.select().where(CollectionRun.status == RUNNING,
+                                              CollectionRun.started_at < now - STALE_AFTER)
+    return [r for r in candidates if consumer_of(r.worker) not in live]
+
+
+def take_over(run: CollectionRun, now: datetime | None = None) -> str | None:
+    """Move one orphan to its next attempt (or fail it); None if another consumer got there first."""
+    now = now or utcnow()
+    message = (f"The consumer running attempt {run.attempt} ({consumer_of(run.worker)}) "
+               "stopped without finishing it.")
+    final = run.attempt >= run.max_attempts
+    with db.atomic():
+        won = (CollectionRun.update(
+            status=FAILED if final else RETRYING, error_kind=LOST,
+            error_message=message + (" No attempts left." if final else " Re-enqueued."),
+            next_attempt_at=None if final else now, finished_at=now if final else None)
+            .where(CollectionRun.id == run.id, CollectionRun.status == RUNNING,
+                   CollectionRun.attempt == run.attempt)
+            .execute())
+        if not won:
+            return None
+        RunAttempt.update(status=FAILED, finished_at=now, error_kind=LOST,
+                          error_message=message).where(
+            RunAttempt.run_id == run.id, RunAttempt.attempt == run.attempt).execute()
+    return FAILED if final else RETRYING
+
+
+def recover(rt, now: datetime | None = None) -> list[int]:
+    """Re-enqueue every orphan this consumer wins; returns their run ids."""
+    recovered = []
+    for run in orphaned_runs(now):
+        outcome = take_over(run, now)
+        if outcome == RETRYING:
+            task = rt.tasks.collect_data_task.s(run.customer_id, run.provider, list(run.types),
+                                                run_id=run.id, trigger="recovery")
+            CollectionRun.update(task_id=task.id).where(CollectionRun.id == run.id).execute()
+            try:
+                rt.huey.enqueue(task)
+            except Exception:
+                # Put it back as it was, so the next tick (here or elsewhere) tries again.
+                CollectionRun.update(status=RUNNING, error_kind=None, error_message=None,
+                                     next_attempt_at=None).where(
+                    CollectionRun.id == run.id).execute()
+                raise
+            log.warning("run %d: its consumer %s stopped mid-task; re-enqueued as attempt %d",
+                        run.id, consumer_of(run.worker), run.attempt + 1)
+            recovered.append(run.id)
+        elif outcome == FAILED:
+            log.warning("run %d: its consumer %s stopped mid-task and no attempts are left",
+                        run.id, consumer_of(run.worker))
+    return recovered
