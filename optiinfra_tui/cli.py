@@ -6,6 +6,7 @@ Exit codes: 0 success, 1 the run (or a backend check) failed, 2 bad usage or con
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import sys
@@ -75,21 +76,27 @@ def _run_line(run) -> str:
               help="Headless log format on stdout.")
 @click.option("--shutdown-timeout", type=click.FloatRange(0), default=60.0, show_default=True,
               help="Seconds to wait for tasks in flight when stopping.")
+@click.option("--metrics-port", type=click.IntRange(1, 65535), default=None,
+              help="Headless: serve Prometheus metrics on this port.")
+@click.option("--keep-days", type=click.IntRange(1), default=None,
+              help="Days of history to keep (default OPTIINFRA_KEEP_DAYS or 90).")
 @click.version_option(package_name="optiinfra-tui")
 @click.pass_context
 def cli(ctx: click.Context, headless: bool, workers: int | None, log_format: str,
-        shutdown_timeout: float) -> int | None:
+        shutdown_timeout: float, metrics_port: int | None, keep_days: int | None) -> int | None:
     """Collect cloud cost data on a schedule and watch it happen."""
     if ctx.invoked_subcommand:
         return None
     settings = load_settings()
+    if keep_days is not None:
+        settings = dataclasses.replace(settings, keep_days=keep_days)
     workers = settings.workers if workers is None else workers
     if headless:
         from optiinfra_tui.headless import run_headless
 
         if workers < 1:
             raise click.UsageError("--headless needs at least one worker (--workers 1 or more).")
-        return run_headless(settings, workers, log_format, shutdown_timeout)
+        return run_headless(settings, workers, log_format, shutdown_timeout, metrics_port)
     try:
         from optiinfra_tui.tui.app import run_dashboard
     except ImportError:

@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from optiinfra_tui import runs
+from optiinfra_tui import runs, telemetry
 from optiinfra_tui.collectors import get_collector
 from optiinfra_tui.collectors.base import COST_LINES, CollectContext
 from optiinfra_tui.errors import BackendUnavailable, TransientError, error_kind
@@ -93,6 +93,7 @@ def execute_run(rt, run_id: int) -> Outcome:
     rt.activity.began(run.id, f"{run.provider}/{run.customer_id} {run.data_types}")
     written = [0]
     outcome = Outcome("failed")
+    began = time.monotonic()
     try:
         _collect(rt, run, written)
         runs.finish_success(run, written[0])
@@ -110,6 +111,7 @@ def execute_run(rt, run_id: int) -> Outcome:
         outcome = _record_failure(rt, run, exc, written[0])
     finally:
         rt.activity.ended(outcome.status in ("success", "retrying"))
+        telemetry.record_run(run.provider, outcome.status, time.monotonic() - began)
     return outcome
 
 

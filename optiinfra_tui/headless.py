@@ -6,6 +6,7 @@ import logging
 import signal
 import threading
 
+from optiinfra_tui.errors import ConfigError
 from optiinfra_tui.health import backend_labels
 from optiinfra_tui.logs import setup_logging
 from optiinfra_tui.pool import WorkerPool
@@ -16,7 +17,7 @@ log = logging.getLogger("optiinfra.headless")
 
 
 def run_headless(settings: Settings, workers: int, log_format: str = "text",
-                 shutdown_timeout: float = 60.0) -> int:
+                 shutdown_timeout: float = 60.0, metrics_port: int | None = None) -> int:
     """Serve until SIGTERM/SIGINT, then finish the tasks in flight (bounded) and return 0."""
     setup_logging(settings, stdout=True, fmt=log_format)
     rt = Runtime(settings)
@@ -35,7 +36,16 @@ def run_headless(settings: Settings, workers: int, log_format: str = "text",
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     pool = WorkerPool(rt, workers, "headless")
+    metrics_server = None
     try:
+        if metrics_port:
+            from optiinfra_tui.telemetry import serve
+
+            try:
+                metrics_server = serve(rt, metrics_port)
+            except OSError as exc:
+                raise ConfigError(f"--metrics-port {metrics_port}: can't listen there "
+                                  f"({exc.strerror}). Choose a free port.") from None
         pool.start()
         labels = backend_labels(rt)
         log.info("headless consumer %s started: %d workers, %s mode (queue=%s, history=%s, "
@@ -50,6 +60,8 @@ def run_headless(settings: Settings, workers: int, log_format: str = "text",
             log.warning("shutdown timeout of %.0f s elapsed with tasks in flight; their runs "
                         "are left running and will be recovered", shutdown_timeout)
     finally:
+        if metrics_server is not None:
+            metrics_server.shutdown()
         pool.agent.stop()
         rt.close()
         for s, handler in previous.items():
