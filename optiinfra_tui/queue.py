@@ -26,8 +26,12 @@ def build_huey(settings: Settings) -> Huey:
     """RedisHuey when Redis is configured, else SqliteHuey in the data dir."""
     # results=False: the history store records outcomes, and an unread result store only grows.
     if settings.redis_url:
-        return RedisHuey(QUEUE_NAME, url=settings.redis_url, results=False, utc=True,
-                         health_check_interval=10, socket_timeout=5, socket_connect_timeout=5)
+        import redis
+
+        # Timeouts so a dead Redis fails a call in seconds instead of hanging a worker.
+        pool = redis.ConnectionPool.from_url(settings.redis_url, health_check_interval=10,
+                                             socket_timeout=5, socket_connect_timeout=5)
+        return RedisHuey(QUEUE_NAME, connection_pool=pool, results=False, utc=True)
     settings.home.mkdir(parents=True, exist_ok=True)
     return SqliteHuey(QUEUE_NAME, filename=str(settings.home / "queue.db"), results=False,
                       utc=True, timeout=10)
