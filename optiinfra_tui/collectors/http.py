@@ -1,0 +1,258 @@
+"""A small JSON-over-HTTPS client: paced, retrying inside one request, Decimal-exact, secret-free.
+
+Errors come out as errors.* kinds so the task layer can decide about retries.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
+from decimal import Decimal
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from optiinfra_tui import __version__
+from optiinfra_tui.collectors.ratelimit import RateLimiter
+from optiinfra_tui.errors import AuthError, ConfigError, DataError, TransientError
+
+log = logging.getLogger("optiinfra.collectors")
+
+_RETRY_STATUSES = {408, 425, 429}
+
+
+def _reject_constant(name: str) -> Any:
+    raise DataError(f"the response holds the non-number {name}")
+
+
+def decode_json(content: bytes) -> Any:
+    """JSON with every non-integer number as a Decimal (money never passes through float)."""
+    return json.loads(content, parse_float=Decimal, parse_constant=_reject_constant)
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds, fractional allowed, or HTTP-date)."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - datetime.now(UTC)).total_seconds()
+    if seconds != seconds or seconds in (float("inf"), float("-inf")):
+        return None
+    return max(seconds, 0.0)
+
+
+def _safe_url(url: str) -> str:
+    """The URL without user:password, query or fragment: safe to show."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return f"{parts.scheme}://{host}{parts.path}"
+
+
+class ApiClient:
+    """GET JSON objects from one API with one bearer token."""
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        rate_limiter: RateLimiter,
+        timeout: float = 30,
+        max_inner_retries: int = 4,
+        *,
+        service: str = "the API",
+        key_env: str | None = None,
+        url_env: str | None = None,
+        max_wait: float = 60.0,
+        backoff_base: float = 0.5,
+    ) -> None:
+        self._limiter = rate_limiter
+        self._max_retries = max(0, max_inner_retries)
+        self._max_wait = max_wait
+        self._backoff_base = backoff_base
+        self._service = service
+        self._key_env = key_env
+        self._url_env = url_env
+        self._base = _safe_url(base_url.rstrip("/"))
+        self._secret = token  # kept only to scrub it from text we did not write
+        self._seen_success = False
+        self._client = httpx.Client(
+            base_url=base_url.rstrip("/") + "/",
+            headers={
+                "Authorization": f"Bearer {token}",
+                "Accept": "application/json",
+                "User-Agent": f"optiinfra-tui/{__version__}",
+            },
+            timeout=timeout,
+        )
+
+    def __repr__(self) -> str:
+        return f"ApiClient({self._base!r})"
+
+    def __enter__(self) -> ApiClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._client.close()
+
+    def get_json(self, path: str, params: Mapping[str, Any] | None = None) -> dict:
+        """One GET answered by a JSON object; 429/5xx/network failures are retried here first."""
+        attempt = 0
+        while True:
+            self._limiter.acquire()
+            retry_after: float | None = None
+            status: int | None = None
+            try:
+                resp = self._client.get(path.lstrip("/"), params=dict(params or {}))
+            except httpx.TransportError as exc:
+                problem = f"{type(exc).__name__}: {self._scrub(str(exc)) or 'no detail'}"
+            except httpx.RequestError as exc:  # e.g. a body that won't decompress
+                raise DataError(f"{self._service} GET {path}: {type(exc).__name__}: "
+                                f"{self._scrub(str(exc))}") from None
+            else:
+                status = resp.status_code
+                if status < 500 and status not in _RETRY_STATUSES:
+                    return self._decode(resp, path)
+                retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+                problem = f"HTTP {status}{self._error_text(resp)}"
+            where = f"{self._service} GET {path}"
+            if retry_after is not None and retry_after > self._max_wait:
+                # Worth a later task retry, not a blocked worker thread.
+                raise TransientError(
+                    f"{where} failed ({problem}); the server asks to wait {retry_after:g} s",
+                    retry_after,
+                )
+            if attempt >= self._max_retries:
+                raise TransientError(
+                    f"{where} failed after {attempt + 1} attempts: {problem}", retry_after
+                )
+            wait = retry_after if retry_after is not None else self._backoff(attempt)
+            log.warning("%s: %s; retrying in %.2f s (attempt %d of %d)",
+                        where, problem, wait, attempt + 2, self._max_retries + 1)
+            if status == 429:
+                self._limiter.defer(wait)  # the limit is per key: every thread waits
+            else:
+                time.sleep(wait)
+            attempt += 1
+
+    def paginate(
+        self,
+        path: str,
+        list_key: str,
+        params: Mapping[str, Any] | None = None,
+        per_page: int = 500,
+        max_pages: int = 10000,
+    ) -> Iterator[list[dict]]:
+        """Yield each page's `list_key` list, following meta.links.next until it is empty."""
+        query = dict(params or {})
+        query["per_page"] = max(1, min(int(per_page), 500))
+        seen: set[str] = set()
+        pages = 0
+        while True:
+            body = self.get_json(path, query)
+            items = body.get(list_key)
+            if not isinstance(items, list):
+                found = "is missing" if list_key not in body else f"is a {type(items).__name__}"
+                raise DataError(f"{self._service} GET {path}: '{list_key}' {found}, "
+                                "expected a list")
+            if not all(isinstance(item, dict) for item in items):
+                raise DataError(f"{self._service} GET {path}: '{list_key}' holds a non-object")
+            yield items
+            pages += 1
+            cursor = self._next_cursor(body, path)
+            if not cursor:
+                return
+            if cursor in seen:
+                log.warning("%s GET %s: the server repeated a page cursor after %d pages; "
+                            "stopping this listing here", self._service, path, pages)
+                return
+            if pages >= max_pages:
+                log.warning("%s GET %s: stopped at the %d-page cap; the listing may be "
+                            "incomplete", self._service, path, max_pages)
+                return
+            seen.add(cursor)
+            query["cursor"] = cursor
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    def _next_cursor(self, body: dict, path: str) -> str:
+        meta = body.get("meta")
+        links = meta.get("links") if isinstance(meta, dict) else None
+        cursor = links.get("next") if isinstance(links, dict) else None
+        if cursor is None:
+            return ""
+        if not isinstance(cursor, str):
+            raise DataError(f"{self._service} GET {path}: meta.links.next is not a string")
+        return cursor
+
+    def _backoff(self, attempt: int) -> float:
+        delay = min(self._max_wait, self._backoff_base * 2**attempt)
+        return delay / 2 + random.uniform(0, delay / 2)
+
+    def _scrub(self, text: str) -> str:
+        return text.replace(self._secret, "***") if self._secret else text
+
+    def _error_text(self, resp: httpx.Response) -> str:
+        """The server's own error message, if it sent one, short and scrubbed."""
+        try:
+            body = decode_json(resp.content)
+        except (ValueError, RecursionError, DataError):
+            return ""
+        message = body.get("error") if isinstance(body, dict) else None
+        if not isinstance(message, str) or not message.strip():
+            return ""
+        return f" ({self._scrub(message.strip()[:200])})"
+
+    def _decode(self, resp: httpx.Response, path: str) -> dict:
+        status = resp.status_code
+        where = f"{self._service} GET {path}"
+        if status in (401, 403):
+            fix = f"check {self._key_env}" if self._key_env else "check the API key"
+            raise AuthError(
+                f"{where} was refused (HTTP {status}{self._error_text(resp)}): {fix} "
+                f"(is it current, and allowed to read billing from this host?)"
+            )
+        if status == 404 and not self._seen_success:
+            # Nothing has worked yet with this base URL: the URL is the likelier culprit.
+            setting = self._url_env or "the base URL"
+            raise ConfigError(
+                f"{where} answered 404 Not Found at {self._base}: check {setting} "
+                "(for Vultr it ends in /v2)."
+            )
+        if status == 407:
+            setting = self._url_env or "the base URL"
+            raise ConfigError(f"{where}: the proxy in {setting} wants credentials (HTTP 407).")
+        if 300 <= status < 400:
+            setting = self._url_env or "the base URL"
+            raise ConfigError(f"{where} redirected (HTTP {status}): set {setting} to the "
+                              "final API address.")
+        if status >= 400:
+            raise DataError(f"{where} was rejected (HTTP {status}{self._error_text(resp)}).")
+        try:
+            body = decode_json(resp.content)
+        except DataError as exc:
+            raise DataError(f"{where}: {exc}") from None
+        except (ValueError, RecursionError):
+            raise DataError(f"{where}: the response (HTTP {status}) is not JSON.") from None
+        if not isinstance(body, dict):
+            raise DataError(f"{where}: expected a JSON object, got a {type(body).__name__}.")
+        self._seen_success = True
+        return body

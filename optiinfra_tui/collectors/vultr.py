@@ -1,0 +1,374 @@
+"""Vultr: invoices, pending charges, account, billing history and instances as FOCUS-shaped rows.
+
+Parsers are pure functions (a JSON object in, a row out) that raise DataError on bad input.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from urllib.parse import quote
+
+from optiinfra_tui.collectors.base import (
+    ACCOUNT_SNAPSHOTS,
+    COST_LINES,
+    LEDGER,
+    PENDING_CHARGES,
+    RESOURCES,
+    AccountSnapshot,
+    Batch,
+    CollectContext,
+    CostRow,
+    LedgerEntry,
+    ResourceRow,
+)
+from optiinfra_tui.collectors.http import ApiClient
+from optiinfra_tui.collectors.ratelimit import limiter_for
+from optiinfra_tui.errors import ConfigError, DataError
+from optiinfra_tui.settings import Settings
+
+PROVIDER = "vultr"
+_MAX_MAGNITUDE = Decimal(10) ** 12
+_NUMBER_RE = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d{1,4})?$")
+_BRACKETS_RE = re.compile(r"\[([^\[\]]+)\]")
+_PARENS_RE = re.compile(r"\(([^()]+)\)")
+_MISSING = object()
+
+
+# --- field parsers ---------------------------------------------------------------------------
+
+
+def parse_decimal(value: object, field: str, default: Decimal | None = None) -> Decimal:
+    """A finite Decimal of sane size from a JSON number or numeric string; None/absent -> default."""
+    if value is None or value is _MISSING:
+        if default is None:
+            raise DataError(f"{field} is missing")
+        return default
+    if isinstance(value, bool):
+        raise DataError(f"{field} is a boolean ({value}), expected a number")
+    if isinstance(value, float):
+        # Never produced by our JSON decoding; a float here means the text was already lost.
+        raise DataError(f"{field} arrived as a binary float; expected an exact number")
+    if isinstance(value, int):
+        number = Decimal(value) if abs(value) <= _MAX_MAGNITUDE else None
+    elif isinstance(value, Decimal):
+        number = value
+    elif isinstance(value, str) and _NUMBER_RE.match(value.strip()):
+        try:
+            number = Decimal(value.strip())
+        except InvalidOperation:
+            raise DataError(f"{field} is not a number: {value[:40]!r}") from None
+    else:
+        shown = repr(value)[:40] if isinstance(value, str) else type(value).__name__
+        raise DataError(f"{field} is not a number: {shown}")
+    if number is None or not number.is_finite() or abs(number) > _MAX_MAGNITUDE:
+        raise DataError(f"{field} is out of range (non-finite or above 1e12): {str(value)[:40]}")
+    return number
+
+
+def parse_int(value: object, field: str, default: int | None = None) -> int:
+    """A whole number (int, integral Decimal or digits) for counts such as vCPUs or MB."""
+    number = parse_decimal(value, field, None if default is None else Decimal(default))
+    if number != number.to_integral_value():
+        raise DataError(f"{field} is not a whole number: {number}")
+    return int(number)
+
+
+def parse_text(value: object, field: str, required: bool = False) -> str:
+    """A string; absent or null is '' unless required."""
+    if value is None or value is _MISSING:
+        if required:
+            raise DataError(f"{field} is missing")
+        return ""
+    if not isinstance(value, str):
+        raise DataError(f"{field} is a {type(value).__name__}, expected text")
+    if required and not value.strip():
+        raise DataError(f"{field} is empty")
+    return value
+
+
+def parse_id(value: object, field: str) -> str:
+    """An identifier given as an integer or a non-empty string."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, Decimal) and value.is_finite() and value == value.to_integral_value():
+        return str(int(value))
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    raise DataError(f"{field} is missing or not an id")
+
+
+def parse_datetime(value: object, field: str) -> datetime:
+    """'2021-08-31 20:00:00' (taken as UTC) or ISO 8601 with an offset -> naive UTC datetime."""
+    text = parse_text(value, field, required=True).strip()
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise DataError(f"{field} is not a date-time: {text[:40]!r}") from None
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(UTC).replace(tzinfo=None)
+    return parsed
+
+
+def parse_optional_datetime(value: object, field: str) -> datetime | None:
+    if value is None or value is _MISSING or value == "":
+        return None
+    return parse_datetime(value, field)
+
+
+def billing_period_of(period_end: datetime) -> date:
+    """First day of the month holding the charge's last second (an end at 00:00 belongs before)."""
+    last = period_end - timedelta(seconds=1)
+    return date(last.year, last.month, 1)
+
+
+def resource_name_of(description: str) -> str:
+    """'1.1.1.1 (8192 MB) [web-1]' -> 'web-1'; 'Load Balancer (lb)' -> 'lb'; else ''."""
+    found = _BRACKETS_RE.findall(description) or _PARENS_RE.findall(description)
+    return found[-1].strip() if found else ""
+
+
+def _object(value: object, where: str) -> dict:
+    if not isinstance(value, dict):
+        raise DataError(f"{where} is a {type(value).__name__}, expected an object")
+    return value
+
+
+# --- row parsers -----------------------------------------------------------------------------
+
+
+def parse_charge(
+    item: object,
+    ctx: CollectContext,
+    *,
+    line_id: str,
+    invoice_id: str,
+    is_estimate: bool,
+    fallback_end: datetime,
+    where: str,
+) -> CostRow:
+    """One invoice item (or pending charge, same shape) as a CostRow."""
+    item = _object(item, where)
+    total = parse_decimal(item.get("total", _MISSING), f"{where}: total")
+    description = parse_text(item.get("description", _MISSING), f"{where}: description",
+                             required=True)
+    unit_type = parse_text(item.get("unit_type"), f"{where}: unit_type")
+    units = parse_decimal(item.get("units"), f"{where}: units", Decimal(0))
+    unit_price = parse_decimal(item.get("unit_price"), f"{where}: unit_price", Decimal(0))
+    end = parse_optional_datetime(item.get("end_date"), f"{where}: end_date") or fallback_end
+    start = parse_optional_datetime(item.get("start_date"), f"{where}: start_date") or end
+    is_credit = total < 0 or unit_type.strip().lower() == "discount"
+    return CostRow(
+        line_id=line_id,
+        customer_id=ctx.customer_id,
+        provider_name=PROVIDER,
+        billing_account_id=ctx.customer_id,
+        invoice_id=invoice_id,
+        billed_cost=total,
+        effective_cost=total,
+        # Vultr publishes no list price per line: a charge's list cost is what it billed,
+        # and a discount has none (the discount is the gap between list and billed).
+        list_cost=Decimal(0) if is_credit else total,
+        list_unit_price=unit_price,
+        billing_currency="USD",
+        charge_period_start=start,
+        charge_period_end=end,
+        billing_period=billing_period_of(end),
+        charge_category="Credit" if is_credit else "Usage",
+        charge_description=description,
+        service_name=parse_text(item.get("product"), f"{where}: product"),
+        resource_id="",
+        resource_name=resource_name_of(description),
+        region_id="",
+        pricing_quantity=units,
+        pricing_unit=unit_type,
+        is_estimate=is_estimate,
+        run_id=ctx.run_id,
+        collected_at=ctx.collected_at,
+    )
+
+
+def parse_invoice_item(
+    item: object, ctx: CollectContext, invoice_id: str, position: int, fallback_end: datetime
+) -> CostRow:
+    """Line `position` (0-based, across pages) of an invoice."""
+    return parse_charge(
+        item, ctx,
+        line_id=f"inv:{invoice_id}:{position}",
+        invoice_id=invoice_id,
+        is_estimate=False,
+        fallback_end=fallback_end,
+        where=f"invoice {invoice_id} item {position}",
+    )
+
+
+def parse_pending_charge(item: object, ctx: CollectContext, position: int) -> CostRow:
+    """Entry `position` of /billing/pending-charges: an estimate for the current month."""
+    row = parse_charge(
+        item, ctx,
+        line_id="",
+        invoice_id="",
+        is_estimate=True,
+        fallback_end=ctx.collected_at,
+        where=f"pending charge {position}",
+    )
+    row.line_id = f"pending:{row.billing_period:%Y-%m}:{position}"
+    return row
+
+
+def parse_account(body: object, ctx: CollectContext) -> AccountSnapshot:
+    """The 'account' object of GET /account."""
+    account = _object(_object(body, "/account response").get("account"), "account")
+    return AccountSnapshot(
+        customer_id=ctx.customer_id,
+        provider_name=PROVIDER,
+        balance=parse_decimal(account.get("balance", _MISSING), "account: balance"),
+        pending_charges=parse_decimal(account.get("pending_charges", _MISSING),
+                                      "account: pending_charges"),
+        last_payment_date=parse_optional_datetime(account.get("last_payment_date"),
+                                                  "account: last_payment_date"),
+        last_payment_amount=parse_decimal(account.get("last_payment_amount"),
+                                          "account: last_payment_amount", Decimal(0)),
+        run_id=ctx.run_id,
+        collected_at=ctx.collected_at,
+    )
+
+
+def parse_billing_entry(item: object, ctx: CollectContext) -> LedgerEntry:
+    """One entry of /billing/history (invoice, payment, credit)."""
+    item = _object(item, "billing history entry")
+    entry_id = parse_id(item.get("id"), "billing history entry: id")
+    where = f"billing history entry {entry_id}"
+    return LedgerEntry(
+        line_id=f"bh:{entry_id}",
+        customer_id=ctx.customer_id,
+        provider_name=PROVIDER,
+        entry_id=entry_id,
+        entry_date=parse_datetime(item.get("date"), f"{where}: date"),
+        entry_type=parse_text(item.get("type"), f"{where}: type"),
+        description=parse_text(item.get("description"), f"{where}: description"),
+        amount=parse_decimal(item.get("amount", _MISSING), f"{where}: amount"),
+        balance=parse_decimal(item.get("balance"), f"{where}: balance", Decimal(0)),
+        run_id=ctx.run_id,
+        collected_at=ctx.collected_at,
+    )
+
+
+def parse_instance(item: object, ctx: CollectContext) -> ResourceRow:
+    """One entry of /instances."""
+    item = _object(item, "instance")
+    instance_id = parse_id(item.get("id"), "instance: id")
+    where = f"instance {instance_id}"
+    return ResourceRow(
+        customer_id=ctx.customer_id,
+        provider_name=PROVIDER,
+        resource_id=instance_id,
+        resource_name=parse_text(item.get("label"), f"{where}: label"),
+        resource_type="instance",
+        region_id=parse_text(item.get("region"), f"{where}: region"),
+        status=parse_text(item.get("status"), f"{where}: status"),
+        plan=parse_text(item.get("plan"), f"{where}: plan"),
+        vcpu_count=parse_int(item.get("vcpu_count"), f"{where}: vcpu_count", 0),
+        ram_mb=parse_int(item.get("ram"), f"{where}: ram", 0),
+        disk_gb=parse_int(item.get("disk"), f"{where}: disk", 0),
+        created_at=parse_optional_datetime(item.get("date_created"), f"{where}: date_created"),
+        run_id=ctx.run_id,
+        collected_at=ctx.collected_at,
+    )
+
+
+def _issued(invoice: dict, ctx: CollectContext) -> datetime:
+    """The invoice's date, only a fallback for lines without dates: an odd format is no failure."""
+    try:
+        return parse_optional_datetime(invoice.get("date"), "invoice date") or ctx.collected_at
+    except DataError:
+        return ctx.collected_at
+
+
+# --- the collector ---------------------------------------------------------------------------
+
+
+class VultrCollector:
+    """Collects one customer's Vultr data through the v2 API."""
+
+    provider = PROVIDER
+    data_types = ("cost", "account", "resource")
+
+    def __init__(self, settings: Settings, customer_id: str, *, per_page: int = 500) -> None:
+        token = settings.credential(customer_id, PROVIDER)  # ConfigError before any request
+        self.customer_id = customer_id
+        self._per_page = per_page
+        self._client = ApiClient(
+            settings.vultr_api_url,
+            token,
+            limiter_for(token, settings.vultr_max_rps),
+            service="Vultr",
+            key_env=settings.customer(customer_id).credential_vars.get(PROVIDER),
+            url_env="VULTR_API_URL",
+        )
+
+    def __repr__(self) -> str:
+        return f"VultrCollector(customer_id={self.customer_id!r})"
+
+    def collect(self, data_type: str, ctx: CollectContext) -> Iterator[Batch]:
+        """Yield batches of one data type; bad arguments fail here, before any request."""
+        if ctx.customer_id != self.customer_id:
+            raise ConfigError(f"This collector holds customer {self.customer_id!r}'s key, "
+                              f"not {ctx.customer_id!r}'s.")
+        walks = {"cost": self._costs, "account": self._account, "resource": self._resources}
+        if data_type not in walks:
+            raise ConfigError(f"Unknown data type {data_type!r} for vultr. "
+                              f"Choose from: {', '.join(self.data_types)}.")
+        return walks[data_type](ctx)
+
+    def ping(self) -> float:
+        """Seconds for GET /account."""
+        started = time.monotonic()
+        self._client.get_json("/account")
+        return time.monotonic() - started
+
+    def close(self) -> None:
+        self._client.close()
+
+    def _pages(self, path: str, list_key: str) -> Iterator[list[dict]]:
+        return self._client.paginate(path, list_key, per_page=self._per_page)
+
+    def _costs(self, ctx: CollectContext) -> Iterator[Batch]:
+        for invoices in self._pages("/billing/invoices", "billing_invoices"):
+            for invoice in invoices:
+                invoice_id = parse_id(invoice.get("id"), "invoice: id")
+                if invoice_id in ctx.known_invoice_ids and invoice_id != ctx.latest_invoice_id:
+                    continue
+                yield from self._invoice_lines(ctx, invoice_id, _issued(invoice, ctx))
+        body = self._client.get_json("/billing/pending-charges")
+        pending = body.get("pending_charges")
+        if not isinstance(pending, list):
+            raise DataError("Vultr GET /billing/pending-charges: 'pending_charges' is "
+                            f"{'missing' if 'pending_charges' not in body else 'not a list'}")
+        yield Batch(PENDING_CHARGES,
+                    [parse_pending_charge(item, ctx, i) for i, item in enumerate(pending)])
+
+    def _invoice_lines(self, ctx: CollectContext, invoice_id: str,
+                       fallback_end: datetime) -> Iterator[Batch]:
+        position = 0
+        path = f"/billing/invoices/{quote(invoice_id, safe='')}/items"
+        for items in self._pages(path, "invoice_items"):
+            rows = [parse_invoice_item(item, ctx, invoice_id, position + i, fallback_end)
+                    for i, item in enumerate(items)]
+            position += len(rows)
+            if rows:
+                yield Batch(COST_LINES, rows)
+
+    def _account(self, ctx: CollectContext) -> Iterator[Batch]:
+        yield Batch(ACCOUNT_SNAPSHOTS, [parse_account(self._client.get_json("/account"), ctx)])
+        for entries in self._pages("/billing/history", "billing_history"):
+            if entries:
+                yield Batch(LEDGER, [parse_billing_entry(e, ctx) for e in entries])
+
+    def _resources(self, ctx: CollectContext) -> Iterator[Batch]:
+        for instances in self._pages("/instances", "instances"):
+            if instances:
+                yield Batch(RESOURCES, [parse_instance(i, ctx) for i in instances])

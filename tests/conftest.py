@@ -1,0 +1,24 @@
+"""Shared fixtures."""
+
+from __future__ import annotations
+
+import pytest
+
+# --- fake Vultr API (tests/fake_vultr.py) -----------------------------------------------------
+# `fake_vultr` is a started FakeVultr with default data. For other data, parametrize it
+# indirectly: @pytest.mark.parametrize("fake_vultr", [{"invoices": 30}], indirect=True).
+
+
+@pytest.fixture
+def fake_vultr(request):
+    from fake_vultr import FakeVultr
+
+    with FakeVultr(**getattr(request, "param", {})) as server:
+        yield server
+
+
+# --- end fake Vultr API -----------------------------------------------------------------------
+
+# --- real services: Redis, PostgreSQL, chDB (tests/services.py) ------------------------------
+pytest_plugins = ["services"]
+# --- end real services -------------------------------------------------------------------------
