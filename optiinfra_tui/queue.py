@@ -14,6 +14,7 @@ import time
 from huey import RedisHuey, SqliteHuey
 from huey.api import Huey
 from huey.consumer import Consumer, Worker
+from huey.storage import RedisStorage
 
 from optiinfra_tui.settings import Settings
 
@@ -41,7 +42,7 @@ def queue_ping(huey: Huey) -> float:
     """Seconds for one round trip to the queue's storage; raises when it is unreachable."""
     start = time.perf_counter()
     storage = huey.storage
-    if hasattr(storage, "conn"):  # Redis
+    if isinstance(storage, RedisStorage):
         storage.conn.ping()
     else:
         storage.queue_size()

@@ -171,3 +171,24 @@ def test_sigterm_finishes_the_task_in_flight(cli_env, fake_vultr):
     hist = json.loads(run(["history", "--json"], env).stdout)
     assert hist[0]["status"] == "success", hist[0]
     assert hist[0]["rows"] == fake_vultr.line_count()
+
+
+@pytest.mark.parametrize("fake_vultr", [{"invoices": 30, "items": 20}], indirect=True)
+def test_ctrl_c_mid_collection_loses_nothing(cli_env, fake_vultr):
+    env = dict(cli_env, VULTR_API_KEY=fake_vultr.token, VULTR_API_URL=fake_vultr.url,
+               VULTR_MAX_RPS="5")
+    proc = subprocess.Popen(CLI + ["collect", "vultr", "--inline"], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert wait_until(lambda: fake_vultr.count() >= 6, 60)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in out + err
+    assert "Interrupted: run 1 marked canceled" in err
+    hist = json.loads(run(["history", "--json"], env).stdout)
+    assert hist[0]["status"] == "canceled" and hist[0]["error_kind"] == "interrupted"
+
+    r = run(["collect", "vultr", "--inline", "--json"], env, timeout=240)
+    assert json.loads(r.stdout)["status"] == "success"
+    doc = json.loads(run(["costs", "--json"], env).stdout)
+    assert Decimal(doc[0]["total"]) == fake_vultr.total_cost()
+    assert doc[0]["rows"] == fake_vultr.line_count()

@@ -210,7 +210,9 @@ def _open(url: str) -> pw.Database:
             raise ConfigError(f"DATABASE_URL: can't create {path.parent}: {exc.strerror}. "
                               "Set OPTIINFRA_HOME or DATABASE_URL to a writable place.") from None
         # WAL lets the dashboard read while workers write; busy_timeout rides out short locks.
-        return pw.SqliteDatabase(str(path), pragmas={
+        # BEGIN IMMEDIATE: a transaction that reads then writes would otherwise fail at once
+        # with "database is locked" when another connection wrote in between.
+        return pw.SqliteDatabase(str(path), lock_type="IMMEDIATE", pragmas={
             "journal_mode": "wal", "busy_timeout": 10000, "synchronous": "normal",
             "foreign_keys": 1})
     if scheme in ("postgres", "postgresql"):
