@@ -1,0 +1,270 @@
+"""The dashboard app and `run_dashboard`, what plain `optiinfra-tui` runs."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+
+from textual import work
+from textual.app import App, SystemCommand
+from textual.screen import Screen
+from textual.worker import get_current_worker
+
+from optiinfra_tui import actions
+from optiinfra_tui.errors import OptiInfraError
+from optiinfra_tui.settings import Settings
+from optiinfra_tui.storage.history import db
+from optiinfra_tui.tui.messages import Activity, CostsLoaded, PageLoaded, StateLoaded
+from optiinfra_tui.tui.poller import Poller
+from optiinfra_tui.tui.screens.collect import CollectRequest
+from optiinfra_tui.tui.screens.main import MainScreen
+from optiinfra_tui.tui.source import CostsData, HistoryFilter, HistoryQuery, Source, short_error
+
+log = logging.getLogger("optiinfra.tui")
+
+PALETTE = (
+    ("Collect…", "Start a collection: provider, customer, data types (c)", "collect"),
+    ("Collect everything now", "Queue every configured schedule's collection (a)", "collect_all"),
+    ("Health check", "Check every backend and provider (h)", "health"),
+    ("Retry selected run", "A new run for the selected failed run (r)", "retry"),
+    ("Revoke selected run", "Cancel the selected queued run (x)", "revoke"),
+    ("Run detail", "Attempts, error and timings of the selected run (enter)", "detail"),
+    ("Filter history…", "By status, provider, customer, text (/)", "filter"),
+    ("Pause or resume schedules", "Toggle every schedule (p)", "pause"),
+    ("Costs view", "Spend by day and provider, month to date, pending estimate", "costs"),
+    ("Help", "Keys, and where the log file is (?)", "help"),
+)
+
+
+class DashboardApp(App):
+    CSS_PATH = "app.tcss"
+    TITLE = "OptiInfra"
+
+    def __init__(self, rt, pool=None, shutdown_timeout: float = 60.0,
+                 source: Source | None = None, poll: float = 1.0,
+                 health_every: float = 5.0, costs_every: float = 60.0,
+                 costs_enabled: bool = True, costs_disabled_reason: str = "") -> None:
+        super().__init__()
+        self.rt, self.pool, self.shutdown_timeout = rt, pool, shutdown_timeout
+        self.source = source or Source(rt)
+        self.poller = Poller(self.source, self.post_message, poll=poll,
+                             health_every=health_every, costs_every=costs_every,
+                             costs_enabled=costs_enabled,
+                             costs_disabled_reason=costs_disabled_reason)
+        self.history_filter = HistoryFilter()
+        self.costs: CostsData | None = None
+        self.pool_stopped = pool is None
+        self._windows: list[int | None] = [None]  # before_id of each history window shown
+        self._cursor = "keep"
+        self._quitting = False
+
+    def get_default_screen(self) -> Screen:
+        return MainScreen(id="main")
+
+    @property
+    def main(self) -> MainScreen:
+        return self.screen_stack[0]
+
+    def on_mount(self) -> None:
+        self.rt.activity.add_listener(self._on_worker_activity)
+        self.run_worker(self._poll_loop, thread=True, group="poller", name="poller")
+
+    def on_unmount(self) -> None:
+        self.rt.activity.remove_listener(self._on_worker_activity)
+        self.poller.stop()
+
+    def _poll_loop(self) -> None:
+        worker = get_current_worker()
+        try:
+            self.poller.run(lambda: worker.is_cancelled)
+        finally:
+            _close_thread_connection()
+
+    def _on_worker_activity(self) -> None:
+        # Called in a Huey worker thread: post_message is the thread-safe way in.
+        self.post_message(Activity())
+
+    # --- data arriving from the poller ---------------------------------------------------
+
+    def on_activity(self, _: Activity) -> None:
+        self.poller.wake()
+
+    def on_state_loaded(self, msg: StateLoaded) -> None:
+        self.main.apply_state(msg.state)
+
+    def on_page_loaded(self, msg: PageLoaded) -> None:
+        if msg.page.query != self.poller.query:
+            return  # a window the user has already moved away from
+        cursor, self._cursor = self._cursor, "keep"
+        self.main.apply_page(msg.page, cursor)
+
+    def on_costs_loaded(self, msg: CostsLoaded) -> None:
+        self.costs = msg.costs
+        self.main.apply_costs(msg.costs)
+        from optiinfra_tui.tui.screens.costs import CostsScreen
+
+        if isinstance(self.screen, CostsScreen):
+            self.screen.show(msg.costs)
+
+    # --- history windows and filter -------------------------------------------------------
+
+    def move_history(self, direction: str) -> None:
+        page = self.main.history.page
+        if direction == "older" and page is not None and page.rows and page.has_more:
+            self._windows.append(page.rows[-1].id)
+            self._cursor = "top"
+        elif direction == "newer" and len(self._windows) > 1:
+            self._windows.pop()
+            self._cursor = "bottom"
+        elif direction == "newest":
+            self._windows = [None]
+            self._cursor = "top"
+        else:
+            return
+        self._request_window()
+
+    def _request_window(self) -> None:
+        self.poller.set_query(HistoryQuery(self.history_filter, self._windows[-1],
+                                           len(self._windows) - 1))
+
+    def set_filter(self, flt: HistoryFilter | None) -> None:
+        if flt is None:
+            return
+        self.history_filter = flt
+        self._windows = [None]
+        self._cursor = "top"
+        self._request_window()
+
+    # --- actions (each runs in a thread: they touch the queue and the database) -----------
+
+    def start_collection(self, req: CollectRequest | None) -> None:
+        if req is not None:
+            self._act("Collect", lambda: actions.collect(self.rt, req.provider, req.customer_id,
+                                                         list(req.data_types)),
+                      lambda run: f"Run {run.id} queued: {run.provider} {run.data_types} "
+                                  f"for {run.customer_id}.")
+
+    def collect_everything(self) -> None:
+        self._act("Collect everything", lambda: actions.collect_everything(self.rt),
+                  lambda queued: f"{len(queued)} collection(s) queued." if queued else
+                  "Nothing to queue: no schedule has a customer with credentials.")
+
+    def health_check(self) -> None:
+        self._act("Health check", lambda: actions.health_check(self.rt),
+                  lambda _: "Health check queued; the header shows the results."
+                  + ("" if self.pool else " (Needs a running consumer: --workers 0 here.)"))
+        self.poller.wake(health=True)
+        self.set_timer(2.0, lambda: self.poller.wake(health=True))
+
+    def retry_run(self, run_id: int) -> None:
+        self._act("Retry", lambda: actions.retry(self.rt, run_id),
+                  lambda run: f"Run {run_id} retried as run {run.id}.")
+
+    def revoke_run(self, run_id: int) -> None:
+        self._act("Revoke", lambda: actions.revoke(self.rt, run_id),
+                  lambda run: f"Run {run_id} revoked.")
+
+    def toggle_schedules(self) -> None:
+        self._act("Schedules", lambda: actions.toggle_schedules(self.rt),
+                  lambda paused: "Schedules paused." if paused else "Schedules resumed.")
+
+    @work(thread=True, group="actions")
+    def _act(self, label: str, fn: Callable, done: Callable) -> None:
+        try:
+            self.notify(done(fn()), title=label)
+        except OptiInfraError as exc:
+            self.notify(str(exc), title=label, severity="error", timeout=8)
+        except Exception as exc:
+            log.exception("%s failed", label)
+            self.notify(f"{short_error(exc)} (details in {self.rt.settings.log_path})",
+                        title=f"{label} failed", severity="error", timeout=8)
+        finally:
+            _close_thread_connection()
+            self.poller.wake()
+
+    # --- command palette -------------------------------------------------------------------
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        main = self.main
+        for title, help_text, action in PALETTE:
+            yield SystemCommand(title, help_text, lambda a=action: main.run_from_palette(a))
+        yield SystemCommand("Quit", "Quit; waits for tasks in flight (q)", self.action_quit)
+        yield from (c for c in super().get_system_commands(screen) if c.title != "Quit")
+
+    # --- quitting --------------------------------------------------------------------------
+
+    async def action_quit(self) -> None:
+        if self._quitting:
+            return
+        self._quitting = True
+        self.poller.stop()
+        if self.pool is not None and self.pool.in_flight():
+            from optiinfra_tui.tui.screens.quitting import QuittingScreen
+
+            self.push_screen(QuittingScreen(self.pool.in_flight, self.shutdown_timeout))
+        self._stop_pool()
+
+    @work(thread=True, group="quit")
+    def _stop_pool(self) -> None:
+        if self.pool is not None:
+            try:
+                if not self.pool.stop(self.shutdown_timeout):
+                    log.warning("quit: tasks still in flight after %.0f s; their runs will be "
+                                "recovered", self.shutdown_timeout)
+            except Exception:
+                log.exception("quit: stopping the worker pool failed")
+            self.pool_stopped = True
+        self.call_from_thread(self.exit)
+
+    # --- nothing reaches the terminal ------------------------------------------------------
+
+    def _handle_exception(self, error: Exception) -> None:
+        log.error("dashboard crashed", exc_info=error)
+        super()._handle_exception(error)
+
+    def _print_error_renderables(self) -> None:
+        # The traceback is in the log file; run_dashboard prints one line saying so.
+        self._exit_renderables.clear()
+
+
+def _close_thread_connection() -> None:
+    """Thread workers are short-lived: close their peewee connection rather than leak it."""
+    try:
+        if db.obj is not None and not db.is_closed():
+            db.close()
+    except Exception:
+        pass
+
+
+def run_dashboard(settings: Settings, workers: int, shutdown_timeout: float = 60.0) -> int:
+    """Run the dashboard with `workers` embedded worker threads; returns the exit code."""
+    from optiinfra_tui.logs import setup_logging
+    from optiinfra_tui.pool import WorkerPool
+    from optiinfra_tui.runtime import Runtime, set_runtime
+    from optiinfra_tui.tui.terminal import quiet_terminal
+
+    setup_logging(settings, stdout=False)
+    rt = Runtime(settings)
+    set_runtime(rt)
+    pool = WorkerPool(rt, workers, "dashboard") if workers else None
+    chdb = settings.clickhouse_url.startswith("chdb")
+    app = DashboardApp(
+        rt, pool, shutdown_timeout,
+        # chDB allows one process per data path: a watch-only dashboard must not take it
+        # from the headless consumer that writes there.
+        costs_enabled=bool(workers) or not chdb,
+        costs_disabled_reason="chDB belongs to the process that collects; with --workers 0 "
+                              "set CLICKHOUSE_URL to a ClickHouse server to see costs here.")
+    with quiet_terminal(settings.log_path):
+        try:
+            if pool is not None:
+                pool.start()
+            app.run()
+        finally:
+            if pool is not None and not app.pool_stopped:
+                pool.stop(0)
+            rt.close()
+    if app.return_code:
+        print(f"optiinfra-tui: the dashboard stopped on an unexpected error; the details are "
+              f"in {settings.log_path}.")
+    return app.return_code or 0

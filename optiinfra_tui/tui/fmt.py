@@ -1,0 +1,77 @@
+"""Text formatting shared by the panels: durations, ages, money, status colours."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+STATUS_STYLE = {
+    "queued": "bold #5fafff",
+    "running": "bold #00d7d7",
+    "retrying": "bold #ffaf00",
+    "success": "bold #5fd75f",
+    "failed": "bold #ff5f5f",
+    "canceled": "#8a8a8a",
+}
+STATE_STYLE = {"busy": "bold #00d7d7", "idle": "#8a8a8a"}
+
+# What to do about each kind of failure, for the run detail screen.
+ERROR_ADVICE = {
+    "config": "Fix the configuration the message names (often a missing API key in the "
+              "environment of the process that runs the workers), restart it, then press r "
+              "to retry.",
+    "auth": "The provider refused the credential: check that the API key is current and "
+            "allowed from this host (Vultr keys can be limited to IP ranges), then retry.",
+    "data": "The provider answered with something that doesn't parse. Retrying rarely "
+            "helps; the log file has the details worth reporting.",
+    "transient": "A temporary failure (rate limit, 5xx, network). It is retried with "
+                 "back-off; if every attempt failed, press r to try again later.",
+    "backend": "A backend (queue, history or metrics) was unreachable: check the header's "
+               "health, then retry.",
+    "canceled": "Revoked before it ran. Press r to queue it again.",
+    "interrupted": "Stopped by a shutdown. Rows already written are kept; press r to finish.",
+    "internal": "A bug: the traceback is in the log file. Retrying may work around it.",
+}
+
+
+def duration(ms: int | None) -> str:
+    if ms is None:
+        return "-"
+    if ms < 1000:
+        return f"{ms} ms"
+    if ms < 60_000:
+        return f"{ms / 1000:.1f} s"
+    return f"{ms // 60_000}m{ms % 60_000 // 1000:02d}s"
+
+
+def age(since: datetime | None, now: datetime) -> str:
+    """'12s', '3m', '2h', '4d' for how long ago `since` was."""
+    if since is None:
+        return "-"
+    s = max(0, int((now - since).total_seconds()))
+    return _span(s)
+
+
+def until(at: datetime | None, now: datetime) -> str:
+    if at is None:
+        return "-"
+    s = int((at - now).total_seconds())
+    return "now" if s <= 0 else "in " + _span(s)
+
+
+def _span(s: int) -> str:
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s" if s < 600 else f"{s // 60}m"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 86400}d"
+
+
+def money(value: Decimal | None) -> str:
+    return "-" if value is None else f"${value:,.2f}"
+
+
+def rate(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0%}"

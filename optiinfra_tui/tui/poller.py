@@ -1,0 +1,90 @@
+"""The dashboard's one reader thread: reads when woken, else once per `poll` seconds, and
+posts only what changed, so an idle dashboard neither queries much nor redraws."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import replace
+
+from optiinfra_tui.tui.messages import CostsLoaded, PageLoaded, StateLoaded
+from optiinfra_tui.tui.source import CostsData, HistoryQuery, Source
+
+
+class Poller:
+    def __init__(self, source: Source, post: Callable, poll: float = 1.0,
+                 health_every: float = 5.0, costs_every: float = 60.0,
+                 batch_gap: float = 0.05, costs_enabled: bool = True,
+                 costs_disabled_reason: str = "") -> None:
+        self.source, self.post = source, post
+        self.poll, self.health_every, self.costs_every = poll, health_every, costs_every
+        self.batch_gap = batch_gap
+        self.costs_enabled, self.costs_disabled_reason = costs_enabled, costs_disabled_reason
+        self.query = HistoryQuery()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._want_health = True
+        self._want_costs = True
+        self._last_state = self._last_page = self._last_costs = None
+        self._health: list = []
+        self._finished_seen: tuple | None = None
+
+    def wake(self, health: bool = False, costs: bool = False) -> None:
+        """Read again now (thread-safe): on activity, an action, or a new history window."""
+        self._want_health |= health
+        self._want_costs |= costs
+        self._wake.set()
+
+    def set_query(self, query: HistoryQuery) -> None:
+        self.query = query
+        self.wake()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+
+    def run(self, cancelled: Callable[[], bool]) -> None:
+        next_poll = next_health = next_costs = 0.0
+        while not (self._stop.is_set() or cancelled()):
+            woken = self._wake.wait(max(0.0, next_poll - time.monotonic()))
+            if self._stop.is_set() or cancelled():
+                return
+            if woken:
+                time.sleep(self.batch_gap)  # let a burst of activity land in one read
+            self._wake.clear()
+            now = time.monotonic()
+            if self._want_health or now >= next_health:
+                self._want_health = False
+                self._health = self.source.health(live=True)
+                next_health = now + self.health_every
+            self.read_once()
+            if self._want_costs or now >= next_costs:
+                self._want_costs = False
+                self.read_costs()
+                next_costs = time.monotonic() + self.costs_every
+            next_poll = time.monotonic() + self.poll
+
+    def read_once(self) -> None:
+        """One read of state and history window; posts each only if it changed."""
+        state = self.source.state(self._health)
+        comparable = replace(state, now=None)
+        if comparable != self._last_state:
+            self._last_state = comparable
+            self.post(StateLoaded(state))
+        finished = (state.stats.succeeded, state.stats.rows)
+        if self._finished_seen is not None and finished != self._finished_seen:
+            self._want_costs = True  # a run wrote rows: the totals moved
+        self._finished_seen = finished
+        query = self.query
+        page = self.source.history(query)
+        if page != self._last_page or query != self.query:
+            self._last_page = page
+            self.post(PageLoaded(page))
+
+    def read_costs(self) -> None:
+        costs = (self.source.costs() if self.costs_enabled
+                 else CostsData(error=self.costs_disabled_reason))
+        if costs != self._last_costs:
+            self._last_costs = costs
+            self.post(CostsLoaded(costs))

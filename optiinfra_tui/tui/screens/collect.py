@@ -1,0 +1,97 @@
+"""The collect modal (`c`): provider, customer, data types; enter with the defaults starts a
+collection of the default provider's default types for the default customer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Label, Select, SelectionList, Static
+
+from optiinfra_tui.errors import ConfigError
+from optiinfra_tui.settings import DEFAULT_TYPES, PROVIDERS, Settings, validate_data_types
+
+
+@dataclass(frozen=True)
+class CollectRequest:
+    provider: str
+    customer_id: str
+    data_types: tuple[str, ...]
+
+
+class CollectScreen(ModalScreen[CollectRequest | None]):
+    BINDINGS = [
+        Binding("escape", "cancel", "Cancel"),
+        # Priority, so enter starts the collection from any field (space toggles a type).
+        Binding("enter", "submit", "Start", priority=True),
+    ]
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__()
+        self.settings = settings
+
+    def compose(self) -> ComposeResult:
+        provider = next(iter(PROVIDERS))
+        with Vertical(id="dialog", classes="dialog"):
+            yield Label("Start a collection", classes="dialog-title")
+            yield Label("Provider")
+            yield Select([(p, p) for p in PROVIDERS], value=provider, allow_blank=False,
+                         id="provider")
+            yield Label("Customer")
+            yield Select(self._customers(provider), value=self.settings.default_customer_id,
+                         allow_blank=False, id="customer")
+            yield Label("Data types (space toggles)")
+            yield SelectionList[str](*self._types(provider), id="types")
+            yield Static("", id="collect-error", classes="error")
+            with Horizontal(classes="buttons"):
+                yield Button("Start (enter)", variant="primary", id="start")
+                yield Button("Cancel (esc)", id="cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#types", SelectionList).focus()
+
+    def _customers(self, provider: str) -> list[tuple[str, str]]:
+        ids = [c.id for c in self.settings.customers if provider in c.credential_vars]
+        ids = ids or [self.settings.default_customer_id]
+        return [(c, c) for c in ids]
+
+    def _types(self, provider: str) -> list[tuple[str, str, bool]]:
+        return [(t, t, t in DEFAULT_TYPES[provider]) for t in PROVIDERS[provider]]
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        if event.select.id == "provider" and isinstance(event.value, str):
+            types = self.query_one("#types", SelectionList)
+            types.clear_options()
+            types.add_options(self._types(event.value))
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # An open drop-down keeps enter for choosing its option.
+        if action == "submit" and any(s.expanded for s in self.query(Select)):
+            return False
+        return True
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "start":
+            self.action_submit()
+        else:
+            self.action_cancel()
+
+    def action_submit(self) -> None:
+        provider = str(self.query_one("#provider", Select).value)
+        customer = str(self.query_one("#customer", Select).value)
+        chosen = list(self.query_one("#types", SelectionList).selected)
+        if not chosen:
+            self.query_one("#collect-error", Static).update("Choose at least one data type.")
+            return
+        try:
+            types = validate_data_types(provider, chosen)
+        except ConfigError as exc:
+            self.query_one("#collect-error", Static).update(str(exc))
+            return
+        self.dismiss(CollectRequest(provider, customer, types))
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)

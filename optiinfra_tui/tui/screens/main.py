@@ -1,0 +1,156 @@
+"""The dashboard's main screen: the panels and the keys that act on the system."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer
+
+from optiinfra_tui.actions import can_retry, can_revoke
+from optiinfra_tui.tui.source import CostsData, DashState, HistoryPage, RunRow
+from optiinfra_tui.tui.widgets.costs import CostsPanel
+from optiinfra_tui.tui.widgets.header import HealthHeader
+from optiinfra_tui.tui.widgets.history import HistoryTable
+from optiinfra_tui.tui.widgets.queue import QueuePanel
+from optiinfra_tui.tui.widgets.stats import StatsStrip
+from optiinfra_tui.tui.widgets.workers import WorkersPanel
+
+# Why each action can't apply to the selected run, for the palette (the footer greys them).
+NOT_APPLICABLE = {
+    "retry": "Retry needs a failed or canceled run selected in the history.",
+    "revoke": "Revoke needs a queued or retrying run selected in the history.",
+    "detail": "Select a run in the history first.",
+}
+
+
+class MainScreen(Screen):
+    BINDINGS = [
+        Binding("c", "collect", "Collect"),
+        Binding("a", "collect_all", "All now"),
+        Binding("h", "health", "Health"),
+        Binding("r", "retry", "Retry"),
+        Binding("x", "revoke", "Revoke"),
+        Binding("slash", "filter", "Filter", key_display="/"),
+        Binding("p", "pause", "Pause/resume"),
+        Binding("question_mark", "help", "Help", key_display="?"),
+        Binding("q", "app.quit", "Quit"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        yield HealthHeader(id="header")
+        with Horizontal(id="top"):
+            yield WorkersPanel(id="workers", classes="panel")
+            yield QueuePanel(id="queue", classes="panel")
+            yield CostsPanel(id="costs", classes="panel")
+        yield HistoryTable(id="history", classes="panel")
+        yield StatsStrip(id="stats", classes="panel")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one(HistoryTable).focus()
+
+    # --- data from the app ----------------------------------------------------------------
+
+    @property
+    def history(self) -> HistoryTable:
+        return self.query_one(HistoryTable)
+
+    @property
+    def selected(self) -> RunRow | None:
+        return self.history.selected
+
+    def apply_state(self, state: DashState) -> None:
+        self.query_one(HealthHeader).show(state.mode, state.backends, state.health, state.errors)
+        self.query_one(WorkersPanel).show(state.workers)
+        self.query_one(QueuePanel).show(state.queue, state.schedules)
+        self.query_one(StatsStrip).show(state.stats)
+
+    def apply_page(self, page: HistoryPage, cursor: str) -> None:
+        before = self.selected
+        table = self.history
+        table.show(page, cursor)
+        where = f"page {page.query.page + 1}"
+        flt = page.query.filter.describe()
+        table.border_title = f"History  [{flt}]" if flt else "History"
+        table.border_subtitle = page.error or (where + (", more below" if page.has_more else ""))
+        if self.selected != before:
+            self.refresh_bindings()
+
+    def apply_costs(self, costs: CostsData) -> None:
+        self.query_one(CostsPanel).show(costs)
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.data_table is self.history:
+            self.refresh_bindings()
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        if event.data_table is self.history:
+            self.action_detail()
+
+    def on_history_table_page_request(self, event: HistoryTable.PageRequest) -> None:
+        self.app.move_history(event.direction)
+
+    # --- keys -----------------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "retry":
+            return True if can_retry(self.selected) else None
+        if action == "revoke":
+            return True if can_revoke(self.selected) else None
+        if action == "detail":
+            return True if self.selected else None
+        return True
+
+    def run_from_palette(self, action: str) -> None:
+        if not self.check_action(action, ()):
+            self.notify(NOT_APPLICABLE.get(action, "Not available now."), severity="warning")
+            return
+        self.call_later(self.run_action, action)
+
+    def action_collect(self) -> None:
+        from optiinfra_tui.tui.screens.collect import CollectScreen
+
+        self.app.push_screen(CollectScreen(self.app.rt.settings), self.app.start_collection)
+
+    def action_collect_all(self) -> None:
+        self.app.collect_everything()
+
+    def action_health(self) -> None:
+        self.app.health_check()
+
+    def action_retry(self) -> None:
+        if self.selected:
+            self.app.retry_run(self.selected.id)
+
+    def action_revoke(self) -> None:
+        if self.selected:
+            self.app.revoke_run(self.selected.id)
+
+    def action_filter(self) -> None:
+        from optiinfra_tui.tui.screens.filter import FilterScreen
+
+        self.app.push_screen(FilterScreen(self.app.history_filter), self.app.set_filter)
+
+    def action_pause(self) -> None:
+        self.app.toggle_schedules()
+
+    def action_help(self) -> None:
+        from optiinfra_tui.tui.screens.help import HelpScreen
+
+        self.app.push_screen(HelpScreen(self.app.rt.settings))
+
+    def action_detail(self) -> None:
+        if self.selected:
+            from optiinfra_tui.tui.screens.detail import RunDetailScreen
+
+            self.app.push_screen(RunDetailScreen(self.selected.id))
+
+    def action_costs(self) -> None:
+        from optiinfra_tui.tui.screens.costs import CostsScreen
+
+        self.app.push_screen(CostsScreen())
+
+    def on_costs_panel_open(self, event: CostsPanel.Open) -> None:
+        self.action_costs()

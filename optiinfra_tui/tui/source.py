@@ -1,0 +1,204 @@
+"""Every read the dashboard makes, as plain data: called from thread workers, never the UI thread.
+
+Each method catches backend failures and returns them as data, so a down backend is shown,
+never raised into the app.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime
+from decimal import Decimal
+
+from optiinfra_tui import monitor, runs
+from optiinfra_tui.health import Health, backend_labels
+from optiinfra_tui.monitor import QueueInfo, ScheduleInfo, Stats, WorkerInfo
+from optiinfra_tui.storage.history import CollectionRun, utcnow
+
+log = logging.getLogger("optiinfra.tui")
+
+PAGE_SIZE = 100
+
+
+@dataclass(frozen=True)
+class HistoryFilter:
+    status: str | None = None
+    provider: str | None = None
+    customer_id: str | None = None
+    text: str | None = None
+
+    def describe(self) -> str:
+        parts = [f"{k}={v}" for k, v in (("status", self.status), ("provider", self.provider),
+                                          ("customer", self.customer_id), ("text", self.text))
+                 if v]
+        return " ".join(parts)
+
+
+@dataclass(frozen=True)
+class HistoryQuery:
+    """Which window of the history to show: newest first, below `before_id`."""
+
+    filter: HistoryFilter = HistoryFilter()
+    before_id: int | None = None
+    page: int = 0
+
+
+@dataclass(frozen=True)
+class RunRow:
+    """An immutable copy of a run: safe to hand from a thread to the UI and to compare."""
+
+    id: int
+    status: str
+    provider: str
+    customer_id: str
+    data_types: str
+    trigger: str
+    attempt: int
+    max_attempts: int
+    rows: int
+    duration_ms: int | None
+    queued_at: datetime
+    error_kind: str | None
+    error_message: str | None
+    task_id: str | None
+
+    @classmethod
+    def of(cls, run: CollectionRun) -> RunRow:
+        return cls(run.id, run.status, run.provider, run.customer_id, run.data_types,
+                   run.trigger, run.attempt, run.max_attempts, run.metrics_collected,
+                   run.duration_ms, run.queued_at, run.error_kind, run.error_message,
+                   run.task_id)
+
+
+@dataclass(frozen=True)
+class HistoryPage:
+    query: HistoryQuery
+    rows: tuple[RunRow, ...]
+    has_more: bool
+    error: str | None = None
+
+
+@dataclass
+class DashState:
+    """One poll of everything but the history page and the costs."""
+
+    mode: str
+    backends: dict[str, str]
+    health: list[Health]
+    workers: list[WorkerInfo]
+    queue: QueueInfo | None
+    schedules: list[ScheduleInfo]
+    stats: Stats
+    now: datetime
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass
+class CostsData:
+    by_day: list[tuple[date, str, Decimal]] = field(default_factory=list)
+    month_to_date: Decimal | None = None
+    pending: Decimal | None = None
+    by_provider: list = field(default_factory=list)
+    by_service: list = field(default_factory=list)
+    today: date | None = None
+    error: str | None = None
+
+
+@dataclass
+class RunDetail:
+    run: CollectionRun | None
+    attempts: list
+    retries: list[RunRow]
+    error: str | None = None
+
+
+def short_error(exc: BaseException) -> str:
+    text = (str(exc).strip().splitlines() or [""])[0]
+    return f"{type(exc).__name__}: {text}"[:200] if text else type(exc).__name__
+
+
+class Source:
+    """The dashboard's reads, bound to one Runtime; `clock` is swappable so screens are stable."""
+
+    def __init__(self, rt, clock: Callable[[], datetime] = utcnow, metrics=None) -> None:
+        self.rt = rt
+        self.clock = clock
+        self._metrics = metrics or rt.metrics
+
+    def health(self, live: bool) -> list[Health]:
+        try:
+            return monitor.health(self.rt, live=live)
+        except Exception as exc:  # monitor.health already reports most failures as data
+            return [Health("history", False, None, short_error(exc))]
+
+    def state(self, health: list[Health]) -> DashState:
+        now = self.clock()
+        errors: list[str] = []
+        empty = Stats(60, 0, 0, 0, None, None, None, 0, [0] * 60)
+        st = DashState(self.rt.settings.mode, backend_labels(self.rt), health,
+                       [], None, [], empty, now, errors)
+        try:
+            self.rt.history()
+            st.workers = self.workers(now)
+            st.schedules = monitor.schedule_info(self.rt.settings, now)
+            st.stats = monitor.stats(now=now)
+        except Exception as exc:
+            errors.append(f"history: {short_error(exc)}")
+            st.workers = self.live_workers(now)
+        try:
+            st.queue = monitor.queue_info(self.rt.huey)
+        except Exception as exc:
+            errors.append(f"queue: {short_error(exc)}")
+        return st
+
+    def live_workers(self, now: datetime) -> list[WorkerInfo]:
+        """This process's threads, straight from the activity registry (no heartbeat delay)."""
+        rt = self.rt
+        host, pid = rt.host, int(rt.consumer_id.rsplit(":", 1)[1])
+        return [WorkerInfo(rt.consumer_id, host, pid, "dashboard", t.name, t.state, t.task,
+                           t.run_id, t.since, t.processed, t.failed, now)
+                for t in rt.activity.snapshot()]
+
+    def workers(self, now: datetime) -> list[WorkerInfo]:
+        others = [w for w in monitor.workers(now) if w.consumer_id != self.rt.consumer_id]
+        return self.live_workers(now) + others
+
+    def history(self, query: HistoryQuery, limit: int = PAGE_SIZE) -> HistoryPage:
+        f = query.filter
+        try:
+            self.rt.history()
+            found = runs.list_runs(status=f.status, provider=f.provider,
+                                   customer_id=f.customer_id, text=f.text, limit=limit + 1,
+                                   before_id=query.before_id)
+        except Exception as exc:
+            return HistoryPage(query, (), False, f"history: {short_error(exc)}")
+        return HistoryPage(query, tuple(RunRow.of(r) for r in found[:limit]), len(found) > limit)
+
+    def detail(self, run_id: int) -> RunDetail:
+        try:
+            self.rt.history()
+            run = runs.get_run(run_id)
+            retries = [RunRow.of(r) for r in CollectionRun.select()
+                       .where(CollectionRun.retry_of == run_id).order_by(CollectionRun.id)]
+            return RunDetail(run, runs.attempts(run_id), retries)
+        except Exception as exc:
+            return RunDetail(None, [], [], f"history: {short_error(exc)}")
+
+    def costs(self, days: int = 30) -> CostsData:
+        try:
+            store = self._metrics()
+            return CostsData(by_day=list(store.spend_by_day_and_provider(days=days)),
+                             month_to_date=store.month_to_date(),
+                             pending=store.pending_estimate(),
+                             by_provider=list(store.costs(by="provider")),
+                             by_service=list(store.costs(by="service"))[:12],
+                             today=self.clock().date())
+        except Exception as exc:
+            log.warning("costs view: metrics unavailable: %s", short_error(exc))
+            return CostsData(error=short_error(exc))
+
+
+def with_health(state: DashState, health: list[Health]) -> DashState:
+    return replace(state, health=health)

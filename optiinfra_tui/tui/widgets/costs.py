@@ -1,0 +1,108 @@
+"""Costs panel: month to date, the current month's pending estimate, spend by day and provider."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import date, timedelta
+from decimal import Decimal
+
+from rich.text import Text
+from textual.binding import Binding
+from textual.message import Message
+from textual.widgets import Static
+
+from optiinfra_tui.tui.fmt import money
+from optiinfra_tui.tui.source import CostsData
+
+PROVIDER_COLOURS = {"vultr": "#5fafff", "aws": "#ffaf00", "azure": "#af87ff", "gcp": "#5fd75f"}
+BLOCKS = " ▁▂▃▄▅▆▇█"
+
+
+class CostsPanel(Static, can_focus=True):
+    """Enter opens the full costs view."""
+
+    BINDINGS = [Binding("enter", "open", "Costs view")]
+
+    class Open(Message):
+        """The user asked for the full costs view."""
+
+    def __init__(self, days: int = 30, chart_height: int = 5, **kwargs) -> None:
+        super().__init__("loading...", **kwargs)
+        self.border_title = "Costs"
+        self.days, self.chart_height = days, chart_height
+        self.costs: CostsData | None = None
+
+    def action_open(self) -> None:
+        self.post_message(self.Open())
+
+    def show(self, costs: CostsData) -> None:
+        if costs == self.costs:
+            return
+        self.costs = costs
+        self.update(render_costs(costs, self.days, self.chart_height))
+
+
+def render_costs(c: CostsData, days: int, height: int) -> Text:
+    if c.error:
+        return Text.assemble(("metrics unavailable\n", "bold #ff5f5f"), (c.error, "dim"))
+    t = Text()
+    t.append("month to date ", style="dim")
+    t.append(money(c.month_to_date), style="bold")
+    t.append("  pending ", style="dim")
+    t.append(money(c.pending), style="bold #ffaf00")
+    t.append("\n")
+    t.append_text(spend_chart(c.by_day, c.today, days, height))
+    return t
+
+
+def spend_chart(by_day: list[tuple[date, str, Decimal]], today: date | None, days: int,
+                height: int) -> Text:
+    """Stacked bars, one column per day, one colour per provider, with a legend."""
+    today = today or max((d for d, _, _ in by_day), default=date.today())
+    first = today - timedelta(days=days - 1)
+    per_day: dict[date, dict[str, Decimal]] = defaultdict(dict)
+    providers: list[str] = []
+    for d, provider, amount in by_day:
+        if first <= d <= today:
+            per_day[d][provider] = per_day[d].get(provider, Decimal(0)) + amount
+            if provider not in providers:
+                providers.append(provider)
+    totals = {d: sum(v.values(), Decimal(0)) for d, v in per_day.items()}
+    peak = max(totals.values(), default=Decimal(0))
+    t = Text()
+    if peak <= 0:
+        t.append(f"no spend in the last {days} days", style="dim")
+        return t
+    label_w = len(f"${peak:,.0f}")
+    for level in range(height, 0, -1):
+        t.append((f"${peak:,.0f}" if level == height else "").rjust(label_w) + "│", style="dim")
+        for i in range(days):
+            t.append(*_cell(per_day.get(first + timedelta(days=i), {}), peak, height, level))
+        t.append("\n")
+    t.append(" " * label_w + "└" + "─" * days + "\n", style="dim")
+    span = f"{first:%m-%d}".ljust(days - 5) + f"{today:%m-%d}"
+    t.append(" " * (label_w + 1) + span + "\n", style="dim")
+    for p in providers:
+        t.append("■ ", style=PROVIDER_COLOURS.get(p, "white"))
+        t.append(p + "  ")
+    t.rstrip()
+    return t
+
+
+def _cell(day: dict[str, Decimal], peak: Decimal, height: int, level: int) -> tuple[str, str]:
+    total = sum(day.values(), Decimal(0))
+    eighths = int(total / peak * height * 8) if peak else 0
+    if total > 0 and eighths == 0:
+        eighths = 1  # a day with any spend shows
+    filled = eighths - (level - 1) * 8
+    if filled <= 0:
+        return " ", ""
+    # The provider whose stacked segment reaches this cell gives its colour.
+    mid = (Decimal(level) - Decimal("0.5")) / height * peak
+    acc, colour = Decimal(0), "white"
+    for provider, amount in day.items():
+        acc += amount
+        colour = PROVIDER_COLOURS.get(provider, "white")
+        if acc >= mid:
+            break
+    return BLOCKS[min(8, filled)], colour

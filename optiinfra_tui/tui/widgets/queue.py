@@ -1,0 +1,60 @@
+"""Queue panel: pending count, tasks waiting for an ETA, retrying runs, schedules."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.containers import VerticalScroll
+from textual.widgets import Static
+
+from optiinfra_tui.monitor import QueueInfo, ScheduleInfo
+
+
+class QueuePanel(VerticalScroll, can_focus=True):
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.border_title = "Queue"
+        self._body = Static("loading...")
+        self._shown: Text | None = None
+
+    def compose(self):
+        yield self._body
+
+    def show(self, queue: QueueInfo | None, schedules: list[ScheduleInfo]) -> None:
+        text = render_queue(queue, schedules)
+        if text != self._shown:
+            self._shown = text
+            self._body.update(text)
+
+
+def render_queue(queue: QueueInfo | None, schedules: list[ScheduleInfo]) -> Text:
+    t = Text()
+    if queue is None:
+        t.append("queue unreachable\n", style="bold #ff5f5f")
+    else:
+        t.append("pending ", style="dim")
+        t.append(str(queue.pending), style="bold")
+        t.append("  scheduled ", style="dim")
+        t.append(str(len(queue.scheduled)), style="bold")
+        t.append("  retrying ", style="dim")
+        t.append(str(len(queue.retrying)), style="bold #ffaf00" if queue.retrying else "bold")
+        t.append("\n")
+        for run_id, label, at in queue.retrying:
+            eta = f"{at:%H:%M:%S}" if at else "-"
+            t.append(f" ↻ run {run_id} {label[:18]} at {eta}\n", style="#ffaf00")
+        for task in queue.scheduled:
+            eta = f"{task.eta:%H:%M:%S}" if task.eta else "-"
+            what = f"run {task.run_id}" if task.run_id else task.name[:20]
+            t.append(f" ⏲ {what} at {eta}\n")
+    t.append("schedules\n", style="bold")
+    if not schedules:
+        t.append(" none configured\n", style="dim")
+    for s in schedules:
+        t.append(f" {s.name[:20]:<20} ", style="dim" if s.paused else "bold")
+        t.append(f"{s.every}\n", style="dim")
+        if s.paused:
+            t.append("   PAUSED", style="bold #ffaf00")
+        else:
+            t.append(f"   next {s.next_run:%H:%M:%S}" if s.next_run else "   next -")
+        t.append("\n")
+    t.rstrip()
+    return t

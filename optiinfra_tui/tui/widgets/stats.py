@@ -1,0 +1,47 @@
+"""Stats strip: last hour's success rate, p50/p95 duration, rows, runs per minute sparkline."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Horizontal
+from textual.widgets import Sparkline, Static
+
+from optiinfra_tui.monitor import Stats
+from optiinfra_tui.tui.fmt import duration, rate
+
+
+class StatsStrip(Horizontal):
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.border_title = "Last hour"
+        self._shown: Stats | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Static("", id="stats-figures")
+        yield Static("runs/min", id="stats-label")
+        yield Sparkline([0] * 60, id="stats-spark")
+
+    def show(self, stats: Stats) -> None:
+        if stats == self._shown:
+            return
+        self._shown = stats
+        self.query_one("#stats-figures", Static).update(render_stats(stats))
+        self.query_one("#stats-spark", Sparkline).data = list(stats.runs_per_minute)
+        peak = max(stats.runs_per_minute, default=0)
+        self.query_one("#stats-label", Static).update(f"runs/min (peak {peak})")
+
+
+def render_stats(s: Stats) -> Text:
+    t = Text()
+    for label, value, style in (
+        ("success", rate(s.success_rate), "#5fd75f" if (s.success_rate or 0) >= 0.9 else "#ffaf00"),
+        ("runs", f"{s.runs:,}", ""), ("failed", str(s.failed), "#ff5f5f" if s.failed else ""),
+        ("p50", duration(s.p50_ms), ""), ("p95", duration(s.p95_ms), ""),
+        ("rows", f"{s.rows:,}", ""),
+    ):
+        t.append(f"{label} ", style="dim")
+        t.append(value, style=f"bold {style}".strip())
+        t.append("  ")
+    t.rstrip()
+    return t

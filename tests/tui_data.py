@@ -1,0 +1,170 @@
+"""Seeded history and stand-ins for the dashboard tests, screenshots and bench.
+
+Timestamps are fixed (FROZEN_NOW) so snapshots and screenshots are identical on every run.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+from optiinfra_tui.health import Health
+from optiinfra_tui.storage.history import (
+    CollectionRun,
+    RunAttempt,
+    WorkerHeartbeat,
+    db,
+)
+from optiinfra_tui.tui.source import Source
+
+FROZEN_NOW = datetime(2026, 11, 20, 12, 0, 0)
+FROZEN_TODAY = FROZEN_NOW.date()
+KEY_MESSAGE = ("VULTR_API_KEY is not set: the vultr API key for customer 'default_customer' is "
+               "missing. Export VULTR_API_KEY=<your vultr API key> where the workers run.")
+
+
+def env_for(home: Path, **extra: str) -> dict[str, str]:
+    """A complete environment for load_settings: a fresh data dir, no key unless given."""
+    env = {"OPTIINFRA_HOME": str(home), "MAX_RETRIES": "2", "RETRY_DELAY": "1"}
+    env.update(extra)
+    return env
+
+
+def _run(i: int, now: datetime, status: str, **kw) -> dict:
+    queued = now - timedelta(seconds=30 * i + 5)
+    started = queued + timedelta(seconds=1)
+    took = kw.pop("duration_ms", 800 + (i * 137) % 2400)
+    final = status in ("success", "failed", "canceled")
+    row = dict(task_id=f"task-{i:06d}", customer_id=kw.pop("customer_id", "default_customer"),
+               provider="vultr", data_types=kw.pop("data_types", "cost"),
+               trigger=kw.pop("trigger", "schedule"), status=status,
+               attempt=kw.pop("attempt", 1 if status != "queued" else 0), max_attempts=3,
+               metrics_collected=kw.pop("rows", 40 + i % 17 if status == "success" else 0),
+               error_kind=None, error_message=None, queued_at=queued,
+               started_at=started if status != "queued" else None,
+               finished_at=started + timedelta(milliseconds=took) if final else None,
+               duration_ms=took if final else None,
+               worker="ops-1:4242:Worker-1" if status != "queued" else None,
+               next_attempt_at=None, retry_of=None, schedule=None)
+    row.update(kw)
+    return row
+
+
+def seed_bulk(n: int, now: datetime = FROZEN_NOW, batch: int = 1000) -> None:
+    """n runs, oldest first, ~1 in 9 failed: a fast bulk insert for paging benchmarks."""
+    rng = random.Random(1)
+    with db.atomic():
+        for start in range(0, n, batch):
+            rows = []
+            for k in range(start, min(n, start + batch)):
+                i = n - k
+                failed = rng.random() < 0.11
+                rows.append(_run(i, now, "failed" if failed else "success",
+                                 **({"error_kind": "transient", "error_message": "HTTP 503"}
+                                    if failed else {})))
+            CollectionRun.insert_many(rows).execute()
+
+
+def seed_showcase(now: datetime = FROZEN_NOW, extra: int = 40) -> dict[str, int]:
+    """A realistic mix: successes, a failed run with its attempts, retrying, queued, running."""
+    seed_bulk(extra, now - timedelta(minutes=25))
+    ids: dict[str, int] = {}
+    ids["config_failed"] = CollectionRun.insert(_run(
+        9, now, "failed", trigger="manual", attempt=1, error_kind="config",
+        error_message=KEY_MESSAGE, duration_ms=42)).execute()
+    RunAttempt.insert(run_id=ids["config_failed"], attempt=1, status="failed",
+                      worker="ops-1:4242:Worker-1", started_at=now - timedelta(seconds=274),
+                      finished_at=now - timedelta(seconds=274) + timedelta(milliseconds=42),
+                      duration_ms=42, rows=0, error_kind="config",
+                      error_message=KEY_MESSAGE).execute()
+    ids["transient_failed"] = CollectionRun.insert(_run(
+        7, now, "failed", attempt=3, error_kind="transient", customer_id="acme",
+        error_message="Vultr answered 503 Service Unavailable (gave up after 3 attempts)",
+        rows=12)).execute()
+    for a in (1, 2, 3):
+        t = now - timedelta(seconds=215 - 20 * a)
+        RunAttempt.insert(run_id=ids["transient_failed"], attempt=a,
+                          status="failed" if a == 3 else "retrying", worker="ops-2:777:Worker-2",
+                          started_at=t, finished_at=t + timedelta(seconds=2), duration_ms=2000,
+                          rows=12 if a == 1 else 0, error_kind="transient",
+                          error_message="Vultr answered 503 Service Unavailable").execute()
+    ids["retrying"] = CollectionRun.insert(_run(
+        5, now, "retrying", attempt=1, customer_id="acme", error_kind="transient",
+        error_message="Vultr answered 429 Too Many Requests",
+        next_attempt_at=now + timedelta(seconds=45))).execute()
+    ids["success"] = CollectionRun.insert(_run(3, now, "success", trigger="manual",
+                                               data_types="cost,resource", rows=128)).execute()
+    ids["running"] = CollectionRun.insert(_run(2, now, "running", trigger="manual")).execute()
+    ids["queued"] = CollectionRun.insert(_run(1, now, "queued", trigger="cli")).execute()
+    seed_heartbeat(now)
+    return ids
+
+
+def seed_heartbeat(now: datetime = FROZEN_NOW) -> None:
+    """Another consumer sharing the queue: one busy thread, one idle."""
+    threads = [
+        {"name": "Worker-1", "state": "busy", "task": "vultr/default_customer cost",
+         "run_id": 2, "since": (now - timedelta(seconds=4)).isoformat(), "processed": 51,
+         "failed": 3},
+        {"name": "Worker-2", "state": "idle", "task": "", "run_id": None,
+         "since": (now - timedelta(seconds=20)).isoformat(), "processed": 47, "failed": 2},
+    ]
+    WorkerHeartbeat.insert(consumer_id="ops-1:4242", host="ops-1", pid=4242, kind="headless",
+                           threads=2, processed=98, failed=5, started_at=now - timedelta(hours=3),
+                           beat_at=now - timedelta(seconds=2), state=json.dumps(threads)).execute()
+
+
+class StubMetrics:
+    """Fixed cost figures: for tests about the UI, not about ClickHouse."""
+
+    def __init__(self, today: date = FROZEN_TODAY) -> None:
+        self.today = today
+
+    def spend_by_day_and_provider(self, days: int = 30):
+        out = []
+        for i in range(days):
+            d = self.today - timedelta(days=days - 1 - i)
+            out.append((d, "vultr", Decimal(20 + (i * 7) % 13) + Decimal("0.37")))
+        return out
+
+    def month_to_date(self) -> Decimal:
+        return Decimal("412.58")
+
+    def pending_estimate(self) -> Decimal:
+        return Decimal("96.10")
+
+    def costs(self, by: str = "provider", since=None):
+        from types import SimpleNamespace as NS
+
+        if by == "provider":
+            return [NS(key="vultr", billed_cost=Decimal("1830.40"),
+                       estimated_cost=Decimal("96.10"), rows=512)]
+        return [NS(key=k, billed_cost=Decimal(v), estimated_cost=Decimal(0), rows=r)
+                for k, v, r in (("Vultr Cloud Compute", "1210.00", 300),
+                                ("Block Storage", "330.40", 120), ("Load Balancer", "290.00", 92))]
+
+    def close(self) -> None:
+        pass
+
+
+class UnavailableMetrics:
+    def __getattr__(self, name):
+        def fail(*a, **k):
+            raise ConnectionError("ClickHouse is unreachable at http://127.0.0.1:1")
+        return fail
+
+
+class FrozenSource(Source):
+    """The real reads at a fixed time, with fixed latencies: for stable pictures."""
+
+    def __init__(self, rt, metrics=None, now: datetime = FROZEN_NOW) -> None:
+        super().__init__(rt, clock=lambda: now, metrics=lambda: metrics or StubMetrics())
+
+    def health(self, live: bool) -> list[Health]:
+        fixed = {"queue": 0.4, "history": 0.3}
+        real = [h if not h.ok else Health(h.name, True, fixed[h.name])
+                for h in super().health(live) if h.name in fixed]
+        return real + [Health("metrics", True, 12.5), Health("vultr:default_customer", True, 84.0)]
