@@ -132,8 +132,9 @@ def test_due_claims_each_slot_once_and_skips_paused(history_db):
 
 
 def test_unreachable_postgres_is_a_clear_error():
-    from optiinfra_tui.errors import BackendUnavailable
     from services import free_port
+
+    from optiinfra_tui.errors import BackendUnavailable
 
     with pytest.raises(BackendUnavailable) as err:
         history.connect(f"postgresql://app:s3cret@127.0.0.1:{free_port()}/nope")
