@@ -51,7 +51,9 @@ class CollectScreen(ModalScreen[CollectRequest | None]):
                 yield Button("Cancel (esc)", id="cancel")
 
     def on_mount(self) -> None:
-        self.query_one("#types", SelectionList).focus()
+        types = self.query_one("#types", SelectionList)
+        types.focus()
+        self.call_after_refresh(setattr, types, "highlighted", 0)  # show where space acts
 
     def _customers(self, provider: str) -> list[tuple[str, str]]:
         ids = [c.id for c in self.settings.customers if provider in c.credential_vars]

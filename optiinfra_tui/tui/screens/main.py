@@ -73,7 +73,7 @@ class MainScreen(Screen):
         table.show(page, cursor)
         where = f"page {page.query.page + 1}"
         flt = page.query.filter.describe()
-        table.border_title = f"History  [{flt}]" if flt else "History"
+        table.border_title = f"History · filter: {flt}" if flt else "History"
         table.border_subtitle = page.error or (where + (", more below" if page.has_more else ""))
         if self.selected != before:
             self.refresh_bindings()

@@ -26,7 +26,7 @@ class CostsPanel(Static, can_focus=True):
     class Open(Message):
         """The user asked for the full costs view."""
 
-    def __init__(self, days: int = 30, chart_height: int = 5, **kwargs) -> None:
+    def __init__(self, days: int = 30, chart_height: int = 4, **kwargs) -> None:
         super().__init__("loading...", **kwargs)
         self.border_title = "Costs"
         self.days, self.chart_height = days, chart_height
@@ -46,9 +46,9 @@ def render_costs(c: CostsData, days: int, height: int) -> Text:
     if c.error:
         return Text.assemble(("metrics unavailable\n", "bold #ff5f5f"), (c.error, "dim"))
     t = Text()
-    t.append("month to date ", style="dim")
+    t.append("MTD ", style="dim")
     t.append(money(c.month_to_date), style="bold")
-    t.append("  pending ", style="dim")
+    t.append("  pending est. ", style="dim")
     t.append(money(c.pending), style="bold #ffaf00")
     t.append("\n")
     t.append_text(spend_chart(c.by_day, c.today, days, height))

@@ -31,7 +31,12 @@ def cells(r: RunRow) -> tuple:
 
 
 class HistoryTable(DataTable):
-    BINDINGS = [Binding("enter", "select_cursor", "Detail")]
+    BINDINGS = [
+        Binding("enter", "select_cursor", "Detail"),
+        Binding("home", "first_row", "First row", show=False),
+        Binding("end", "last_row", "Last row", show=False),
+        Binding("ctrl+home", "scroll_top", "Newest", show=False),
+    ]
 
     class PageRequest(Message):
         """Show another window: 'older', 'newer' or 'newest'."""
@@ -44,8 +49,7 @@ class HistoryTable(DataTable):
         super().__init__(cursor_type="row", **kwargs)
         self.page: HistoryPage | None = None
         self.border_title = "History"
-
-    def on_mount(self) -> None:
+        # Columns exist before mount: the first page can arrive before on_mount runs.
         for key, label, width in COLUMNS:
             self.add_column(label, width=width, key=key)
 
@@ -123,6 +127,12 @@ class HistoryTable(DataTable):
             self.post_message(self.PageRequest("newer"))
         else:
             super().action_page_up()
+
+    def action_first_row(self) -> None:
+        self.move_cursor(row=0, animate=False)
+
+    def action_last_row(self) -> None:
+        self.move_cursor(row=max(0, self.row_count - 1), animate=False)
 
     def action_scroll_top(self) -> None:
         if self.page is not None and self.page.query.page > 0:

@@ -1,0 +1,379 @@
+"""The dashboard through Pilot: every key and screen, on a real history and queue per test."""
+
+from __future__ import annotations
+
+import io
+import re
+import threading
+
+import pytest
+from rich.console import Console
+from textual.command import CommandPalette
+from textual.widgets import Input, Select
+from tui_data import UnavailableMetrics, seed_bulk, seed_showcase
+from tui_pilot import SIZE, loaded, make_app, make_runtime, screen_text, select_run, until
+
+from optiinfra_tui import runs
+from optiinfra_tui.storage.history import CollectionRun, ScheduleState
+from optiinfra_tui.tui.screens.collect import CollectScreen
+from optiinfra_tui.tui.screens.costs import CostsScreen
+from optiinfra_tui.tui.screens.detail import RunDetailScreen
+from optiinfra_tui.tui.screens.filter import FilterScreen
+from optiinfra_tui.tui.screens.help import HelpScreen, render_help
+from optiinfra_tui.tui.screens.quitting import QuittingScreen
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+
+@pytest.fixture
+def rt(tmp_path):
+    rt = make_runtime(tmp_path / "home")
+    yield rt
+    rt.close()
+
+
+@pytest.fixture
+def seeded(rt):
+    return seed_showcase()
+
+
+def newest_run() -> CollectionRun:
+    return CollectionRun.select().order_by(CollectionRun.id.desc()).first()
+
+
+async def test_main_screen_shows_every_panel(rt, seeded):
+    app = make_app(rt)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        text = screen_text(app)
+        for expected in ("embedded", "history (sqlite) ● ok", "Workers", "ops-1:4242", "busy",
+                         "Queue", "retrying 1", "vultr-cost", "next 12:15:00", "Costs",
+                         "$412.58", "History", "config", "Last hour", "success"):
+            assert expected in text, expected
+        assert app.main.history.row_count == len(app.main.history.page.rows)
+
+
+async def test_enter_opens_run_detail_with_attempts_error_and_advice(rt, seeded):
+    app = make_app(rt)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        await select_run(pilot, seeded["transient_failed"])
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, RunDetailScreen)
+                    and app.screen.detail is not None)
+        text = screen_text(app)
+        assert f"Run {seeded['transient_failed']}" in text
+        assert "503 Service Unavailable" in text and "What to do" in text
+        assert app.screen.query_one("#attempts").row_count == 3
+        assert "rows written" in text and "12" in text
+        await pilot.press("escape")
+        await until(pilot, lambda: app.screen is app.main)
+
+
+async def test_detail_of_a_failed_config_run_names_the_missing_key(rt, seeded):
+    app = make_app(rt)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        await select_run(pilot, seeded["config_failed"])
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, RunDetailScreen)
+                    and "VULTR_API_KEY" in screen_text(app))
+
+
+async def test_c_then_enter_queues_a_vultr_cost_collection_for_the_default_customer(rt):
+    app = make_app(rt)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        await pilot.press("c")
+        await until(pilot, lambda: isinstance(app.screen, CollectScreen))
+        await pilot.press("enter")
+        run = await until(pilot, newest_run)
+        assert (run.provider, run.customer_id, run.data_types, run.trigger, run.status) == (
+            "vultr", "default_customer", "cost", "manual", "queued")
+        await until(pilot, lambda: app.main.history.page.rows
+                    and app.main.history.page.rows[0].id == run.id)
+        assert rt.huey.pending_count() == 1
+
+
+async def test_collect_modal_choices_and_escape(rt):
+    app = make_app(rt)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        await pilot.press("c")
+        await until(pilot, lambda: isinstance(app.screen, CollectScreen))
+        await pilot.press("down", "space")  # also tick "account"
+        await pilot.press("enter")
+        run = await until(pilot, newest_run)
+        assert run.data_types == "cost,account"
+        await pilot.press("c")
+        await until(pilot, lambda: isinstance(app.screen, CollectScreen))
+        await pilot.press("space")  # untick cost: nothing chosen
+        await pilot.press("enter")
+        assert isinstance(app.screen, CollectScreen)
+        assert "at least one" in screen_text(app)
+        await pilot.press("escape")
+        await until(pilot, lambda: app.screen is app.main)
+        assert CollectionRun.select().count() == 1
+
+
+async def test_a_queues_every_configured_schedule_now(rt):
+    app = make_app(rt)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        await pilot.press("a")
+        run = await until(pilot, newest_run)
+        assert (run.schedule, run.trigger, run.provider) == ("vultr-cost", "manual", "vultr")
+
+
+async def test_h_queues_a_health_check(rt):
+    app = make_app(rt)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        await pilot.press("h")
+        await until(pilot, lambda: rt.huey.pending_count() == 1)
+        await until(pilot, lambda: any("Health check queued" in str(n.message)
+                                       for n in app._notifications))
+
+
+async def test_r_retries_the_selected_failed_run_and_is_greyed_on_a_success(rt, seeded):
+    app = make_app(rt)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        await select_run(pilot, seeded["success"])
+        assert app.main.check_action("retry", ()) is None
+        await until(pilot, lambda: "-disabled" in _footer_key(app, "r").classes)
+        await pilot.press("r")
+        await pilot.pause(0.3)
+        assert CollectionRun.select().where(CollectionRun.retry_of.is_null(False)).count() == 0
+
+        await select_run(pilot, seeded["config_failed"])
+        assert app.main.check_action("retry", ()) is True
+        await until(pilot, lambda: "-disabled" not in _footer_key(app, "r").classes)
+        await pilot.press("r")
+        retry = await until(pilot, lambda: CollectionRun.get_or_none(
+            CollectionRun.retry_of == seeded["config_failed"]))
+        assert (retry.trigger, retry.status) == ("retry", "queued")
+
+
+async def test_x_revokes_the_selected_queued_run_and_is_greyed_on_a_finished_one(rt, seeded):
+    app = make_app(rt)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        await select_run(pilot, seeded["success"])
+        assert app.main.check_action("revoke", ()) is None
+        await select_run(pilot, seeded["queued"])
+        assert app.main.check_action("revoke", ()) is True
+        await pilot.press("x")
+        await until(pilot, lambda: runs.get_run(seeded["queued"]).status == "canceled")
+        # The history shows it, and revoke greys out now that the run is final.
+        await until(pilot, lambda: app.main.selected.status == "canceled")
+        assert app.main.check_action("revoke", ()) is None
+        assert app.main.check_action("retry", ()) is True
+
+
+async def test_slash_filters_by_text_status_provider_customer_and_clears(rt, seeded):
+    app = make_app(rt)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        await pilot.press("slash")
+        await until(pilot, lambda: isinstance(app.screen, FilterScreen))
+        await pilot.press(*"VULTR_API_KEY")
+        await pilot.press("enter")
+        await until(pilot, lambda: [r.id for r in app.main.history.page.rows]
+                    == [seeded["config_failed"]])
+        assert "text=VULTR_API_KEY" in str(app.main.history.border_title)
+
+        await pilot.press("slash")
+        await until(pilot, lambda: isinstance(app.screen, FilterScreen))
+        app.screen.query_one("#text", Input).value = ""
+        app.screen.query_one("#status", Select).value = "failed"
+        app.screen.query_one("#provider", Select).value = "vultr"
+        app.screen.query_one("#customer", Input).value = "acme"
+        await pilot.press("enter")
+        await until(pilot, lambda: [r.id for r in app.main.history.page.rows]
+                    == [seeded["transient_failed"]])
+
+        await pilot.press("slash")
+        await until(pilot, lambda: isinstance(app.screen, FilterScreen))
+        await pilot.press("ctrl+r")
+        await until(pilot, lambda: len(app.main.history.page.rows) > 40)
+
+
+async def test_p_pauses_and_resumes_schedules(rt):
+    app = make_app(rt)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        await pilot.press("p")
+        await until(pilot, lambda: ScheduleState.get_or_none(ScheduleState.paused == True))  # noqa: E712
+        await until(pilot, lambda: "PAUSED" in screen_text(app))
+        await pilot.press("p")
+        await until(pilot, lambda: "PAUSED" not in screen_text(app))
+        assert not ScheduleState.select().where(ScheduleState.paused == True).count()  # noqa: E712
+
+
+async def test_tab_moves_between_panels_and_enter_on_costs_opens_the_costs_view(rt):
+    app = make_app(rt)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        assert app.focused.id == "history"
+        seen = []
+        for _ in range(4):
+            await pilot.press("tab")
+            seen.append(app.focused.id)
+        assert {"workers", "queue", "costs", "history"} <= set(seen)
+        while app.focused.id != "costs":
+            await pilot.press("tab")
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, CostsScreen)
+                    and "$412.58" in screen_text(app))
+        text = screen_text(app)
+        assert "$412.58" in text and "Vultr Cloud Compute" in text and "by provider" in text
+        await pilot.press("escape")
+        await until(pilot, lambda: app.screen is app.main)
+
+
+async def test_question_mark_shows_help_with_the_log_file(rt):
+    app = make_app(rt)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        await pilot.press("question_mark")
+        await until(pilot, lambda: isinstance(app.screen, HelpScreen))
+        await until(pilot, lambda: "Log file" in screen_text(app))
+        console = Console(width=300, file=io.StringIO())
+        console.print(render_help(rt.settings))
+        assert re.search(rf"Log file +{re.escape(str(rt.settings.log_path))}",
+                         console.file.getvalue())
+        await pilot.press("escape")
+        await until(pilot, lambda: app.screen is app.main)
+
+
+async def test_ctrl_p_palette_holds_every_action_and_runs_them(rt, seeded):
+    app = make_app(rt)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        titles = [c.title for c in app.get_system_commands(app.main)]
+        for title in ("Collect…", "Collect everything now", "Health check", "Retry selected run",
+                      "Revoke selected run", "Run detail", "Filter history…",
+                      "Pause or resume schedules", "Costs view", "Help", "Quit"):
+            assert title in titles
+        before = CollectionRun.select().count()
+        await pilot.press("ctrl+p")
+        await until(pilot, lambda: isinstance(app.screen, CommandPalette))
+        await pilot.press(*"Collect everything")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await until(pilot, lambda: CollectionRun.select().count() == before + 1)
+
+
+async def test_down_history_database_is_shown_not_a_crash(tmp_path):
+    rt = make_runtime(tmp_path / "ok")
+    from tui_data import env_for
+
+    from optiinfra_tui.runtime import Runtime
+    from optiinfra_tui.settings import load_settings
+
+    down = Runtime(load_settings(env_for(tmp_path / "down",
+                                         DATABASE_URL="postgresql://u@127.0.0.1:9/nothing")))
+    app = make_app(down)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: "history (postgresql) ✖ DOWN" in screen_text(app))
+        await until(pilot, lambda: app.main.history.page is not None)
+        assert "unreachable" in (app.main.history.border_subtitle or "")
+        await pilot.press("c")
+        await until(pilot, lambda: isinstance(app.screen, CollectScreen))
+        await pilot.press("enter")
+        await until(pilot, lambda: any(n.severity == "error" for n in app._notifications))
+        assert app.is_running
+    rt.close()
+
+
+async def test_costs_view_tolerates_metrics_being_unavailable(rt):
+    app = make_app(rt, metrics=UnavailableMetrics())
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        assert "metrics unavailable" in screen_text(app)
+        app.main.action_costs()
+        await until(pilot, lambda: "ClickHouse is unreachable" in screen_text(app))
+
+
+async def test_history_pages_by_key_through_a_long_history(rt):
+    seed_bulk(350)
+    app = make_app(rt)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        table = app.main.history
+        assert [r.id for r in table.page.rows][:1] == [350] and table.row_count == 100
+        await pilot.press("end", "down")
+        await until(pilot, lambda: table.page.query.page == 1)
+        assert table.page.rows[0].id == 250 and table.cursor_row == 0 and table.row_count == 100
+        await pilot.press("pagedown")
+        await pilot.press("end", "pagedown", "end", "down")
+        await until(pilot, lambda: table.page.query.page == 3)
+        assert [r.id for r in table.page.rows] == list(range(50, 0, -1))
+        assert not table.page.has_more
+        await pilot.press("home", "up")
+        await until(pilot, lambda: table.page.query.page == 2)
+        assert table.selected.id == 51
+        await pilot.press("ctrl+home")
+        await until(pilot, lambda: table.page.query.page == 0)
+        assert table.selected.id == 350
+
+
+async def test_worker_activity_reaches_the_workers_panel_within_half_a_second(rt):
+    app = make_app(rt, poll=5.0)  # slow polling: only the activity message can be this fast
+    rt.activity.register("Worker-1")
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        await pilot.pause(0.3)
+        t = threading.Thread(target=rt.activity.began, args=(7, "vultr/default_customer cost"),
+                             name="Worker-1")
+        t.start()
+        t.join()
+        await until(pilot, lambda: "busy" in screen_text(app), timeout=0.5)
+
+
+class SlowPool:
+    """A pool with one task in flight that ends after `seconds`: quitting must wait for it."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds, self.stopped, self.done = seconds, threading.Event(), threading.Event()
+
+    def in_flight(self) -> int:
+        return 0 if self.done.is_set() else 1
+
+    def stop(self, timeout: float) -> bool:
+        self.stopped.set()
+        finished = self.done.wait(min(self.seconds, timeout)) or self.seconds <= timeout
+        self.done.set()
+        return finished
+
+
+async def test_q_with_a_task_in_flight_says_so_and_waits(rt):
+    pool = SlowPool(0.8)
+    app = make_app(rt, pool=pool, shutdown_timeout=5)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        await pilot.press("q")
+        await until(pilot, lambda: isinstance(app.screen, QuittingScreen))
+        assert "waiting for 1 task in flight" in screen_text(app)
+        await until(pilot, lambda: not app.is_running, timeout=5)
+    assert pool.stopped.is_set() and app.pool_stopped
+
+
+async def test_q_without_tasks_exits_at_once(rt):
+    app = make_app(rt)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        await pilot.press("q")
+        await until(pilot, lambda: not app.is_running, timeout=2)
+
+
+def _footer_key(app, key: str):
+    from textual.widgets._footer import FooterKey
+
+    return next(k for k in app.main.query(FooterKey) if k.key == key)
