@@ -33,7 +33,7 @@ class CostsScreen(Screen):
         self.app.poller.wake(costs=True)
 
     def show(self, costs: CostsData) -> None:
-        self.query_one("#costs-chart", Static).update(render_costs(costs, DAYS, 12))
+        self.query_one("#costs-chart", Static).update(render_costs(costs, DAYS, 12, bar=3))
         self.query_one("#costs-tables", Static).update(totals(costs))
 
     def action_close(self) -> None:

@@ -42,7 +42,7 @@ class CostsPanel(Static, can_focus=True):
         self.update(render_costs(costs, self.days, self.chart_height))
 
 
-def render_costs(c: CostsData, days: int, height: int) -> Text:
+def render_costs(c: CostsData, days: int, height: int, bar: int = 1) -> Text:
     if c.error:
         return Text.assemble(("metrics unavailable\n", "bold #ff5f5f"), (c.error, "dim"))
     t = Text()
@@ -51,13 +51,13 @@ def render_costs(c: CostsData, days: int, height: int) -> Text:
     t.append("  pending est. ", style="dim")
     t.append(money(c.pending), style="bold #ffaf00")
     t.append("\n")
-    t.append_text(spend_chart(c.by_day, c.today, days, height))
+    t.append_text(spend_chart(c.by_day, c.today, days, height, bar))
     return t
 
 
 def spend_chart(by_day: list[tuple[date, str, Decimal]], today: date | None, days: int,
-                height: int) -> Text:
-    """Stacked bars, one column per day, one colour per provider, with a legend."""
+                height: int, bar: int = 1) -> Text:
+    """Stacked bars, one per day (`bar` cells wide), one colour per provider, with a legend."""
     today = today or max((d for d, _, _ in by_day), default=date.today())
     first = today - timedelta(days=days - 1)
     per_day: dict[date, dict[str, Decimal]] = defaultdict(dict)
@@ -77,10 +77,12 @@ def spend_chart(by_day: list[tuple[date, str, Decimal]], today: date | None, day
     for level in range(height, 0, -1):
         t.append((f"${peak:,.0f}" if level == height else "").rjust(label_w) + "│", style="dim")
         for i in range(days):
-            t.append(*_cell(per_day.get(first + timedelta(days=i), {}), peak, height, level))
+            char, style = _cell(per_day.get(first + timedelta(days=i), {}), peak, height, level)
+            t.append(char * bar + (" " if bar > 1 else ""), style)
         t.append("\n")
-    t.append(" " * label_w + "└" + "─" * days + "\n", style="dim")
-    span = f"{first:%m-%d}".ljust(days - 5) + f"{today:%m-%d}"
+    width = days * (bar + 1 if bar > 1 else 1)
+    t.append(" " * label_w + "└" + "─" * width + "\n", style="dim")
+    span = f"{first:%m-%d}".ljust(width - 5) + f"{today:%m-%d}"
     t.append(" " * (label_w + 1) + span + "\n", style="dim")
     for p in providers:
         t.append("■ ", style=PROVIDER_COLOURS.get(p, "white"))
