@@ -44,6 +44,9 @@ log = logging.getLogger("optiinfra.metrics")
 DEFAULT_DATABASE = "optiinfra"
 LOCK_FILE = "optiinfra-metrics.lock"
 _DB_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+_ERRNO_RE = re.compile(r"\[Errno -?\d+\][^\"')]*")
+_TIMEOUT_RE = re.compile(r"(Read|Connect|Connection) timed out")
+_HTTP_STATUS_RE = re.compile(r"HTTP status (\d{3})")
 # Server error codes: the user or password was refused; the server is overloaded or cut off.
 _AUTH_CODES = frozenset({192, 193, 194, 195, 497, 516})
 _TRANSIENT_CODES = frozenset({159, 202, 209, 210, 241, 242, 252, 425, 999})
@@ -80,14 +83,14 @@ def _utc_today() -> date:
 class MetricsStore:
     """One ClickHouse client with the schema in place; safe to share between threads."""
 
-    def __init__(self, client, database: str, label: str, secret: str = "",
+    def __init__(self, client, database: str, label: str, secrets: tuple[str, ...] = (),
                  path: str | None = None, lock_fd: int | None = None) -> None:
         self._client = client
         self.database = database
         self.label = label  # never holds a password
         self.embedded = path is not None
         self.path = path
-        self._secret = secret
+        self._secrets = secrets
         self._lock_fd = lock_fd
         self._refs = 1
         self._closed = False
@@ -123,7 +126,7 @@ class MetricsStore:
         except OptiInfraError:
             raise
         except Exception as exc:
-            mapped = _translate(exc, self.label, self._secret)
+            mapped = _translate(exc, self.label, self._secrets)
             if mapped is None:
                 raise
             raise mapped from None
@@ -178,24 +181,26 @@ class MetricsStore:
         """Insert invoice lines; estimates for their months stop counting (tombstoned)."""
         if not rows:
             return 0
-        periods: dict[tuple[str, str], set[date]] = {}
-        stamps = set()
-        for r in rows:
-            if not r.is_estimate:
-                periods.setdefault((r.customer_id, r.provider_name), set()).add(r.billing_period)
-                stamps.add(r.collected_at)
+        final = [r for r in rows if not r.is_estimate]
+        months = {(r.customer_id, r.provider_name, r.billing_period) for r in final}
         with self._write_lock:
             self._insert(COST_LINES, rows)
-            if not stamps:
+            months -= self._invoiced
+            if not months:
                 return len(rows)
-            version = max(map(ticks, stamps))
-            for (cid, provider), months in periods.items():
-                new = sorted(m for m in months if (cid, provider, m) not in self._invoiced)
-                if new:
+            version = max(map(ticks, {r.collected_at for r in final}))
+            owners: dict[tuple[str, str], list[str]] = {}
+            for cid, provider, month in sorted(months):
+                owners.setdefault((cid, provider), []).append(month.isoformat())
+            for (cid, provider), periods in owners.items():
+                params = {"c": cid, "p": provider, "v": version, "m": periods}
+                # Most months never had an estimate: this read costs far less than the insert.
+                if self._rows(f"SELECT count() FROM {self._t(COST_LINES)} WHERE {_CP} AND "
+                              f"is_estimate AND billing_period IN {{m:Array(Date)}}",
+                              params)[0][0]:
                     self._command(self._tombstone + " AND billing_period IN {m:Array(Date)}",
-                                  {"c": cid, "p": provider, "v": version,
-                                   "m": [m.isoformat() for m in new]})
-                    self._invoiced.update((cid, provider, m) for m in new)
+                                  params)
+            self._invoiced |= months
         return len(rows)
 
     def replace_pending_charges(self, customer_id: str, provider: str, rows: list,
@@ -527,7 +532,8 @@ def _open_server(url: str) -> MetricsStore:
         raise ConfigError(f"CLICKHOUSE_URL names database {database!r}, which is not a plain "
                           "identifier: use letters, digits and '_'.")
     label = f"ClickHouse at {scheme}://{parsed.hostname or 'localhost'}{f':{port}' if port else ''}"
-    secret = unquote(parsed.password or "")
+    # Both spellings of the password: as typed in the URL and percent-decoded.
+    secrets = tuple(filter(None, {parsed.password, unquote(parsed.password or "")}))
     # The database goes in every query instead of the DSN: it may not exist yet.
     dsn = urlunparse(parsed._replace(scheme=scheme, path=""))
     try:
@@ -537,11 +543,11 @@ def _open_server(url: str) -> MetricsStore:
         client = clickhouse_connect.get_client(dsn=dsn, autogenerate_session_id=False,
                                                connect_timeout=5, send_receive_timeout=120)
     except Exception as exc:
-        mapped = _translate(exc, label, secret)
+        mapped = _translate(exc, label, secrets)
         if mapped is None:
-            raise ConfigError(f"{label}: {_scrub(str(exc), secret)}") from None
+            raise ConfigError(f"{label}: {_scrub(str(exc), secrets)}") from None
         raise mapped from None
-    store = MetricsStore(client, database, label, secret=secret)
+    store = MetricsStore(client, database, label, secrets=secrets)
     try:
         store._init_schema()
     except BaseException:
@@ -550,23 +556,34 @@ def _open_server(url: str) -> MetricsStore:
     return store
 
 
-def _scrub(text: str, secret: str) -> str:
+def _scrub(text: str, secrets: tuple[str, ...]) -> str:
+    """The first line of an error, without the password."""
     text = (text.strip().splitlines() or [""])[0][:300]
-    return text.replace(secret, "***") if secret else text
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    return text
 
 
-def _translate(exc: Exception, label: str, secret: str) -> OptiInfraError | None:
+def _translate(exc: Exception, label: str, secrets: tuple[str, ...]) -> OptiInfraError | None:
     """The product's error for a driver error, or None to let it through (a bug of ours)."""
     from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
 
-    detail = _scrub(str(exc), secret)
+    detail = _scrub(str(exc), secrets)
     if isinstance(exc, OperationalError):
-        return TransientError(f"{label} is unreachable ({detail}). Check that it is running and "
-                              "that CLICKHOUSE_URL points at it.")
+        # urllib3 wraps the reason in three layers of repr: keep just the reason.
+        reason = _ERRNO_RE.search(detail) or _TIMEOUT_RE.search(detail)
+        return TransientError(f"{label} is unreachable ({reason[0] if reason else detail}). "
+                              "Check that it is running and that CLICKHOUSE_URL points at it.")
     code = getattr(exc, "code", None)
     if isinstance(exc, DatabaseError) and code in _AUTH_CODES:
         return ConfigError(f"{label} refused the user or password in CLICKHOUSE_URL ({detail}). "
                            "Fix them there.")
     if isinstance(exc, DatabaseError) and code in _TRANSIENT_CODES:
         return TransientError(f"{label} is overloaded or unavailable ({detail}).")
+    status = _HTTP_STATUS_RE.search(detail) if code is None else None
+    if status and (status[1] == "429" or status[1] >= "500"):
+        return TransientError(f"{label} is unavailable right now ({detail}).")
+    if status:
+        return ConfigError(f"{label} did not answer as ClickHouse does ({detail}). "
+                           "Check the host, port and path in CLICKHOUSE_URL.")
     return None

@@ -1,0 +1,167 @@
+"""ClickHouse tables for the collected rows, and the conversion of rows into insert columns.
+
+Each table's columns are its dataclass's fields, in order, so a row reads back as the same
+dataclass. Money is Decimal(18, 6) (unit prices Decimal(18, 8)); every timestamp is UTC.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime, timedelta
+from itertools import repeat
+from operator import attrgetter
+
+from optiinfra_tui.collectors.base import (
+    ACCOUNT_SNAPSHOTS,
+    COST_LINES,
+    LEDGER,
+    RESOURCES,
+    AccountSnapshot,
+    CostRow,
+    LedgerEntry,
+    ResourceRow,
+)
+
+COMPLETE_INVOICES = "complete_invoices"
+
+_S = "String"
+_LC = "LowCardinality(String)"
+_D6 = "Decimal(18, 6)"
+_D8 = "Decimal(18, 8)"
+_TS = "DateTime64(6, 'UTC')"
+_TS_NULL = "Nullable(DateTime64(6, 'UTC'))"
+
+
+@dataclasses.dataclass(frozen=True)
+class InvoiceMark:
+    """An invoice whose lines were all written: the next run can skip it."""
+
+    customer_id: str
+    provider_name: str
+    invoice_id: str
+    completed_at: datetime
+
+
+@dataclasses.dataclass(frozen=True)
+class Table:
+    name: str
+    row_type: type
+    types: dict[str, str]  # field -> ClickHouse type, in the dataclass's field order
+    engine: str
+    extra: str = ""  # columns that are not fields (the tombstone flag)
+
+    @property
+    def columns(self) -> list[str]:
+        return list(self.types)
+
+    def ddl(self, database: str) -> str:
+        cols = ",\n    ".join(f"{name} {ch_type}" for name, ch_type in self.types.items())
+        extra = f",\n    {self.extra}" if self.extra else ""
+        return (f"CREATE TABLE IF NOT EXISTS {database}.{self.name} (\n    {cols}{extra}\n) "
+                f"ENGINE = {self.engine}")
+
+
+def _table(name: str, row_type: type, types: dict[str, str], engine: str, extra: str = "") -> Table:
+    fields = [f.name for f in dataclasses.fields(row_type)]
+    if fields != list(types):
+        raise RuntimeError(f"{name}: columns {list(types)} don't match {row_type.__name__} {fields}")
+    return Table(name, row_type, types, engine, extra)
+
+
+TABLES: dict[str, Table] = {t.name: t for t in (
+    _table(COST_LINES, CostRow, {
+        "line_id": _S, "customer_id": _LC, "provider_name": _LC, "billing_account_id": _S,
+        "invoice_id": _S, "billed_cost": _D6, "effective_cost": _D6, "list_cost": _D6,
+        "list_unit_price": _D8, "billing_currency": _LC, "charge_period_start": _TS,
+        "charge_period_end": _TS, "billing_period": "Date", "charge_category": _LC,
+        "charge_description": _S, "service_name": _LC, "resource_id": _S, "resource_name": _S,
+        "region_id": _LC, "pricing_quantity": _D6, "pricing_unit": _LC, "is_estimate": "Bool",
+        "run_id": "Int64", "collected_at": _TS,
+    }, "ReplacingMergeTree(collected_at, is_deleted) "
+       "ORDER BY (customer_id, provider_name, line_id)",
+        extra="is_deleted UInt8 DEFAULT 0"),
+    # Replacing, keyed by the snapshot's time, so writing the same snapshot twice keeps one.
+    _table(ACCOUNT_SNAPSHOTS, AccountSnapshot, {
+        "customer_id": _LC, "provider_name": _LC, "balance": _D6, "pending_charges": _D6,
+        "last_payment_date": _TS_NULL, "last_payment_amount": _D6, "run_id": "Int64",
+        "collected_at": _TS,
+    }, "ReplacingMergeTree ORDER BY (customer_id, provider_name, collected_at)"),
+    _table(LEDGER, LedgerEntry, {
+        "line_id": _S, "customer_id": _LC, "provider_name": _LC, "entry_id": _S,
+        "entry_date": _TS, "entry_type": _LC, "description": _S, "amount": _D6, "balance": _D6,
+        "run_id": "Int64", "collected_at": _TS,
+    }, "ReplacingMergeTree(collected_at) ORDER BY (customer_id, provider_name, line_id)"),
+    _table(RESOURCES, ResourceRow, {
+        "customer_id": _LC, "provider_name": _LC, "resource_id": _S, "resource_name": _S,
+        "resource_type": _LC, "region_id": _LC, "status": _LC, "plan": _LC,
+        "vcpu_count": "Int32", "ram_mb": "Int64", "disk_gb": "Int64", "created_at": _TS_NULL,
+        "run_id": "Int64", "collected_at": _TS,
+    }, "ReplacingMergeTree(collected_at) ORDER BY (customer_id, provider_name, resource_id)"),
+    _table(COMPLETE_INVOICES, InvoiceMark, {
+        "customer_id": _LC, "provider_name": _LC, "invoice_id": _S, "completed_at": _TS,
+    }, "ReplacingMergeTree(completed_at) ORDER BY (customer_id, provider_name, invoice_id)"),
+)}
+
+
+def wire_type(ch_type: str) -> str:
+    """The type a column travels as: the server converts on insert, far faster than Python.
+
+    Decimals go as exact text; LowCardinality as plain strings (no client-side dictionary).
+    """
+    if ch_type.startswith(("Decimal", "LowCardinality")):
+        return "String"
+    return ch_type
+
+
+_EPOCH = datetime(1970, 1, 1)
+_EPOCH_UTC = _EPOCH.replace(tzinfo=UTC)
+_MICRO = timedelta(microseconds=1)
+
+
+def ticks(value: datetime) -> int:
+    """Microseconds since the epoch; a naive datetime is UTC (as everywhere in this project)."""
+    return (value - (_EPOCH if value.tzinfo is None else _EPOCH_UTC)) // _MICRO
+
+
+def _ticks_column(values: list) -> list:
+    # Timestamps repeat (collected_at, billing periods): convert each distinct one once.
+    cache: dict = {}
+    out = []
+    append = out.append
+    for v in values:
+        t = cache.get(v)
+        if t is None:
+            t = cache[v] = None if v is None else ticks(v)
+        append(t)
+    return out
+
+
+def _decimal_column(scale: int):
+    spec = f".{scale}f"  # rounds half-even to the column's scale; Decimal in, exact text out
+    return lambda values: list(map(format, values, repeat(spec, len(values))))
+
+
+def _converter(ch_type: str):
+    if ch_type.startswith("Decimal"):
+        return _decimal_column(int(ch_type.rstrip(")").rsplit(",", 1)[1]))
+    if "DateTime64" in ch_type:
+        return _ticks_column
+    return None
+
+
+WIRE_TYPES: dict[str, list[str]] = {
+    name: [wire_type(t) for t in table.types.values()] for name, table in TABLES.items()
+}
+_PIVOTS = {
+    name: [(attrgetter(col), _converter(t)) for col, t in table.types.items()]
+    for name, table in TABLES.items()
+}
+
+
+def columns(table: Table, rows: list) -> list[list]:
+    """Rows pivoted into insert columns, in `table.columns` order, already in wire form."""
+    out = []
+    for get, convert in _PIVOTS[table.name]:
+        col = list(map(get, rows))
+        out.append(convert(col) if convert else col)
+    return out

@@ -1,0 +1,514 @@
+"""The metrics store against real chDB.
+
+chDB hosts one engine per process, and other tests keep the session's engine open, so these
+tests share it (the `chdb_url` fixture) and isolate themselves by customer and provider ids.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from optiinfra_tui.collectors.base import (
+    ACCOUNT_SNAPSHOTS,
+    COST_LINES,
+    LEDGER,
+    PENDING_CHARGES,
+    RESOURCES,
+    AccountSnapshot,
+    Batch,
+    CostRow,
+    LedgerEntry,
+    ResourceRow,
+)
+from optiinfra_tui.errors import ConfigError, TransientError
+from optiinfra_tui.storage.metrics import CostTotal, open_metrics
+
+REPO = Path(__file__).resolve().parents[1]
+AT = datetime(2025, 3, 5, 12, 0, 0, 123456)  # naive UTC, like every timestamp in the project
+_ids = itertools.count(1)
+
+
+@pytest.fixture
+def store(chdb_url):
+    s = open_metrics(chdb_url)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def ids():
+    """A customer and a provider name no other test uses."""
+    n = next(_ids)
+    return f"mcust{os.getpid()}x{n}", f"mprov{os.getpid()}x{n}"
+
+
+def cost(ids, line: str, billed: str, period: date = date(2025, 2, 1), *, estimate=False,
+         invoice: str = "100", service: str = "Compute", start: datetime | None = None,
+         end: datetime | None = None, at: datetime = AT, **kw) -> CostRow:
+    customer, provider = ids
+    start = start or datetime(period.year, period.month, 1)
+    fields = dict(
+        line_id=line, customer_id=customer, provider_name=provider, billing_account_id="acct-1",
+        invoice_id="" if estimate else invoice, billed_cost=Decimal(billed),
+        effective_cost=Decimal(billed), list_cost=Decimal(billed),
+        list_unit_price=Decimal("0.00694444"), billing_currency="USD",
+        charge_period_start=start, charge_period_end=end or start + timedelta(days=27),
+        billing_period=period, charge_category="Usage", charge_description=f"{service} {line}",
+        service_name=service, resource_id="res-1", resource_name="web-1", region_id="ewr",
+        pricing_quantity=Decimal("744"), pricing_unit="Hours", is_estimate=estimate, run_id=7,
+        collected_at=at)
+    fields.update(kw)
+    return CostRow(**fields)
+
+
+def pending(ids, line: str, billed: str, period: date, at: datetime = AT) -> CostRow:
+    return cost(ids, f"pending:{period:%Y-%m}:{line}", billed, period, estimate=True, at=at)
+
+
+def totals(store, by: str, key: str, **kw) -> CostTotal | None:
+    return next((t for t in store.costs(by, **kw) if t.key == key), None)
+
+
+# --- round trips ------------------------------------------------------------------------------
+
+
+def test_cost_lines_round_trip_with_exact_decimals(store, ids):
+    rows = [
+        cost(ids, "inv:100:0", "0.000001"),
+        cost(ids, "inv:100:1", "123456789012.345678", list_unit_price=Decimal("0.00000001")),
+        cost(ids, "inv:100:2", "-5.25", charge_category="Credit"),
+        cost(ids, "inv:100:3", "0.1"),
+        cost(ids, "inv:100:4", "0.2"),
+    ]
+    assert store.write(Batch(COST_LINES, rows)) == 5
+    back = store.read_rows(COST_LINES, customer_id=ids[0])
+    assert back == rows
+    assert all(type(r.billed_cost) is Decimal for r in back)
+    total = store.total(ids[0])
+    assert total.billed_cost == Decimal("123456789007.395679")
+    assert str(total.billed_cost + Decimal(0)).endswith("7.395679")  # no float anywhere
+    assert total.estimated_cost == 0 and total.rows == 5
+
+
+def test_more_decimals_than_the_column_round_half_even(store, ids):
+    rows = [cost(ids, "a", "0.0000005"), cost(ids, "b", "0.0000015"),
+            cost(ids, "c", "1E+3", list_unit_price=Decimal("0.123456785"))]
+    store.write_cost_lines(rows)
+    back = {r.line_id: r for r in store.read_rows(COST_LINES, customer_id=ids[0])}
+    assert back["a"].billed_cost == Decimal("0") and back["b"].billed_cost == Decimal("0.000002")
+    assert back["c"].billed_cost == Decimal("1000")
+    assert back["c"].list_unit_price == Decimal("0.12345678")
+
+
+def test_account_ledger_and_resources_round_trip(store, ids):
+    customer, provider = ids
+    snaps = [
+        AccountSnapshot(customer, provider, Decimal("-12.34"), Decimal("56.789012"),
+                        datetime(2025, 3, 1, 8, 30), Decimal("100.00"), 7, AT),
+        AccountSnapshot(customer, provider, Decimal("0"), Decimal("0"), None, Decimal("0"), 8,
+                        AT + timedelta(minutes=15)),
+    ]
+    ledger = [LedgerEntry(f"bh:{i}", customer, provider, str(i), datetime(2025, 2, i + 1),
+                          "invoice" if i % 2 else "payment", f"entry {i}", Decimal(f"{i}.01"),
+                          Decimal(f"-{i}.999999"), 7, AT) for i in range(3)]
+    resources = [
+        ResourceRow(customer, provider, "i-1", "web-1", "instance", "ewr", "active",
+                    "vc2-1c-1gb", 1, 1024, 25, datetime(2024, 12, 24, 10, 0, 1), 7, AT),
+        ResourceRow(customer, provider, "i-2", "db-1", "instance", "ams", "pending",
+                    "vc2-2c-4gb", 2, 4096, 80, None, 7, AT),
+    ]
+    assert store.write(Batch(ACCOUNT_SNAPSHOTS, snaps)) == 2
+    assert store.write(Batch(LEDGER, ledger)) == 3
+    assert store.write(Batch(RESOURCES, resources)) == 2
+    assert store.read_rows(ACCOUNT_SNAPSHOTS, customer_id=customer) == snaps
+    assert store.read_rows(LEDGER, customer_id=customer) == ledger
+    assert store.read_rows(RESOURCES, customer_id=customer) == resources
+
+
+def test_aware_datetimes_are_stored_as_utc(store, ids):
+    from zoneinfo import ZoneInfo
+
+    local = datetime(2025, 3, 5, 13, 0, tzinfo=ZoneInfo("Europe/Paris"))
+    store.write_cost_lines([cost(ids, "tz", "1", start=local, end=local, at=local)])
+    (back,) = store.read_rows(COST_LINES, customer_id=ids[0])
+    assert back.charge_period_start == datetime(2025, 3, 5, 12, 0)
+    assert back.collected_at == datetime(2025, 3, 5, 12, 0)
+
+
+# --- idempotency ------------------------------------------------------------------------------
+
+
+def test_writing_the_same_data_twice_changes_no_total_and_no_count(store, ids):
+    customer, provider = ids
+    lines = [cost(ids, f"inv:100:{i}", f"{i}.10") for i in range(50)]
+    ledger = [LedgerEntry("bh:1", customer, provider, "1", AT, "payment", "p", Decimal("-5"),
+                          Decimal("0"), 7, AT)]
+    res = [ResourceRow(customer, provider, "i-1", "web", "instance", "ewr", "active", "p", 1,
+                       1024, 25, None, 7, AT)]
+    snap = [AccountSnapshot(customer, provider, Decimal("1"), Decimal("2"), None, Decimal("0"), 7,
+                            AT)]
+
+    def state():
+        return (store.total(customer), [store.count_rows(t, customer) for t in
+                                        (COST_LINES, LEDGER, RESOURCES, ACCOUNT_SNAPSHOTS)])
+
+    for table, rows in ((COST_LINES, lines), (LEDGER, ledger), (RESOURCES, res),
+                        (ACCOUNT_SNAPSHOTS, snap)):
+        store.write(Batch(table, rows))
+    first = state()
+    assert first[1] == [50, 1, 1, 1]
+    assert first[0].billed_cost == sum((r.billed_cost for r in lines), Decimal(0))
+
+    # A later run re-collects the same lines (new collected_at), and a retried batch repeats.
+    later = AT + timedelta(hours=1)
+    store.write(Batch(COST_LINES, [cost(ids, f"inv:100:{i}", f"{i}.10", at=later)
+                                   for i in range(50)]))
+    for table, rows in ((COST_LINES, lines), (LEDGER, ledger), (RESOURCES, res),
+                        (ACCOUNT_SNAPSHOTS, snap)):
+        store.write(Batch(table, rows))
+    assert state() == first
+
+
+def test_latest_resource_row_wins(store, ids):
+    customer, provider = ids
+    old = ResourceRow(customer, provider, "i-1", "web", "instance", "ewr", "pending", "p", 1,
+                      1024, 25, None, 7, AT)
+    new = ResourceRow(customer, provider, "i-1", "web-renamed", "instance", "ewr", "active", "p",
+                      1, 2048, 25, None, 8, AT + timedelta(minutes=15))
+    store.write_resources([new])
+    store.write_resources([old])  # arrives late: the older version must not win
+    assert store.read_rows(RESOURCES, customer_id=customer) == [new]
+
+
+# --- pending charges --------------------------------------------------------------------------
+
+
+def test_each_pending_snapshot_replaces_the_previous_one(store, ids):
+    customer, provider = ids
+    march = date(2025, 3, 1)
+    first = [pending(ids, str(i), "10.50", march) for i in range(3)]
+    assert store.write(Batch(PENDING_CHARGES, first)) == 3
+    assert store.pending_estimate(customer) == Decimal("31.50")
+
+    second = [pending(ids, "0", "12.25", march, at=AT + timedelta(minutes=15))]
+    assert store.write(Batch(PENDING_CHARGES, second)) == 1
+    assert store.pending_estimate(customer) == Decimal("12.25")
+    assert store.count_rows(PENDING_CHARGES, customer) == 1
+    assert store.read_rows(PENDING_CHARGES, customer_id=customer) == second
+
+    # The same snapshot again changes nothing.
+    store.write(Batch(PENDING_CHARGES, second))
+    assert store.count_rows(PENDING_CHARGES, customer) == 1
+    assert store.total(customer) == CostTotal(customer, Decimal(0), Decimal("12.25"), 1)
+
+    # An older snapshot arriving late is ignored.
+    assert store.write(Batch(PENDING_CHARGES, first)) == 0
+    assert store.pending_estimate(customer) == Decimal("12.25")
+
+    # An empty snapshot clears the estimate when it says whose it is.
+    store.write(Batch(PENDING_CHARGES, []), customer_id=customer, provider=provider,
+                collected_at=AT + timedelta(hours=1))
+    assert store.pending_estimate(customer) == 0
+    assert store.count_rows(PENDING_CHARGES, customer) == 0
+
+
+def test_an_invoice_for_a_month_replaces_that_months_estimate_only(store, ids):
+    customer, _ = ids
+    feb, mar = date(2025, 2, 1), date(2025, 3, 1)
+    store.write(Batch(PENDING_CHARGES, [pending(ids, "0", "40", feb), pending(ids, "1", "2", feb),
+                                        pending(ids, "0", "7.77", mar)]))
+    assert store.pending_estimate(customer) == Decimal("49.77")
+
+    store.write(Batch(COST_LINES, [cost(ids, "inv:100:0", "41.11", feb),
+                                   cost(ids, "inv:100:1", "1.01", feb)]))
+    assert store.pending_estimate(customer) == Decimal("7.77")
+    assert store.count_rows(PENDING_CHARGES, customer) == 1
+    assert store.total(customer) == CostTotal(customer, Decimal("42.12"), Decimal("7.77"), 3)
+    assert store.month_to_date(date(2025, 2, 20), customer) == Decimal("42.12")
+    assert store.month_to_date(date(2025, 3, 9), customer) == Decimal("7.77")
+
+    # A later snapshot still listing February: February counts once, from the invoice.
+    later = AT + timedelta(minutes=15)
+    kept = store.write(Batch(PENDING_CHARGES, [pending(ids, "0", "40", feb, at=later),
+                                               pending(ids, "0", "8.00", mar, at=later)]))
+    assert kept == 1
+    assert store.total(customer) == CostTotal(customer, Decimal("42.12"), Decimal("8.00"), 3)
+
+
+def test_pending_rows_of_another_customer_are_refused(store, ids):
+    row = pending(ids, "0", "1", date(2025, 3, 1))
+    with pytest.raises(ValueError):
+        store.replace_pending_charges("someone-else", ids[1], [row], AT)
+
+
+# --- incremental state ------------------------------------------------------------------------
+
+
+def test_invoice_state(store, ids):
+    customer, provider = ids
+    assert store.invoice_state(customer, provider) == (frozenset(), None)
+    jan, feb = datetime(2025, 1, 1), datetime(2025, 2, 1)
+    store.write_cost_lines([
+        cost(ids, "inv:9:0", "1", invoice="9", start=jan, end=feb),
+        cost(ids, "inv:8:0", "1", invoice="8", start=jan - timedelta(days=31), end=jan),
+    ])
+    assert store.invoice_state(customer, provider) == (frozenset(), "9")
+    store.mark_invoices_complete(customer, provider, ["8", "9", "9"])
+    assert store.invoice_state(customer, provider) == (frozenset({"8", "9"}), "9")
+    # Same period end: the greater id wins, numerically ("10" after "9").
+    store.write_cost_lines([cost(ids, "inv:10:0", "1", invoice="10", start=jan, end=feb)])
+    assert store.invoice_state(customer, provider)[1] == "10"
+    # Estimates never make an invoice.
+    store.write(Batch(PENDING_CHARGES, [pending(ids, "0", "1", date(2025, 3, 1))]))
+    assert store.invoice_state(customer, provider)[1] == "10"
+    assert store.invoice_state("nobody", provider) == (frozenset(), None)
+
+
+# --- reads ------------------------------------------------------------------------------------
+
+
+def test_costs_by_provider_service_day_and_customer(store, ids):
+    customer, provider = ids
+    other = (customer + "b", provider + "b")
+    store.write_cost_lines([
+        cost(ids, "inv:1:0", "10.10", date(2025, 1, 1), service="Compute"),
+        cost(ids, "inv:1:1", "0.90", date(2025, 1, 1), service="Storage",
+             start=datetime(2025, 1, 15, 6)),
+        cost(ids, "inv:2:0", "20.00", date(2025, 2, 1), service="Compute", invoice="2"),
+        cost(other, "inv:5:0", "3.33", date(2025, 2, 1), service="Compute", invoice="5"),
+    ])
+    store.write(Batch(PENDING_CHARGES, [pending(ids, "0", "5.55", date(2025, 3, 1))]))
+
+    assert totals(store, "provider", provider) == CostTotal(provider, Decimal("31.00"),
+                                                             Decimal("5.55"), 4)
+    assert totals(store, "customer", customer) == CostTotal(customer, Decimal("31.00"),
+                                                             Decimal("5.55"), 4)
+    assert totals(store, "customer", other[0]).billed_cost == Decimal("3.33")
+
+    mine = store.costs("service", customer_id=customer)
+    assert mine == [CostTotal("Compute", Decimal("30.10"), Decimal("5.55"), 3),
+                    CostTotal("Storage", Decimal("0.90"), Decimal(0), 1)]
+
+    days = store.costs("day", customer_id=customer)
+    assert [t.key for t in days] == ["2025-01-01", "2025-01-15", "2025-02-01", "2025-03-01"]
+    assert days[1].billed_cost == Decimal("0.90")
+
+    since = store.costs("day", since=date(2025, 1, 15), customer_id=customer)
+    assert [t.key for t in since] == ["2025-01-15", "2025-02-01", "2025-03-01"]
+    assert totals(store, "provider", provider, since=date(2025, 2, 1)) == CostTotal(
+        provider, Decimal("20.00"), Decimal("5.55"), 2)
+    with pytest.raises(ValueError):
+        store.costs("region")
+
+
+def test_spend_by_day_and_provider_and_month_to_date(store, ids):
+    customer, provider = ids
+    today = datetime.now(UTC).date()
+    month = today.replace(day=1)
+    last_month = (month - timedelta(days=1)).replace(day=1)
+
+    def day(n: int) -> datetime:
+        return datetime.combine(today - timedelta(days=n), datetime.min.time())
+
+    store.write_cost_lines([
+        cost(ids, "inv:1:0", "1.25", last_month, start=day(2)),
+        cost(ids, "inv:1:1", "2.50", last_month, start=day(2)),
+        cost(ids, "inv:0:0", "9.00", last_month, start=day(40), invoice="0"),
+    ])
+    store.write(Batch(PENDING_CHARGES, [
+        cost(ids, "pending:0", "0.75", month, estimate=True, start=day(0)),
+        cost(ids, "pending:1", "0.50", month, estimate=True, start=day(1)),
+    ]))
+    mine = [(d, v) for d, p, v in store.spend_by_day_and_provider(30, customer) if p == provider]
+    assert mine == [(day(2).date(), Decimal("3.75")), (day(1).date(), Decimal("0.50")),
+                    (today, Decimal("0.75"))]
+    assert store.month_to_date(customer_id=customer) == Decimal("1.25")
+    assert store.month_to_date(last_month, customer) == Decimal("12.75")
+    assert store.pending_estimate(customer) == Decimal("1.25")
+    assert store.month_to_date() >= Decimal("1.25")
+    assert store.ping() > 0
+
+
+def test_buffered_writer_coalesces_and_flushes(store, ids):
+    customer, _ = ids
+    with store.buffered(max_rows=250) as w:
+        for page in range(4):
+            w.write(Batch(COST_LINES, [cost(ids, f"inv:1:{page}:{i}", "0.01") for i in range(100)]))
+        assert store.count_rows(COST_LINES, customer) == 300  # flushed at 300 >= 250
+        w.write(Batch(PENDING_CHARGES, [pending(ids, "0", "1", date(2025, 3, 1))]))
+        assert store.count_rows(COST_LINES, customer) == 400  # pending flushes first
+    assert store.total(customer) == CostTotal(customer, Decimal("4.00"), Decimal("1"), 401)
+
+
+def test_concurrent_writers_and_readers(store, ids):
+    customer, _ = ids
+    errors = []
+
+    def work(n: int) -> None:
+        try:
+            for page in range(10):
+                store.write_cost_lines([cost(ids, f"inv:{n}:{page}:{i}", "0.10", invoice=str(n))
+                                        for i in range(20)])
+                store.costs("provider")
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert store.total(customer) == CostTotal(customer, Decimal("120.00"), Decimal(0), 1200)
+
+
+# --- opening ----------------------------------------------------------------------------------
+
+
+def _run(code: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                          text=True, timeout=timeout, cwd=REPO)
+
+
+def test_a_second_process_on_the_same_chdb_path_gets_a_clear_config_error(store, chdb_url):
+    result = _run(f"""
+        from optiinfra_tui.errors import ConfigError
+        from optiinfra_tui.storage.metrics import open_metrics
+        try:
+            open_metrics({chdb_url!r})
+        except ConfigError as exc:
+            print(exc)
+            raise SystemExit(3)
+        """)
+    assert result.returncode == 3, result.stderr[-2000:]
+    assert f"in use by another process (pid {os.getpid()})" in result.stdout
+    assert "CLICKHOUSE_URL" in result.stdout
+
+
+def test_same_path_is_shared_and_another_path_is_refused_in_process(store, chdb_url, tmp_path):
+    again = open_metrics(chdb_url)
+    assert again is store
+    again.close()
+    assert store.ping() > 0  # still open: one holder left
+    with pytest.raises(ConfigError, match="one data path per process"):
+        open_metrics(f"chdb://{tmp_path / 'other'}")
+
+
+def test_a_path_can_change_once_the_first_is_closed(tmp_path):
+    # In a fresh process: chDB takes another path only after every client of the first closed.
+    result = _run(f"""
+        from optiinfra_tui.storage.metrics import open_metrics
+        a = open_metrics("chdb://{tmp_path / 'a'}")
+        a.close()
+        b = open_metrics("chdb://{tmp_path / 'b'}")
+        print(b.count_rows("cost_lines"))
+        b.close()
+        """)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "0"
+
+
+def test_importing_the_module_opens_nothing():
+    result = _run("""
+        import sys
+        import optiinfra_tui.storage.metrics
+        print(sorted(m for m in sys.modules if m.startswith(("chdb", "clickhouse_connect"))))
+        """)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "[]"
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("password", ["s3cret-Pw", "p%40ss%2Fw0rd"])
+def test_an_unreachable_server_is_transient_and_never_shows_the_password(password):
+    url = f"http://collector:{password}@127.0.0.1:{_closed_port()}/metrics"
+    with pytest.raises(TransientError) as info:
+        open_metrics(url)
+    message = str(info.value)
+    assert "unreachable" in message and "127.0.0.1" in message
+    for secret in (password, "p@ss/w0rd"):
+        assert secret not in message
+
+
+@pytest.mark.parametrize("url", ["redis://localhost", "chdb://relative/path",
+                                 "http://localhost:8123/bad-name;drop"])
+def test_bad_urls_are_config_errors(url):
+    with pytest.raises(ConfigError):
+        open_metrics(url)
+
+
+def _answering(status: int, body: bytes, code: str | None = None):
+    """A local HTTP server that answers every request with one status, like a sick ClickHouse."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def _answer(self) -> None:
+            self.send_response(status)
+            if code:
+                self.send_header("X-ClickHouse-Exception-Code", code)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_POST = _answer
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+@pytest.mark.parametrize("status, body, code, error", [
+    (516, b"Code: 516. DB::Exception: collector: Authentication failed. (AUTHENTICATION_FAILED)",
+     "516", ConfigError),
+    (503, b"upstream unavailable", None, TransientError),
+    (404, b"not found", None, ConfigError),
+])
+def test_server_answers_map_to_error_kinds_without_the_password(status, body, code, error):
+    server = _answering(status, body, code)
+    try:
+        with pytest.raises(error) as info:
+            open_metrics(f"http://collector:hunter2@127.0.0.1:{server.server_port}/metrics")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert "CLICKHOUSE_URL" in str(info.value) or error is TransientError
+    assert "hunter2" not in str(info.value)
+
+
+def test_a_server_lost_mid_run_is_transient():
+    from clickhouse_connect.driver.exceptions import OperationalError
+
+    from optiinfra_tui.storage.metrics import MetricsStore
+
+    class Down:
+        def query(self, *a, **k):
+            raise OperationalError("connection reset talking to http://x:topsecret@h:8123")
+
+        command = insert = query
+
+    store = MetricsStore(Down(), "metrics", "ClickHouse at http://h:8123", secrets=("topsecret",))
+    with pytest.raises(TransientError) as info:
+        store.write_ledger([LedgerEntry("bh:1", "c", "p", "1", AT, "payment", "", Decimal(1),
+                                        Decimal(0), 1, AT)])
+    assert "topsecret" not in str(info.value)
+    with pytest.raises(TransientError):
+        store.costs("provider")
