@@ -61,12 +61,14 @@ def request_collection(rt, customer_id: str, provider: str,
     types = validate_data_types(provider, data_types if data_types is None or isinstance(
         data_types, str) else list(data_types))
     rt.history()
+    # The task exists first so that its id goes into the run's one INSERT; the run's id then
+    # goes into the task's arguments, before anything is enqueued.
+    task = rt.tasks.collect_data_task.s(customer_id, provider, list(types), run_id=None,
+                                        trigger=trigger)
     run = runs.create_run(customer_id, provider, types, trigger,
                           max_attempts=settings.max_retries + 1, retry_of=retry_of,
-                          schedule=schedule)
-    task = rt.tasks.collect_data_task.s(customer_id, provider, list(types), run_id=run.id,
-                                        trigger=trigger)
-    runs.attach_task(run.id, task.id)
+                          schedule=schedule, task_id=task.id)
+    task.kwargs["run_id"] = run.id
     try:
         rt.huey.enqueue(task)
     except Exception as exc:
@@ -76,7 +78,6 @@ def request_collection(rt, customer_id: str, provider: str,
             + ("Check REDIS_URL and that Redis is running." if settings.redis_url
                else f"Check that {settings.home / 'queue.db'} is writable.")
         ) from None
-    run.task_id = task.id
     return run
 
 

@@ -28,12 +28,12 @@ from optiinfra_tui.storage.history import (
 
 def create_run(customer_id: str, provider: str, data_types: Iterable[str], trigger: str,
                max_attempts: int, retry_of: int | None = None,
-               schedule: str | None = None) -> CollectionRun:
+               schedule: str | None = None, task_id: str | None = None) -> CollectionRun:
     """Write a run as `queued`: this happens before its task is enqueued."""
     return CollectionRun.create(
         customer_id=customer_id, provider=provider, data_types=",".join(data_types),
         trigger=trigger, status=QUEUED, max_attempts=max_attempts, retry_of=retry_of,
-        schedule=schedule, queued_at=utcnow())
+        schedule=schedule, queued_at=utcnow(), task_id=task_id)
 
 
 def attach_task(run_id: int, task_id: str) -> None:
@@ -55,21 +55,19 @@ def start_attempt(run_id: int, worker: str) -> CollectionRun | None:
     """Mark the next attempt running; None when the run is gone, canceled or already over."""
     now = utcnow()
     with db.atomic():
-        run = CollectionRun.get_or_none(CollectionRun.id == run_id)
-        if run is None or run.status in FINAL_STATUSES or run.status == RUNNING:
+        # One guarded UPDATE both checks and claims the run (two consumers racing for it
+        # agree on a single winner) and returns it: every task pays for each round trip here.
+        claimed = list(CollectionRun.update(status=RUNNING, attempt=CollectionRun.attempt + 1,
+                                            started_at=now, worker=worker, next_attempt_at=None)
+                       .where(CollectionRun.id == run_id,
+                              CollectionRun.status.in_((QUEUED, RETRYING)))
+                       .returning(CollectionRun).execute())
+        if not claimed:
             return None
-        attempt = run.attempt + 1
-        # The guarded update makes two consumers racing for one run agree on a single winner.
-        won = (CollectionRun.update(status=RUNNING, attempt=attempt, started_at=now,
-                                    worker=worker, next_attempt_at=None)
-               .where(CollectionRun.id == run_id, CollectionRun.status == run.status,
-                      CollectionRun.attempt == run.attempt)
-               .execute())
-        if not won:
-            return None
-        RunAttempt.create(run_id=run_id, attempt=attempt, status=RUNNING, worker=worker,
-                          started_at=now)
-    return CollectionRun.get_by_id(run_id)
+        run = claimed[0]
+        RunAttempt.insert(run_id=run_id, attempt=run.attempt, status=RUNNING, worker=worker,
+                          started_at=now).execute()
+    return run
 
 
 def _finish_attempt(run: CollectionRun, status: str, rows: int, kind: str | None,
@@ -134,6 +132,8 @@ def cancel_run(run_id: int, message: str = "Revoked by the user before it ran.")
 
 def _total_duration_ms(run: CollectionRun, now: datetime) -> int:
     # From the first attempt's start, so retries count in the run's duration.
+    if run.attempt == 1 and run.started_at is not None:
+        return int((now - run.started_at).total_seconds() * 1000)
     first = (RunAttempt.select(RunAttempt.started_at).where(RunAttempt.run_id == run.id)
              .order_by(RunAttempt.attempt).first())
     start = first.started_at if first else (run.started_at or now)

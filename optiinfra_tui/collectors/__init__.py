@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from optiinfra_tui.errors import ConfigError
@@ -12,6 +13,19 @@ if TYPE_CHECKING:
 
 SUPPORTED = ("vultr",)
 
+# Providers added at run time (benchmarks, plugins): name -> factory(settings, customer_id).
+_registered: dict[str, Callable[[Settings, str], Collector]] = {}
+
+
+def register_provider(name: str, factory: Callable[[Settings, str], Collector],
+                      data_types: tuple[str, ...]) -> None:
+    """Add a provider in this process: its collector factory and data types (the first is the default)."""
+    from optiinfra_tui import settings
+
+    settings.PROVIDERS[name] = tuple(data_types)
+    settings.DEFAULT_TYPES[name] = tuple(data_types[:1])
+    _registered[name] = factory
+
 
 def get_collector(provider: str, settings: Settings, customer_id: str) -> Collector:
     """The collector for `provider`, holding `customer_id`'s credential; ConfigError if unknown."""
@@ -20,6 +34,9 @@ def get_collector(provider: str, settings: Settings, customer_id: str) -> Collec
         from optiinfra_tui.collectors.vultr import VultrCollector
 
         return VultrCollector(settings, customer_id)
+    if provider in _registered:
+        return _registered[provider](settings, customer_id)
     raise ConfigError(
-        f"Unknown provider {provider!r}. Supported providers: {', '.join(SUPPORTED)}."
+        f"Unknown provider {provider!r}. Supported providers: "
+        f"{', '.join(SUPPORTED + tuple(_registered))}."
     )

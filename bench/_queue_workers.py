@@ -1,0 +1,199 @@
+"""The worker side of bench/queue_latency.py: a no-op task for ours, plain Huey and Celery.
+
+Each task stamps time.monotonic() where its work begins (CLOCK_MONOTONIC is one clock for
+every process on the machine) and reports when it ends: every task in 'ping' mode, once per
+BENCH_BURST tasks in 'burst' mode, so reporting costs a burst nothing. Run a worker with
+`python -c "import _queue_workers as w; w.main()" ours|plain|celery` (cwd bench/): tasks
+must live in an importable module, never __main__.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from functools import cache
+
+import redis
+
+REPORT_DB = 15  # reports travel through their own database of the same Redis
+DBS = {"ours": 0, "plain": 1, "celery": 2}
+
+
+def redis_url(db: int) -> str:
+    return f"{os.environ['BENCH_REDIS']}/{db}"
+
+
+class Reporter:
+    """Sends start stamps (ping) and burst ends back to the producer."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.conn = redis.Redis.from_url(redis_url(REPORT_DB), socket_timeout=None)
+        self.burst = int(os.environ.get("BENCH_BURST", "10000"))
+        self.count = 0
+        self.lock = threading.Lock()
+
+    def ended(self, seq: int, started: float, mode: str) -> None:
+        if mode == "ping":
+            self.conn.rpush(f"bench:{self.kind}:ping", f"{seq} {started!r}")
+            return
+        with self.lock:
+            self.count += 1
+            done = self.count % self.burst == 0
+        if done:
+            self.conn.rpush(f"bench:{self.kind}:burst", repr(time.monotonic()))
+
+
+# --- plain Huey: a bare RedisHuey task ---------------------------------------------------------
+
+
+@cache
+def plain_huey():
+    from huey import RedisHuey
+
+    huey = RedisHuey("bench-plain", url=redis_url(DBS["plain"]))
+    reporter = Reporter("plain") if os.environ.get("BENCH_ROLE") == "plain" else None
+
+    @huey.task()
+    def noop(seq, mode):
+        started = time.monotonic()
+        reporter.ended(seq, started, mode)
+
+    return huey, noop
+
+
+# --- Celery 5, threads pool, Redis broker ------------------------------------------------------
+
+
+@cache
+def celery_app():
+    from celery import Celery
+
+    app = Celery("bench", broker=redis_url(DBS["celery"]))
+    app.conf.update(task_ignore_result=True, worker_hijack_root_logger=False,
+                    worker_redirect_stdouts=False, broker_connection_retry_on_startup=True)
+    reporter = Reporter("celery") if os.environ.get("BENCH_ROLE") == "celery" else None
+
+    @app.task(name="bench.noop")
+    def noop(seq, mode):
+        started = time.monotonic()
+        reporter.ended(seq, started, mode)
+
+    return app, noop
+
+
+# --- ours: the product's collect_data_task with a no-op provider ---------------------------------
+
+_local = threading.local()
+
+
+class NoopCollector:
+    """A provider that collects nothing: what is left is everything the product adds."""
+
+    provider = "noop"
+    data_types = ("ping", "burst")
+
+    def __init__(self, settings, customer_id: str) -> None:
+        self.customer_id = customer_id
+
+    def collect(self, data_type, ctx):
+        _local.started = (ctx.run_id, time.monotonic(), data_type)
+        return iter(())
+
+    def ping(self) -> float:
+        return 0.0
+
+    def close(self) -> None:
+        pass
+
+
+class NullStore:
+    """Stands in for ClickHouse: a no-op collection writes nothing, and no server runs here."""
+
+    def ping(self) -> float:
+        return 0.0
+
+    def close(self) -> None:
+        pass
+
+
+def register_noop() -> None:
+    from optiinfra_tui.collectors import register_provider
+
+    register_provider("noop", NoopCollector, NoopCollector.data_types)
+
+
+def ours_runtime():
+    """A Runtime whose metrics store is the null one (the producer and the workers use it)."""
+    from optiinfra_tui.runtime import Runtime
+    from optiinfra_tui.settings import load_settings
+
+    class BenchRuntime(Runtime):
+        def metrics(self):
+            return NullStore()
+
+    register_noop()
+    return BenchRuntime(load_settings())
+
+
+def run_ours() -> None:
+    """What `optiinfra-tui --headless --workers 2` runs, with the no-op provider registered."""
+    from huey.signals import SIGNAL_COMPLETE
+
+    from optiinfra_tui.logs import setup_logging
+    from optiinfra_tui.pool import WorkerPool
+    from optiinfra_tui.runtime import set_runtime
+
+    rt = ours_runtime()
+    setup_logging(rt.settings)
+    set_runtime(rt)
+    rt.history()
+    reporter = Reporter("ours")
+
+    @rt.huey.signal(SIGNAL_COMPLETE)
+    def on_complete(signal, task, *args):
+        info = getattr(_local, "started", None)
+        if info is not None:
+            _local.started = None
+            reporter.ended(*info)
+
+    pool = WorkerPool(rt, 2, "headless")
+    pool.start()
+    _serve_until_stdin_closes()
+    pool.stop(10)
+
+
+def run_plain() -> None:
+    import signal
+
+    from huey.consumer import Consumer
+
+    huey, _ = plain_huey()
+    consumer = Consumer(huey, workers=2, worker_type="thread")
+    consumer.start()
+    # start() took over SIGTERM; the producer ends us by closing stdin instead.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _serve_until_stdin_closes()
+    consumer.stop(graceful=True)
+
+
+def run_celery() -> None:
+    app, _ = celery_app()
+    app.worker_main(["worker", "--pool=threads", "--concurrency=2", "--loglevel=WARNING",
+                     "--without-gossip", "--without-mingle", "--without-heartbeat"])
+
+
+def _serve_until_stdin_closes() -> None:
+    try:
+        while sys.stdin.read(1):
+            pass
+    except (KeyboardInterrupt, OSError):
+        pass
+
+
+def main() -> None:
+    role = sys.argv[1]
+    os.environ["BENCH_ROLE"] = role
+    {"ours": run_ours, "plain": run_plain, "celery": run_celery}[role]()

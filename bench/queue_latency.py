@@ -1,0 +1,211 @@
+"""Queue latency and throughput on one Redis: ours vs plain Huey vs Celery 5 (threads pool).
+
+    python bench/queue_latency.py [--rounds 3] [--pings 2000] [--burst 10000]
+
+Each system runs 2 worker threads in a worker process of its own; this process produces.
+Latency: tasks sent one at a time, enqueue call to the start of the task's work. Throughput:
+a burst of --burst tasks, first enqueue to last completion. "ours" is the product's
+collect_data_task through request_collection (run recorded queued in PostgreSQL before the
+enqueue, start_attempt/finish in PostgreSQL, activity registry, heartbeating agent,
+EmbeddedConsumer) with a no-op provider; "plain" is a bare RedisHuey task.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import redis
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _queue_workers as workers  # noqa: E402
+from _common import (  # noqa: E402
+    Postgres,
+    Redis,
+    cpu_seconds,
+    figure,
+    fmt,
+    machine,
+    percentile,
+    tempdir,
+    tree_cpu_seconds,
+)
+
+SYSTEMS = ("ours", "plain", "celery")
+TARGETS = {"p50_ms": 1.0, "p99_ms": 5.0, "vs_celery": 2.0, "vs_plain": 0.8}
+
+
+class Producer:
+    """Sends tasks of one system and reads the workers' reports."""
+
+    def __init__(self, kind: str, reports: redis.Redis) -> None:
+        self.kind = kind
+        self.reports = reports
+        self.seq = 0
+        if kind == "ours":
+            from optiinfra_tui.collection import request_collection
+
+            self.rt = workers.ours_runtime()
+            self.rt.history()
+            customer = self.rt.settings.default_customer_id
+            self.send = lambda mode: request_collection(self.rt, customer, "noop", mode,
+                                                        trigger="api")
+        elif kind == "plain":
+            _, noop = workers.plain_huey()
+            self.send = lambda mode: noop(self._next(), mode)
+        else:
+            _, noop = workers.celery_app()
+            self.send = lambda mode: noop.apply_async((self._next(), mode))
+
+    def _next(self) -> int:
+        self.seq += 1
+        return self.seq
+
+    def ping(self, timeout: float = 30.0) -> float:
+        """Send one task and wait for it to start and end; returns enqueue-to-start seconds."""
+        sent = time.monotonic()
+        self.send("ping")
+        got = self.reports.blpop([f"bench:{self.kind}:ping"], timeout=timeout)
+        if got is None:
+            raise RuntimeError(f"{self.kind}: no report within {timeout} s")
+        return float(got[1].split()[1]) - sent
+
+    def burst(self, n: int, timeout: float = 300.0) -> tuple[float, float]:
+        """Send n tasks at once; returns (tasks per second, enqueue seconds)."""
+        start = time.monotonic()
+        for _ in range(n):
+            self.send("burst")
+        enqueued = time.monotonic() - start
+        got = self.reports.blpop([f"bench:{self.kind}:burst"], timeout=timeout)
+        if got is None:
+            raise RuntimeError(f"{self.kind}: burst did not finish within {timeout} s")
+        return n / (float(got[1]) - start), enqueued
+
+
+def start_workers(env: dict) -> dict[str, subprocess.Popen]:
+    here = Path(__file__).resolve().parent
+    procs = {}
+    for kind in SYSTEMS:
+        procs[kind] = subprocess.Popen(
+            [sys.executable, "-c", "import _queue_workers as w; w.main()", kind],
+            cwd=here, env=env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+            stderr=open(Path(env["OPTIINFRA_HOME"]) / f"{kind}.err", "w"))
+    return procs
+
+
+def stop_workers(procs: dict[str, subprocess.Popen]) -> None:
+    for kind, proc in procs.items():
+        if kind == "celery":
+            proc.terminate()
+        else:
+            proc.stdin.close()
+    for proc in procs.values():
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--pings", type=int, default=2000, help="one-at-a-time tasks per round")
+    parser.add_argument("--burst", type=int, default=10000, help="tasks per burst")
+    parser.add_argument("--only", choices=SYSTEMS, action="append",
+                        help="run only these systems (repeatable)")
+    args = parser.parse_args(argv)
+    systems = tuple(args.only or SYSTEMS)
+
+    home = tempdir("bench-queue-")
+    server = Redis().start()
+    pg = Postgres()
+    env = dict(os.environ, BENCH_REDIS=f"redis://127.0.0.1:{server.port}",
+               BENCH_BURST=str(args.burst), OPTIINFRA_HOME=str(home),
+               REDIS_URL=server.url(workers.DBS["ours"]), DATABASE_URL=pg.start(),
+               CLICKHOUSE_URL=f"chdb://{home / 'clickhouse'}", COLLECTION_INTERVAL="86400")
+    os.environ.update(env)
+    procs = start_workers(env)
+    reports = redis.Redis.from_url(workers.redis_url(workers.REPORT_DB), socket_timeout=None)
+    results: dict[str, dict[str, list[float]]] = {
+        k: {"p50_ms": [], "p99_ms": [], "tps": [], "enqueue_s": [], "cpu": []} for k in systems}
+    # CPU per burst task, by process: where a task's cost goes (the machine has 2 cores).
+    meters = {"worker": None, "producer": lambda: cpu_seconds(os.getpid()),
+              "postgres": lambda: tree_cpu_seconds(pg.pid),
+              "redis": lambda: cpu_seconds(server.proc.pid)}
+    try:
+        producers = {k: Producer(k, reports) for k in systems}
+        for p in producers.values():  # wait for each worker, then warm it up
+            p.ping(timeout=60)
+            for _ in range(200):
+                p.ping()
+        print(f"queue latency and throughput: {args.rounds} rounds of {args.pings} one-at-a-"
+              f"time tasks and a burst of {args.burst}, 2 worker threads each; {machine()}",
+              flush=True)
+        for r in range(args.rounds):
+            order = systems[r % len(systems):] + systems[:r % len(systems)]
+            for kind in order:
+                p = producers[kind]
+                lat = [p.ping() * 1000 for _ in range(args.pings)]
+                meters["worker"] = lambda pid=procs[kind].pid: tree_cpu_seconds(pid)
+                before = {m: f() for m, f in meters.items()}
+                tps, enq = p.burst(args.burst)
+                cpu = {m: (f() - before[m]) * 1000 / args.burst for m, f in meters.items()}
+                res = results[kind]
+                res["p50_ms"].append(percentile(lat, 50))
+                res["p99_ms"].append(percentile(lat, 99))
+                res["tps"].append(tps)
+                res["enqueue_s"].append(enq)
+                res["cpu"].append(cpu)
+                print(f"  round {r + 1} {kind:<6} p50 {res['p50_ms'][-1]:.3f} ms  p99 "
+                      f"{res['p99_ms'][-1]:.3f} ms  {tps:.0f} tasks/s (enqueue {enq:.2f} s); "
+                      "CPU ms/task: " + ", ".join(f"{m} {v:.3f}" for m, v in cpu.items()),
+                      flush=True)
+    finally:
+        stop_workers(procs)
+        server.stop()
+        pg.stop()
+    report(results)
+    return results
+
+
+def report(results: dict) -> None:
+    print("results: median [min-max] over rounds", flush=True)
+    for kind, res in results.items():
+        figure(f"{kind}: enqueue-to-start p50", fmt(res["p50_ms"], "ms", 3),
+               "<= 1 ms" if kind == "ours" else "",
+               _med(res["p50_ms"]) <= TARGETS["p50_ms"] if kind == "ours" else None)
+        figure(f"{kind}: enqueue-to-start p99", fmt(res["p99_ms"], "ms", 3),
+               "<= 5 ms" if kind == "ours" else "",
+               _med(res["p99_ms"]) <= TARGETS["p99_ms"] if kind == "ours" else None)
+        figure(f"{kind}: burst throughput", fmt(res["tps"], "tasks/s", 0))
+    if "ours" in results:
+        ours = _med(results["ours"]["tps"])
+        if "celery" in results:
+            ratio = ours / _med(results["celery"]["tps"])
+            figure("ours / celery throughput", f"{ratio:.2f}x", ">= 2x",
+                   ratio >= TARGETS["vs_celery"])
+        if "plain" in results:
+            ratio = ours / _med(results["plain"]["tps"])
+            figure("ours / plain huey throughput", f"{ratio:.0%}", ">= 80%",
+                   ratio >= TARGETS["vs_plain"])
+    if "plain" in results and "celery" in results:
+        figure("plain huey / celery throughput",
+               f"{_med(results['plain']['tps']) / _med(results['celery']['tps']):.2f}x")
+        figure("celery / ours p50 latency",
+               f"{_med(results['celery']['p50_ms']) / _med(results['ours']['p50_ms']):.2f}x"
+               if "ours" in results else "n/a")
+
+
+def _med(values: list[float]) -> float:
+    import statistics
+
+    return statistics.median(values)
+
+
+if __name__ == "__main__":
+    main()
