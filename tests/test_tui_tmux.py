@@ -1,0 +1,133 @@
+"""`optiinfra-tui` in a real terminal (tmux): keys in with send-keys, the screen read back with
+capture-pane. What a user sees, including that quitting leaves a clean shell."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+REQUIRE = os.environ.get("OPTIINFRA_REQUIRE_SERVICES") == "1"
+EXE = Path(sys.executable).with_name("optiinfra-tui")
+PROMPT = "tmux-test$ "
+
+
+class Tmux:
+    """One tmux server on a private socket, one 160x48 session running a plain bash."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.socket = f"optiinfra-test-{uuid.uuid4().hex[:8]}"
+        base = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": env["OPTIINFRA_HOME"],
+                "PS1": PROMPT, "TERM": "xterm-256color", "LANG": "C.UTF-8"}
+        self._tmux("new-session", "-d", "-s", "t", "-x", "160", "-y", "48",
+                   *[a for k, v in {**base, **env}.items() for a in ("-e", f"{k}={v}")],
+                   "bash --norc --noprofile")
+        self.keys(f"PS1='{PROMPT}'; clear", "Enter")
+
+    def _tmux(self, *args: str) -> str:
+        return subprocess.run(["tmux", "-L", self.socket, *args], check=True, text=True,
+                              capture_output=True, timeout=10).stdout
+
+    def keys(self, *keys: str) -> None:
+        self._tmux("send-keys", "-t", "t", *keys)
+
+    def screen(self) -> str:
+        return self._tmux("capture-pane", "-p", "-t", "t")
+
+    def flag(self, name: str) -> str:
+        return self._tmux("display-message", "-p", "-t", "t", f"#{{{name}}}").strip()
+
+    def wait(self, predicate, timeout: float, every: float = 0.05):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = self.screen()
+            found = predicate(text)
+            if found:
+                return found
+            time.sleep(every)
+        raise AssertionError(f"not on screen within {timeout} s:\n{self.screen()}")
+
+    def close(self) -> None:
+        subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True,
+                       timeout=10)
+
+
+@pytest.fixture
+def tmux_env(tmp_path):
+    if not shutil.which("tmux"):
+        if REQUIRE:
+            pytest.fail("tmux is required (OPTIINFRA_REQUIRE_SERVICES=1) but missing")
+        pytest.skip("tmux not installed")
+    sessions = []
+
+    def start(**env: str) -> Tmux:
+        t = Tmux({"OPTIINFRA_HOME": str(tmp_path / "home"), "RETRY_DELAY": "0.5", **env})
+        sessions.append(t)
+        return t
+
+    yield start
+    for t in sessions:
+        t.close()
+
+
+def run_dashboard(t: Tmux) -> None:
+    t.wait(lambda s: s.rstrip().endswith(PROMPT.strip()), 10)
+    t.keys(f"{EXE} --workers 2", "Enter")
+    t.wait(lambda s: "History" in s and "Workers" in s and "page 1" in s, 30)
+
+
+def quit_cleanly(t: Tmux) -> None:
+    started = time.monotonic()
+    t.keys("q")
+    t.wait(lambda s: s.rstrip().endswith(PROMPT.strip()) and "History" not in s, 10)
+    assert time.monotonic() - started < 10
+    assert t.flag("alternate_on") == "0" and t.flag("mouse_any_flag") == "0"
+    assert t.flag("cursor_flag") == "1"
+    t.keys("echo exit-$?-clean", "Enter")
+    screen = t.wait(lambda s: "exit-0-clean" in s.split("echo")[-1] and s, 5)
+    assert "Traceback" not in screen and "Error" not in screen and "WARNING" not in screen
+
+
+def test_c_enter_shows_the_vultr_run_as_success_with_its_rows(tmux_env, fake_vultr):
+    t = tmux_env(VULTR_API_KEY=fake_vultr.token, VULTR_API_URL=fake_vultr.url)
+    run_dashboard(t)
+    t.keys("c")
+    t.wait(lambda s: "Start a collection" in s, 5)
+    t.keys("Enter")
+    started = time.monotonic()
+    rows = fake_vultr.line_count()
+    line = re.compile(rf"^\s*│\s+1\s+success\s+vultr\s+default_customer\s+cost\s+manual\s+1/\d+"
+                      rf"\s+{rows:,}\s", re.M)
+    seen_busy = False
+
+    def done(screen: str):
+        nonlocal seen_busy
+        seen_busy |= bool(re.search(r"Worker-\d\s+busy", screen))
+        return line.search(screen)
+
+    t.wait(done, 5, every=0.02)
+    took = time.monotonic() - started
+    assert took < 5, took
+    assert seen_busy, "the workers panel never showed a busy worker during the run"
+    quit_cleanly(t)
+
+
+def test_without_a_key_the_run_fails_and_its_detail_names_vultr_api_key(tmux_env):
+    t = tmux_env(VULTR_API_URL="http://127.0.0.1:9/v2")
+    run_dashboard(t)
+    t.keys("c")
+    t.wait(lambda s: "Start a collection" in s, 5)
+    t.keys("Enter")
+    t.wait(lambda s: re.search(r"│\s+1\s+failed\s+vultr\s+default_customer.*config", s), 5)
+    t.keys("Enter")
+    t.wait(lambda s: "Run 1" in s and "VULTR_API_KEY" in s, 5)
+    t.keys("Escape")
+    t.wait(lambda s: "History" in s, 5)
+    quit_cleanly(t)
