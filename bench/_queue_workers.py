@@ -35,9 +35,11 @@ class Reporter:
         self.count = 0
         self.lock = threading.Lock()
 
-    def ended(self, seq: int, started: float, mode: str) -> None:
+    def ended(self, seq: int, started: float, mode: str, picked: float | None = None) -> None:
+        """`picked`: when the worker began the task, if earlier than `started` (ours)."""
         if mode == "ping":
-            self.conn.rpush(f"bench:{self.kind}:ping", f"{seq} {started!r}")
+            picked = started if picked is None else picked
+            self.conn.rpush(f"bench:{self.kind}:ping", f"{seq} {started!r} {picked!r}")
             return
         with self.lock:
             self.count += 1
@@ -99,7 +101,8 @@ class NoopCollector:
         self.customer_id = customer_id
 
     def collect(self, data_type, ctx):
-        _local.started = (ctx.run_id, time.monotonic(), data_type)
+        _local.started = (ctx.run_id, time.monotonic(), data_type,
+                          getattr(_local, "picked", None))
         return iter(())
 
     def ping(self) -> float:
@@ -109,11 +112,21 @@ class NoopCollector:
         pass
 
 
-class NullStore:
-    """Stands in for ClickHouse: a no-op collection writes nothing, and no server runs here."""
+class NullClient:
+    """A ClickHouse client that answers nothing: a no-op collection writes nothing, and no
+    ClickHouse server runs here. The product's MetricsStore runs on top of it unchanged."""
 
-    def ping(self) -> float:
-        return 0.0
+    class _Result:
+        result_rows: list = []
+
+    def query(self, *args, **kwargs):
+        return self._Result()
+
+    def command(self, *args, **kwargs) -> None:
+        pass
+
+    def insert(self, *args, **kwargs) -> None:
+        pass
 
     def close(self) -> None:
         pass
@@ -129,10 +142,13 @@ def ours_runtime():
     """A Runtime whose metrics store is the null one (the producer and the workers use it)."""
     from optiinfra_tui.runtime import Runtime
     from optiinfra_tui.settings import load_settings
+    from optiinfra_tui.storage.metrics import MetricsStore
+
+    store = MetricsStore(NullClient(), "bench", "no ClickHouse (bench)")
 
     class BenchRuntime(Runtime):
         def metrics(self):
-            return NullStore()
+            return store
 
     register_noop()
     return BenchRuntime(load_settings())
@@ -140,7 +156,7 @@ def ours_runtime():
 
 def run_ours() -> None:
     """What `optiinfra-tui --headless --workers 2` runs, with the no-op provider registered."""
-    from huey.signals import SIGNAL_COMPLETE
+    from huey.signals import SIGNAL_COMPLETE, SIGNAL_EXECUTING
 
     from optiinfra_tui.logs import setup_logging
     from optiinfra_tui.pool import WorkerPool
@@ -151,6 +167,10 @@ def run_ours() -> None:
     set_runtime(rt)
     rt.history()
     reporter = Reporter("ours")
+
+    @rt.huey.signal(SIGNAL_EXECUTING)
+    def on_executing(signal, task, *args):
+        _local.picked = time.monotonic()
 
     @rt.huey.signal(SIGNAL_COMPLETE)
     def on_complete(signal, task, *args):

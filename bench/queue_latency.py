@@ -66,14 +66,17 @@ class Producer:
         self.seq += 1
         return self.seq
 
-    def ping(self, timeout: float = 30.0) -> float:
-        """Send one task and wait for it to start and end; returns enqueue-to-start seconds."""
+    def ping(self, timeout: float = 30.0) -> tuple[float, float]:
+        """Send one task and wait for it to end; returns seconds from enqueue to its work's
+        start, and to its pick-up by a worker (the same but for ours, which records the
+        attempt in between)."""
         sent = time.monotonic()
         self.send("ping")
         got = self.reports.blpop([f"bench:{self.kind}:ping"], timeout=timeout)
         if got is None:
             raise RuntimeError(f"{self.kind}: no report within {timeout} s")
-        return float(got[1].split()[1]) - sent
+        _, started, picked = got[1].split()
+        return float(started) - sent, float(picked) - sent
 
     def burst(self, n: int, timeout: float = 300.0) -> tuple[float, float]:
         """Send n tasks at once; returns (tasks per second, enqueue seconds)."""
@@ -132,7 +135,8 @@ def main(argv: list[str] | None = None) -> dict:
     procs = start_workers(env)
     reports = redis.Redis.from_url(workers.redis_url(workers.REPORT_DB), socket_timeout=None)
     results: dict[str, dict[str, list[float]]] = {
-        k: {"p50_ms": [], "p99_ms": [], "tps": [], "enqueue_s": [], "cpu": []} for k in systems}
+        k: {"p50_ms": [], "p99_ms": [], "pick_p50_ms": [], "pick_p99_ms": [], "tps": [],
+            "enqueue_s": [], "cpu": []} for k in systems}
     # CPU per burst task, by process: where a task's cost goes (the machine has 2 cores).
     meters = {"worker": None, "producer": lambda: cpu_seconds(os.getpid()),
               "postgres": lambda: tree_cpu_seconds(pg.pid),
@@ -150,7 +154,9 @@ def main(argv: list[str] | None = None) -> dict:
             order = systems[r % len(systems):] + systems[:r % len(systems)]
             for kind in order:
                 p = producers[kind]
-                lat = [p.ping() * 1000 for _ in range(args.pings)]
+                pings = [p.ping() for _ in range(args.pings)]
+                lat = [start * 1000 for start, _ in pings]
+                pick = [picked * 1000 for _, picked in pings]
                 meters["worker"] = lambda pid=procs[kind].pid: tree_cpu_seconds(pid)
                 before = {m: f() for m, f in meters.items()}
                 tps, enq = p.burst(args.burst)
@@ -158,6 +164,8 @@ def main(argv: list[str] | None = None) -> dict:
                 res = results[kind]
                 res["p50_ms"].append(percentile(lat, 50))
                 res["p99_ms"].append(percentile(lat, 99))
+                res["pick_p50_ms"].append(percentile(pick, 50))
+                res["pick_p99_ms"].append(percentile(pick, 99))
                 res["tps"].append(tps)
                 res["enqueue_s"].append(enq)
                 res["cpu"].append(cpu)
@@ -182,7 +190,13 @@ def report(results: dict) -> None:
         figure(f"{kind}: enqueue-to-start p99", fmt(res["p99_ms"], "ms", 3),
                "<= 5 ms" if kind == "ours" else "",
                _med(res["p99_ms"]) <= TARGETS["p99_ms"] if kind == "ours" else None)
+        if kind == "ours":
+            figure("ours: enqueue-to-pickup p50 (before history)", fmt(res["pick_p50_ms"], "ms", 3))
+            figure("ours: enqueue-to-pickup p99 (before history)", fmt(res["pick_p99_ms"], "ms", 3))
         figure(f"{kind}: burst throughput", fmt(res["tps"], "tasks/s", 0))
+        cpu = {m: _med([c[m] for c in res["cpu"]]) for m in res["cpu"][0]}
+        figure(f"{kind}: CPU per burst task", ", ".join(f"{m} {v:.2f}" for m, v in cpu.items())
+               + " ms")
     if "ours" in results:
         ours = _med(results["ours"]["tps"])
         if "celery" in results:
