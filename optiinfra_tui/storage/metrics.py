@@ -413,10 +413,12 @@ class BufferedWriter:
         self._rows: dict[str, list] = {}
         self._count = 0
 
-    def write(self, batch: Batch) -> int:
+    def write(self, batch: Batch, **pending_context) -> int:
+        """Buffer a batch; `pending_context` (customer_id, provider, collected_at) names an
+        empty pending-charges snapshot."""
         if batch.table == PENDING_CHARGES:
             self.flush()
-            return self._store.write(batch)
+            return self._store.write(batch, **pending_context)
         if batch.table not in (COST_LINES, ACCOUNT_SNAPSHOTS, LEDGER, RESOURCES):
             raise ValueError(f"unknown metrics table {batch.table!r}")
         self._rows.setdefault(batch.table, []).extend(batch.rows)
