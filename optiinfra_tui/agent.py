@@ -14,7 +14,7 @@ import time
 
 from optiinfra_tui import recovery, runs, schedules
 from optiinfra_tui.logs import protect_existing_handlers, queue_outage
-from optiinfra_tui.storage.history import WorkerHeartbeat, utcnow
+from optiinfra_tui.storage.history import HEARTBEAT_STALE_AFTER, WorkerHeartbeat, utcnow
 
 log = logging.getLogger("optiinfra.agent")
 
@@ -37,6 +37,8 @@ class ConsumerAgent:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_error: str | None = None
+        # Since when every loop has succeeded (the history store reachable); see _may_recover.
+        self._reachable_since = time.monotonic()
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="Agent", daemon=True)
@@ -67,7 +69,7 @@ class ConsumerAgent:
                 if now >= next_health:
                     self.check_health()
                     next_health = now + HEALTH_EVERY
-                if self.run_schedules and now >= next_recover:
+                if self.run_schedules and now >= next_recover and self._may_recover(now):
                     recovery.recover(self.rt)
                     self.maybe_prune()
                     next_recover = now + RECOVER_EVERY
@@ -79,6 +81,7 @@ class ConsumerAgent:
     def _failed(self, exc: Exception) -> None:
         # One line per change of state, not one per loop: a down database is news once.
         text = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"
+        self._reachable_since = time.monotonic()
         if text != self._last_error:
             log.warning("consumer agent: history store unavailable (%s); retrying", text)
             self._last_error = text
@@ -87,6 +90,11 @@ class ConsumerAgent:
         if self._last_error is not None:
             log.info("consumer agent: history store reachable again")
             self._last_error = None
+
+    def _may_recover(self, now: float) -> bool:
+        # After an outage every consumer's heartbeat is stale: give the live ones time to
+        # beat again, or their running tasks would look orphaned and run twice.
+        return now - self._reachable_since >= HEARTBEAT_STALE_AFTER.total_seconds()
 
     def beat(self) -> None:
         processed, failed = self.rt.activity.totals()

@@ -13,7 +13,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import peewee as pw
-from playhouse.db_url import connect as connect_url
+from playhouse.db_url import parse as parse_db_url
 
 from optiinfra_tui.errors import BackendUnavailable, ConfigError
 
@@ -200,6 +200,20 @@ def connect(url: str) -> pw.Database:
         return database
 
 
+class _Postgres(pw.PostgresqlDatabase):
+    """PostgreSQL whose threads reconnect after a server restart.
+
+    psycopg2 answers 'connection already closed' on a dropped connection forever; peewee
+    keeps handing it out, so without this a consumer never recovers from an outage.
+    """
+
+    def cursor(self, *args, **kwargs):
+        conn = None if self.is_closed() else self._state.conn
+        if conn is not None and conn.closed and not self.in_transaction():
+            self._state.reset()  # forget it: cursor() below opens a new connection
+        return super().cursor(*args, **kwargs)
+
+
 def _open(url: str) -> pw.Database:
     scheme = urlparse(url).scheme
     if scheme == "sqlite":
@@ -216,8 +230,7 @@ def _open(url: str) -> pw.Database:
             "journal_mode": "wal", "busy_timeout": 10000, "synchronous": "normal",
             "foreign_keys": 1})
     if scheme in ("postgres", "postgresql"):
-        url = "postgresql" + url[len(scheme):]
-        return connect_url(url, autorollback=True, connect_timeout=5)
+        return _Postgres(**parse_db_url(url), autorollback=True, connect_timeout=5)
     raise ConfigError(f"DATABASE_URL scheme {scheme!r} is not supported; use sqlite:/// or postgresql://.")
 
 
