@@ -26,6 +26,7 @@ class Poller:
         self._stop = threading.Event()
         self._want_health = True
         self._want_costs = True
+        self._urgent = False
         self._last_state = self._last_page = self._last_costs = None
         self._health: list = []
         self._finished_seen: tuple | None = None
@@ -37,7 +38,9 @@ class Poller:
         self._wake.set()
 
     def set_query(self, query: HistoryQuery) -> None:
+        """Show another history window: read at once, without waiting for a batch."""
         self.query = query
+        self._urgent = True
         self.wake()
 
     def stop(self) -> None:
@@ -50,7 +53,13 @@ class Poller:
             woken = self._wake.wait(max(0.0, next_poll - time.monotonic()))
             if self._stop.is_set() or cancelled():
                 return
-            if woken:
+            if self._urgent:  # the user is waiting for a history window: only that, now
+                self._urgent = False
+                self._wake.clear()
+                self.read_page()
+                if not self._wake.is_set() and time.monotonic() < next_poll:
+                    continue
+            elif woken:
                 time.sleep(self.batch_gap)  # let a burst of activity land in one read
             self._wake.clear()
             now = time.monotonic()
@@ -76,9 +85,11 @@ class Poller:
         if self._finished_seen is not None and finished != self._finished_seen:
             self._want_costs = True  # a run wrote rows: the totals moved
         self._finished_seen = finished
-        query = self.query
-        page = self.source.history(query)
-        if page != self._last_page or query != self.query:
+        self.read_page()
+
+    def read_page(self) -> None:
+        page = self.source.history(self.query)
+        if page != self._last_page:
             self._last_page = page
             self.post(PageLoaded(page))
 
