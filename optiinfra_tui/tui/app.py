@@ -78,7 +78,7 @@ class DashboardApp(App):
         try:
             self.poller.run(lambda: worker.is_cancelled)
         finally:
-            _close_thread_connection()
+            close_thread_connection()
 
     def _on_worker_activity(self) -> None:
         # Called in a Huey worker thread: post_message is the thread-safe way in.
@@ -90,16 +90,19 @@ class DashboardApp(App):
         self.poller.wake()
 
     def on_state_loaded(self, msg: StateLoaded) -> None:
-        self.main.apply_state(msg.state)
+        if self.screen_stack:  # not while the app is being torn down
+            self.main.apply_state(msg.state)
 
     def on_page_loaded(self, msg: PageLoaded) -> None:
-        if msg.page.query != self.poller.query:
+        if msg.page.query != self.poller.query or not self.screen_stack:
             return  # a window the user has already moved away from
         cursor, self._cursor = self._cursor, "keep"
         self.main.apply_page(msg.page, cursor)
 
     def on_costs_loaded(self, msg: CostsLoaded) -> None:
         self.costs = msg.costs
+        if not self.screen_stack:
+            return
         self.main.apply_costs(msg.costs)
         from optiinfra_tui.tui.screens.costs import CostsScreen
 
@@ -179,7 +182,7 @@ class DashboardApp(App):
             self.notify(f"{short_error(exc)} (details in {self.rt.settings.log_path})",
                         title=f"{label} failed", severity="error", timeout=8)
         finally:
-            _close_thread_connection()
+            close_thread_connection()
             self.poller.wake()
 
     # --- command palette -------------------------------------------------------------------
@@ -227,7 +230,7 @@ class DashboardApp(App):
         self._exit_renderables.clear()
 
 
-def _close_thread_connection() -> None:
+def close_thread_connection() -> None:
     """Thread workers are short-lived: close their peewee connection rather than leak it."""
     try:
         if db.obj is not None and not db.is_closed():

@@ -56,7 +56,12 @@ class RunDetailScreen(Screen):
 
     @work(thread=True, exclusive=True, group="detail")
     def load(self) -> None:
-        detail = self.app.source.detail(self.run_id)
+        from optiinfra_tui.tui.app import close_thread_connection
+
+        try:
+            detail = self.app.source.detail(self.run_id)
+        finally:
+            close_thread_connection()
         self.app.call_from_thread(self.show, detail)
 
     def show(self, d: RunDetail) -> None:
