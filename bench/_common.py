@@ -175,6 +175,15 @@ def figure(name: str, value: str, target: str = "", met: bool | None = None) -> 
     print(f"  {name:<46} {value}{tail}", flush=True)
 
 
+def save_results(name: str, data) -> None:
+    """Write a bench's figures as JSON where bench/run.py asked for them (BENCH_RESULTS_DIR)."""
+    import json
+
+    where = os.environ.get("BENCH_RESULTS_DIR")
+    if where:
+        Path(where, f"{name}.json").write_text(json.dumps(data, indent=1, default=str))
+
+
 def machine() -> str:
     """A one-line description of this machine, for the README table."""
     model = ""

@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _queue_workers as workers  # noqa: E402
-from _common import figure, fmt, machine, percentile, tempdir, wait_until  # noqa: E402
+from _common import figure, fmt, machine, percentile, save_results, tempdir, wait_until  # noqa: E402
 
 TARGET_P99_MS = 100.0
 
@@ -103,6 +103,7 @@ def main(argv: list[str] | None = None) -> dict:
     figure("embedded: keypress-to-start p50", fmt(res["p50_ms"], "ms"))
     figure("embedded: keypress-to-start p99", fmt(res["p99_ms"], "ms"), "<= 100 ms",
            max(res["p99_ms"]) <= TARGET_P99_MS)
+    save_results("embedded_latency", res)
     return res
 
 

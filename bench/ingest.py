@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import ROOT, cpu_seconds, figure, fmt, free_port, machine, tempdir  # noqa: E402
+from _common import ROOT, cpu_seconds, figure, fmt, free_port, machine, save_results, tempdir  # noqa: E402
 
 ITEMS = 500  # lines per invoice: one full page each
 TOKEN = "bench-ingest-token"
@@ -148,6 +148,7 @@ def main(argv: list[str] | None = None) -> dict:
     growth = peaks[max(sizes)] - peaks[min(sizes)]
     figure(f"peak RSS growth {min(sizes):,} -> {max(sizes):,} lines", f"{growth:+.0f} MB",
            "flat (not growing with rows)", growth < 0.1 * peaks[min(sizes)])
+    save_results("ingest", {"servers": rates, "runs": results})
     return {"servers": rates, "runs": results}
 
 

@@ -34,6 +34,7 @@ from _common import (  # noqa: E402
     machine,
     peak_rss_mb,
     rss_mb,
+    save_results,
     tempdir,
     wait_until,
 )
@@ -176,6 +177,7 @@ def main(argv: list[str] | None = None) -> dict:
         server.stop()
         pg.stop()
     report(results)
+    save_results("memory", results)
     return results
 
 

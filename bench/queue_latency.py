@@ -32,6 +32,7 @@ from _common import (  # noqa: E402
     fmt,
     machine,
     percentile,
+    save_results,
     tempdir,
     tree_cpu_seconds,
 )
@@ -178,6 +179,7 @@ def main(argv: list[str] | None = None) -> dict:
         server.stop()
         pg.stop()
     report(results)
+    save_results("queue_latency", results)
     return results
 
 
