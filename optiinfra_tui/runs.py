@@ -10,6 +10,8 @@ import time
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
+from peewee import PostgresqlDatabase
+
 from optiinfra_tui.storage.history import (
     CANCELED,
     FAILED,
@@ -51,9 +53,39 @@ def get_run(run_id: int) -> CollectionRun | None:
     return CollectionRun.get_or_none(CollectionRun.id == run_id)
 
 
+# On PostgreSQL a data-modifying WITH is one atomic statement: each of these costs one round
+# trip instead of four (BEGIN, two statements, COMMIT), and every task pays for both.
+_PG_START = """
+WITH claimed AS (
+    UPDATE collection_runs SET status = %s, attempt = attempt + 1, started_at = %s,
+        worker = %s, next_attempt_at = NULL
+    WHERE id = %s AND status IN (%s, %s) RETURNING *),
+attempt AS (
+    INSERT INTO run_attempts (run_id, attempt, status, worker, started_at, "rows")
+    SELECT id, attempt, status, worker, started_at, 0 FROM claimed)
+SELECT * FROM claimed"""
+
+_PG_FINISH = """
+WITH attempt AS (
+    UPDATE run_attempts SET status = %s, finished_at = %s, "rows" = %s, error_kind = %s,
+        error_message = %s, duration_ms = %s
+    WHERE run_id = %s AND attempt = %s)
+UPDATE collection_runs SET status = %s, finished_at = %s, metrics_collected = %s,
+    error_kind = %s, error_message = %s, next_attempt_at = NULL, duration_ms = %s
+WHERE id = %s"""
+
+
+def _on_postgres() -> bool:
+    return isinstance(db.obj, PostgresqlDatabase)
+
+
 def start_attempt(run_id: int, worker: str) -> CollectionRun | None:
     """Mark the next attempt running; None when the run is gone, canceled or already over."""
     now = utcnow()
+    if _on_postgres():
+        claimed = list(CollectionRun.raw(_PG_START, RUNNING, now, worker, run_id, QUEUED,
+                                         RETRYING))
+        return claimed[0] if claimed else None
     with db.atomic():
         # One guarded UPDATE both checks and claims the run (two consumers racing for it
         # agree on a single winner) and returns it: every task pays for each round trip here.
@@ -92,6 +124,13 @@ def _finish(run: CollectionRun, status: str, rows: int, kind: str | None,
             message: str | None) -> None:
     now = utcnow()
     total_rows = run.metrics_collected + rows
+    if _on_postgres():
+        started = run.started_at or now
+        db.execute_sql(_PG_FINISH, (
+            status, now, rows, kind, message, int((now - started).total_seconds() * 1000),
+            run.id, run.attempt,
+            status, now, total_rows, kind, message, _total_duration_ms(run, now), run.id))
+        return
     with db.atomic():
         _finish_attempt(run, status, rows, kind, message, now)
         CollectionRun.update(
