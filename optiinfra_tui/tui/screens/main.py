@@ -76,14 +76,14 @@ class MainScreen(Screen):
         table.border_title = f"History · filter: {flt}" if flt else "History"
         table.border_subtitle = page.error or (where + (", more below" if page.has_more else ""))
         if self.selected != before:
-            self.refresh_bindings()
+            self._bindings_may_have_changed()
 
     def apply_costs(self, costs: CostsData) -> None:
         self.query_one(CostsPanel).show(costs)
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if event.data_table is self.history:
-            self.refresh_bindings()
+            self._bindings_may_have_changed()
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         if event.data_table is self.history:
@@ -91,6 +91,15 @@ class MainScreen(Screen):
 
     def on_history_table_page_request(self, event: HistoryTable.PageRequest) -> None:
         self.app.move_history(event.direction)
+
+    _applicable: tuple[bool, bool, bool] | None = None
+
+    def _bindings_may_have_changed(self) -> None:
+        # refresh_bindings rebuilds the footer: only when retry/revoke/detail really change.
+        now = (can_retry(self.selected), can_revoke(self.selected), self.selected is not None)
+        if now != self._applicable:
+            self._applicable = now
+            self.refresh_bindings()
 
     # --- keys -----------------------------------------------------------------------------
 
