@@ -131,3 +131,19 @@ def test_without_a_key_the_run_fails_and_its_detail_names_vultr_api_key(tmux_env
     t.keys("Escape")
     t.wait(lambda s: "History" in s, 5)
     quit_cleanly(t)
+
+
+def test_sigterm_quits_like_q_and_restores_the_terminal(tmux_env):
+    import psutil
+
+    t = tmux_env()
+    run_dashboard(t)
+    shell = psutil.Process(int(t.flag("pane_pid")))
+    (dashboard,) = shell.children()
+    started = time.monotonic()
+    dashboard.terminate()
+    t.wait(lambda s: s.rstrip().endswith(PROMPT.strip()) and "History" not in s, 10)
+    assert time.monotonic() - started < 10
+    assert t.flag("alternate_on") == "0" and t.flag("cursor_flag") == "1"
+    t.keys("echo exit-$?-clean", "Enter")  # 0: it quit by itself, not killed by the signal
+    t.wait(lambda s: "exit-0-clean" in s.split("echo")[-1], 5)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import signal
 from collections.abc import Callable, Iterable
 
 from textual import work
@@ -43,7 +45,8 @@ class DashboardApp(App):
     def __init__(self, rt, pool=None, shutdown_timeout: float = 60.0,
                  source: Source | None = None, poll: float = 1.0,
                  health_every: float = 5.0, costs_every: float = 60.0,
-                 costs_enabled: bool = True, costs_disabled_reason: str = "") -> None:
+                 costs_enabled: bool = True, costs_disabled_reason: str = "",
+                 handle_signals: bool = False) -> None:
         super().__init__()
         self.rt, self.pool, self.shutdown_timeout = rt, pool, shutdown_timeout
         self.source = source or Source(rt)
@@ -57,6 +60,7 @@ class DashboardApp(App):
         self._windows: list[int | None] = [None]  # before_id of each history window shown
         self._cursor = "keep"
         self._quitting = False
+        self._handle_signals = handle_signals
 
     def get_default_screen(self) -> Screen:
         return MainScreen(id="main")
@@ -68,10 +72,19 @@ class DashboardApp(App):
     def on_mount(self) -> None:
         self.rt.activity.add_listener(self._on_worker_activity)
         self.run_worker(self._poll_loop, thread=True, group="poller", name="poller")
+        if self._handle_signals:
+            # SIGTERM/SIGHUP quit like q does: tasks finish (bounded), the terminal is restored.
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGHUP):
+                loop.add_signal_handler(sig, lambda: self.call_later(self.action_quit))
 
     def on_unmount(self) -> None:
         self.rt.activity.remove_listener(self._on_worker_activity)
         self.poller.stop()
+        if self._handle_signals:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
 
     def _poll_loop(self) -> None:
         worker = get_current_worker()
@@ -257,7 +270,8 @@ def run_dashboard(settings: Settings, workers: int, shutdown_timeout: float = 60
         # from the headless consumer that writes there.
         costs_enabled=bool(workers) or not chdb,
         costs_disabled_reason="chDB belongs to the process that collects; with --workers 0 "
-                              "set CLICKHOUSE_URL to a ClickHouse server to see costs here.")
+                              "set CLICKHOUSE_URL to a ClickHouse server to see costs here.",
+        handle_signals=True)
     with quiet_terminal(settings.log_path):
         try:
             if pool is not None:
