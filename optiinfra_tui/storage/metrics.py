@@ -12,6 +12,7 @@ import fcntl
 import logging
 import os
 import re
+import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -485,6 +486,7 @@ def _open_chdb(url: str) -> MetricsStore:
         try:
             import clickhouse_connect
 
+            _lists_not_dataframes()
             client = clickhouse_connect.get_client(dsn=f"chdb://{path}")
         except Exception as exc:
             os.close(fd)
@@ -497,6 +499,19 @@ def _open_chdb(url: str) -> MetricsStore:
             raise
         _registry[path] = store
         return store
+
+
+def _lists_not_dataframes() -> None:
+    """Keep clickhouse_connect from importing pandas and numpy on the first insert.
+
+    It imports them (~80 MB resident) only to ask whether the data is a DataFrame; ours are
+    lists. Libraries this process already loaded stay usable.
+    """
+    from clickhouse_connect.driver import options
+
+    for attr, module in (("pd", "pandas"), ("pd_time_test", "pandas"), ("np", "numpy")):
+        if module not in sys.modules and attr not in vars(options):
+            setattr(options, attr, None)
 
 
 def _lock_path(path: str) -> int:
@@ -541,6 +556,7 @@ def _open_server(url: str) -> MetricsStore:
     try:
         import clickhouse_connect
 
+        _lists_not_dataframes()
         # No session: a session admits one query at a time, and threads share this client.
         client = clickhouse_connect.get_client(dsn=dsn, autogenerate_session_id=False,
                                                connect_timeout=5, send_receive_timeout=120)
