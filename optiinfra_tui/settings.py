@@ -163,6 +163,9 @@ def validate_data_types(provider: str, data_types: str | list[str] | tuple[str, 
     validate_provider(provider)
     if isinstance(data_types, str):
         data_types = [t.strip() for t in data_types.split(",") if t.strip()]
+    if data_types is not None and not isinstance(data_types, (list, tuple)):
+        raise ConfigError(f"Data types for {provider} must be a list such as [\"cost\"], "
+                          f"not {data_types!r}.")
     if not data_types:
         return DEFAULT_TYPES[provider]
     allowed = PROVIDERS[provider]

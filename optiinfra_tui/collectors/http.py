@@ -201,6 +201,10 @@ class ApiClient:
             return ""
         if not isinstance(cursor, str):
             raise DataError(f"{self._service} GET {path}: meta.links.next is not a string")
+        try:
+            cursor.encode("utf-8")  # it goes back in a URL: a lone surrogate can't
+        except UnicodeEncodeError:
+            raise DataError(f"{self._service} GET {path}: meta.links.next is not text") from None
         return cursor
 
     def _backoff(self, attempt: int) -> float:

@@ -89,17 +89,30 @@ def parse_text(value: object, field: str, required: bool = False) -> str:
         raise DataError(f"{field} is a {type(value).__name__}, expected text")
     if required and not value.strip():
         raise DataError(f"{field} is empty")
+    if not value.isascii() and not _is_utf8(value):
+        raise DataError(f"{field} holds an unpaired surrogate (\\ud800-\\udfff), not text")
     return value
+
+
+def _is_utf8(text: str) -> bool:
+    # JSON's "\ud800" escape decodes to a lone surrogate, which no store can encode.
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def parse_id(value: object, field: str) -> str:
     """An identifier given as an integer or a non-empty string."""
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
-    if isinstance(value, Decimal) and value.is_finite() and value == value.to_integral_value():
+    # adjusted() first: int() of 1E+999999999 would build a billion-digit number.
+    if (isinstance(value, Decimal) and value.is_finite() and value.adjusted() < 30
+            and value == value.to_integral_value()):
         return str(int(value))
     if isinstance(value, str) and value.strip():
-        return value.strip()
+        return parse_text(value, field).strip()
     raise DataError(f"{field} is missing or not an id")
 
 
@@ -108,7 +121,7 @@ def parse_datetime(value: object, field: str) -> datetime:
     text = parse_text(value, field, required=True).strip()
     try:
         return _datetime_of(text)
-    except ValueError:
+    except (ValueError, OverflowError):  # OverflowError: an offset past the calendar's end
         raise DataError(f"{field} is not a date-time: {text[:40]!r}") from None
 
 
@@ -119,6 +132,10 @@ def _datetime_of(text: str) -> datetime:
     parsed = datetime.fromisoformat(text)
     if parsed.tzinfo is not None:
         parsed = parsed.astimezone(UTC).replace(tzinfo=None)
+    # What ClickHouse's Date columns hold (billing_period); also keeps date arithmetic
+    # such as billing_period_of() away from the calendar's ends.
+    if not 1970 <= parsed.year <= 2148:
+        raise ValueError("year out of range")
     return parsed
 
 
