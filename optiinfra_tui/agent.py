@@ -71,6 +71,7 @@ class ConsumerAgent:
                     next_health = now + HEALTH_EVERY
                 if self.run_schedules and now >= next_recover and self._may_recover(now):
                     recovery.recover(self.rt)
+                    recovery.requeue_lost(self.rt)
                     self.maybe_prune()
                     next_recover = now + RECOVER_EVERY
                 self._recovered()
@@ -83,12 +84,12 @@ class ConsumerAgent:
         text = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"
         self._reachable_since = time.monotonic()
         if text != self._last_error:
-            log.warning("consumer agent: history store unavailable (%s); retrying", text)
+            log.warning("consumer agent: a backend is unavailable (%s); retrying", text)
             self._last_error = text
 
     def _recovered(self) -> None:
         if self._last_error is not None:
-            log.info("consumer agent: history store reachable again")
+            log.info("consumer agent: backends reachable again")
             self._last_error = None
 
     def _may_recover(self, now: float) -> bool:
@@ -110,11 +111,17 @@ class ConsumerAgent:
     def tick(self) -> None:
         for schedule, slot in schedules.due(self.rt.settings.schedules, utcnow(),
                                             self.rt.consumer_id):
-            log.info("schedule %s: slot %s claimed, queuing %s %s", schedule.name,
+            try:
+                self.rt.tasks.scheduled_collection_task(schedule.provider,
+                                                        list(schedule.data_types),
+                                                        schedule=schedule.name)
+            except Exception:
+                # The queue didn't take it: give the slot back, so that a later tick (here
+                # or on another consumer) runs it once the queue returns.
+                schedules.unclaim(schedule.name, slot)
+                raise
+            log.info("schedule %s: slot %s claimed, queued %s %s", schedule.name,
                      slot.isoformat(), schedule.provider, ",".join(schedule.data_types))
-            self.rt.tasks.scheduled_collection_task(schedule.provider,
-                                                    list(schedule.data_types),
-                                                    schedule=schedule.name)
 
     def maybe_prune(self) -> None:
         now = utcnow()

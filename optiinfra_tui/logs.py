@@ -13,6 +13,9 @@ import sys
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
 from optiinfra_tui.settings import Settings
 
 MASK = "***"
@@ -74,7 +77,7 @@ class QueueOutage(logging.Filter):
         self._last: logging.LogRecord | None = None
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not (record.name.startswith("huey") and str(record.msg).startswith(self.PREFIXES)):
+        if not self._about_the_queue(record):
             return True
         if self.down:
             if record is not self._last:  # the same record passes every handler's filter
@@ -90,6 +93,15 @@ class QueueOutage(logging.Filter):
         record.exc_info = None
         record.exc_text = None
         return True
+
+    def _about_the_queue(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith("huey"):
+            return False
+        if str(record.msg).startswith(self.PREFIXES):
+            return True
+        # E.g. "Unhandled error during execution of task": its bookkeeping after the task.
+        exc = record.exc_info[1] if record.exc_info else None
+        return isinstance(exc, (RedisConnectionError, RedisTimeoutError))
 
     def recovered(self) -> None:
         if self.down:

@@ -2,16 +2,18 @@
 
 Huey has no acknowledgements, so a killed consumer's task is simply gone. Its run is still
 `running` in the history, owned by a consumer whose heartbeat has stopped: that is how any
-other consumer recognises it.
+other consumer recognises it. A run still `queued` or `retrying` long after it was due,
+whose task is neither in the queue nor in its schedule, was lost the same way.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from optiinfra_tui.storage.history import (
     FAILED,
+    QUEUED,
     RETRYING,
     RUNNING,
     CollectionRun,
@@ -27,6 +29,10 @@ from optiinfra_tui.storage.history import (
 log = logging.getLogger("optiinfra.recovery")
 
 LOST = "lost"
+# Huey pops a task before it runs it: a consumer killed in between, or a queue outage while
+# Huey re-schedules a retry, drops the task. Overdue this long and absent from the queue
+# means lost.
+LOST_AFTER = timedelta(seconds=60)
 
 
 def consumer_of(worker: str | None) -> str:
@@ -90,3 +96,39 @@ def recover(rt, now: datetime | None = None) -> list[int]:
             log.warning("run %d: its consumer %s stopped mid-task and no attempts are left",
                         run.id, consumer_of(run.worker))
     return recovered
+
+
+def lost_runs(rt, now: datetime | None = None) -> list[CollectionRun]:
+    """Queued or retrying runs overdue by LOST_AFTER whose task the queue no longer holds."""
+    cutoff = (now or utcnow()) - LOST_AFTER
+    candidates = list(CollectionRun.select().where(
+        ((CollectionRun.status == QUEUED) & (CollectionRun.queued_at < cutoff))
+        | ((CollectionRun.status == RETRYING) & (CollectionRun.next_attempt_at < cutoff))))
+    if not candidates:
+        return []
+    waiting = {t.id for t in rt.huey.pending()} | {t.id for t in rt.huey.scheduled()}
+    return [r for r in candidates if r.task_id not in waiting]
+
+
+def requeue_lost(rt, now: datetime | None = None) -> list[int]:
+    """Enqueue a new task for every lost run this consumer wins; returns their run ids."""
+    requeued = []
+    for run in lost_runs(rt, now):
+        task = rt.tasks.collect_data_task.s(run.customer_id, run.provider, list(run.types),
+                                            run_id=run.id, trigger="recovery")
+        same_task = (CollectionRun.task_id.is_null() if run.task_id is None
+                     else CollectionRun.task_id == run.task_id)
+        # Guarded on the old task id: of several consumers noticing, one re-enqueues.
+        if not (CollectionRun.update(task_id=task.id)
+                .where(CollectionRun.id == run.id, CollectionRun.status == run.status, same_task)
+                .execute()):
+            continue
+        try:
+            rt.huey.enqueue(task)
+        except Exception:
+            CollectionRun.update(task_id=run.task_id).where(
+                CollectionRun.id == run.id, CollectionRun.task_id == task.id).execute()
+            raise
+        log.warning("run %d: %s but its task was lost; re-enqueued", run.id, run.status)
+        requeued.append(run.id)
+    return requeued

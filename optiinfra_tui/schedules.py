@@ -71,6 +71,12 @@ def claim(schedule_name: str, slot: datetime, consumer_id: str) -> bool:
         return False
 
 
+def unclaim(schedule_name: str, slot: datetime) -> None:
+    """Give a claimed slot back (its task never reached the queue)."""
+    ScheduleSlot.delete().where(ScheduleSlot.schedule == schedule_name,
+                                ScheduleSlot.slot == slot).execute()
+
+
 def paused_schedules() -> set[str]:
     return {s.schedule for s in ScheduleState.select().where(ScheduleState.paused == True)}  # noqa: E712
 
