@@ -81,6 +81,32 @@ async def first_frame(rt: Runtime, paging: int = 0) -> tuple[float, list[float],
     return first, windows, steps
 
 
+async def activity_latency(rt: Runtime, times: int = 10) -> list[float]:
+    """Seconds from a worker thread starting a task to the workers panel showing it busy."""
+    import threading
+
+    from optiinfra_tui.tui.widgets.workers import WorkersPanel
+
+    rt.activity.register("Worker-1")
+    app = DashboardApp(rt, poll=30.0, costs_enabled=False, costs_disabled_reason="bench")
+    out = []
+    async with app.run_test(size=SIZE):
+        panel = app.main.query_one(WorkersPanel)
+        await _wait(lambda: app.main.history.page is not None)
+        for i in range(times):
+            for call, state in ((lambda i=i: rt.activity.began(i, "bench"), "busy"),
+                                (lambda: rt.activity.ended(True), "idle")):
+                t0 = time.perf_counter()
+                t = threading.Thread(target=call, name="Worker-1")
+                t.start()
+                t.join()
+                await _wait(lambda s=state: panel._rows and panel._rows[0][3].plain == s)
+                await _drawn(app)
+                if state == "busy":
+                    out.append(time.perf_counter() - t0)
+    return out
+
+
 def idle_in_tmux(home: Path, seconds: float) -> float | None:
     import psutil
 
@@ -128,13 +154,16 @@ def main() -> None:
     try:
         empty, _, _ = asyncio.run(first_frame(runtime(root / "empty")))
         print(f"first frame, empty history:            {empty * 1000:8.0f} ms")
+        lat = asyncio.run(activity_latency(runtime(root / "activity")))
+        print(f"task start -> workers panel shows busy: median {statistics.median(lat) * 1000:5.1f} ms,"
+              f" max {max(lat) * 1000:5.1f} ms")
 
         big = root / "big"
         rt = runtime(big)
         t0 = time.perf_counter()
         seed_bulk(args.runs, now=utcnow())
         print(f"seeded {args.runs:,} runs in {time.perf_counter() - t0:.1f} s")
-        full, windows, steps = asyncio.run(first_frame(rt, paging=20))
+        full, windows, steps = asyncio.run(first_frame(rt, paging=min(20, args.runs // 100 - 1)))
         print(f"first frame, {args.runs:,} runs:          {full * 1000:8.0f} ms")
         print(f"next window of 100 runs (keyset):       median {statistics.median(windows) * 1000:5.1f} ms,"
               f" max {max(windows) * 1000:5.1f} ms over {len(windows)} moves")

@@ -324,8 +324,10 @@ async def test_history_pages_by_key_through_a_long_history(rt):
         assert table.selected.id == 350
 
 
-async def test_worker_activity_reaches_the_workers_panel_within_half_a_second(rt):
-    app = make_app(rt, poll=5.0)  # slow polling: only the activity message can be this fast
+async def test_worker_activity_reaches_the_workers_panel_without_waiting_for_a_poll(rt):
+    # Slow polling: only the activity message can bring it before the next poll. (The
+    # latency itself, well under half a second, is a figure from bench/bench_dashboard.py.)
+    app = make_app(rt, poll=5.0)
     rt.activity.register("Worker-1")
     async with app.run_test(size=SIZE) as pilot:
         await loaded(pilot)
@@ -334,7 +336,7 @@ async def test_worker_activity_reaches_the_workers_panel_within_half_a_second(rt
                              name="Worker-1")
         t.start()
         t.join()
-        await until(pilot, lambda: "busy" in screen_text(app), timeout=0.5)
+        await until(pilot, lambda: "busy" in screen_text(app), timeout=2.0)
 
 
 class SlowPool:

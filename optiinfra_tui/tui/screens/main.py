@@ -26,6 +26,8 @@ NOT_APPLICABLE = {
 
 
 class MainScreen(Screen):
+    # Narrow terminals drop the costs panel (the costs view stays in the palette).
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (140, "-wide")]
     BINDINGS = [
         Binding("c", "collect", "Collect"),
         Binding("a", "collect_all", "All now"),
