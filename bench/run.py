@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -39,7 +40,32 @@ def med(values) -> float:
     return statistics.median(values)
 
 
-def table(results: dict) -> str:
+def dashboard_rows(text: str) -> list[tuple]:
+    """Rows from bench_dashboard.py's printed lines (it keeps no JSON of its own)."""
+    rows = []
+    found = re.search(r"first frame, empty history:\s+([\d.]+) ms", text)
+    if found:
+        ms = float(found[1])
+        rows.append(("Dashboard first frame, empty history", f"{ms:.0f} ms", "", "<= 1 s",
+                     ms <= 1000))
+    found = re.search(r"first frame, ([\d,]+) runs:\s+([\d.]+) ms", text)
+    if found:
+        ms = float(found[2])
+        rows.append((f"Dashboard first frame, {found[1]} runs", f"{ms:.0f} ms", "", "<= 2 s",
+                     ms <= 2000))
+    found = re.search(r"next window of 100 runs \(keyset\):\s+median\s+([\d.]+) ms", text)
+    if found:
+        rows.append(("Dashboard: move a page (100 runs) through the history",
+                     f"{float(found[1]):.0f} ms median", "", "report", None))
+    found = re.search(r"idle CPU, optiinfra-tui --workers 2[^:]*: ([\d.]+) %", text)
+    if found:
+        pct = float(found[1])
+        rows.append(("Dashboard idle CPU, 2 workers", f"{pct:.1f} % of a core", "",
+                     "<= 2 %", pct <= 2))
+    return rows
+
+
+def table(results: dict, outputs: dict) -> str:
     """The README table: figure, ours, peers, target, met."""
     rows = []
     q = results.get("queue_latency")
@@ -100,6 +126,7 @@ def table(results: dict) -> str:
         rows.append(("`collect --wait`, `status`, `history`: chDB loaded?",
                      "no" if not cmds else "yes: " + ", ".join(sorted(set(cmds))),
                      f"peak RSS <= {peak:.0f} MB", "never", not cmds))
+    rows += dashboard_rows(outputs.get("bench_dashboard", ""))
     out = ["| figure | ours | peers | target | met |", "|---|---|---|---|---|"]
     for name, ours, peers, target, met in rows:
         verdict = "" if met is None else ("yes" if met else "**no**")
@@ -116,7 +143,7 @@ def main() -> None:
     out_dir = Path(tempfile.mkdtemp(prefix="bench-results-"))
     env = dict(os.environ, BENCH_RESULTS_DIR=str(out_dir))
     print(f"machine: {machine()}", flush=True)
-    failed = []
+    failed, outputs = [], {}
     for name in names:
         script = HERE / f"{name}.py"
         if not script.exists():
@@ -125,15 +152,21 @@ def main() -> None:
         full, quick = BENCHES[name]
         print(f"\n== {name}", flush=True)
         started = time.monotonic()
-        code = subprocess.call([sys.executable, str(script), *(quick if args.quick else full)],
-                               env=env, cwd=HERE.parent)
+        proc = subprocess.Popen([sys.executable, str(script), *(quick if args.quick else full)],
+                                env=env, cwd=HERE.parent, stdout=subprocess.PIPE, text=True)
+        lines = []
+        for line in proc.stdout:  # shown as it comes, kept for the summary
+            print(line, end="", flush=True)
+            lines.append(line)
+        code = proc.wait()
+        outputs[name] = "".join(lines)
         print(f"== {name}: {'done' if code == 0 else f'exit {code}'} in "
               f"{time.monotonic() - started:.0f} s", flush=True)
         if code:
             failed.append(name)
     results = {p.stem: json.loads(p.read_text()) for p in out_dir.glob("*.json")}
     print(f"\n== summary (medians over rounds; {machine()})\n", flush=True)
-    print(table(results), flush=True)
+    print(table(results, outputs), flush=True)
     if failed:
         print(f"\nfailed: {', '.join(failed)}", flush=True)
 
