@@ -6,67 +6,31 @@ never an internal error or a dead worker.
 
 from __future__ import annotations
 
-import threading
-from datetime import date, datetime
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-import vultr_strategies as vs
-from fake_vultr import to_json
+import vultr_fuzz as vf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from optiinfra_tui import runs
+from optiinfra_tui.collection import execute_run
 from optiinfra_tui.collectors import vultr
-from optiinfra_tui.collectors.base import CollectContext
 from optiinfra_tui.errors import DataError
+from optiinfra_tui.runtime import Runtime
 from optiinfra_tui.settings import load_settings
 
-CTX = CollectContext(customer_id="acme", run_id=1, collected_at=datetime(2024, 3, 15, 12))
-FUZZ = settings(max_examples=300, deadline=None, database=None,
-                suppress_health_check=[HealthCheck.too_slow,
-                                       HealthCheck.function_scoped_fixture])
 
-# parser name -> (strategy, call): what bench/faults.py fuzzes too.
-PARSERS = {
-    "parse_decimal": (vs.json_values, lambda v: vultr.parse_decimal(v, "f")),
-    "parse_int": (vs.json_values, lambda v: vultr.parse_int(v, "f", 0)),
-    "parse_text": (vs.json_values, lambda v: vultr.parse_text(v, "f", required=True)),
-    "parse_id": (vs.json_values, lambda v: vultr.parse_id(v, "f")),
-    "parse_datetime": (vs.json_values, lambda v: vultr.parse_datetime(v, "f")),
-    "parse_optional_datetime": (vs.json_values,
-                                lambda v: vultr.parse_optional_datetime(v, "f")),
-    "parse_invoice_item": (vs.charge, lambda v: vultr.parse_invoice_item(
-        v, CTX, "42", 0, datetime(2024, 3, 1))),
-    "parse_pending_charge": (vs.charge, lambda v: vultr.parse_pending_charge(v, CTX, 0)),
-    "parse_account": (vs.account, lambda v: vultr.parse_account(v, CTX)),
-    "parse_billing_entry": (vs.billing_entry, lambda v: vultr.parse_billing_entry(v, CTX)),
-    "parse_instance": (vs.instance, lambda v: vultr.parse_instance(v, CTX)),
-    "resource_name_of": (st.text() | st.sampled_from(vs.TRICKY_TEXT), vultr.resource_name_of),
-}
+def fuzz_settings(examples: int) -> settings:
+    return settings(max_examples=examples, deadline=None, database=None,
+                    suppress_health_check=[HealthCheck.too_slow])
 
 
-def check_row(row) -> None:
-    """What a parser returns is fit to store: exact money, real dates, text."""
-    if row is None or isinstance(row, str | int):
-        return
-    if isinstance(row, Decimal):
-        assert row.is_finite() and abs(row) <= 10**12
-        return
-    if isinstance(row, datetime | date):
-        return
-    for name in row.__slots__:
-        value = getattr(row, name)
-        assert not isinstance(value, float), name
-        if isinstance(value, Decimal):
-            assert value.is_finite() and abs(value) <= 10**12, name
-
-
-@pytest.mark.parametrize("name", sorted(PARSERS))
+@pytest.mark.parametrize("name", sorted(vf.PARSERS))
 def test_parser_gives_a_row_or_a_data_error(name):
-    strategy, call = PARSERS[name]
+    strategy, call = vf.PARSERS[name]
 
-    @FUZZ
+    @fuzz_settings(300)
     @given(strategy)
     def fuzz(value):
         try:
@@ -74,127 +38,72 @@ def test_parser_gives_a_row_or_a_data_error(name):
         except DataError as exc:
             assert str(exc)
             return
-        check_row(row)
+        vf.check_row(row)
 
     fuzz()
 
 
 def test_known_edge_cases_are_data_errors():
-    # Found by fuzzing: dates at the ends of the calendar, and a huge integral id.
+    # Found by fuzzing: dates past the calendar's ends, and a huge integral id.
     for text in ("0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"):
         with pytest.raises(DataError):
             vultr.parse_datetime(text, "end_date")
     item = {"description": "x", "total": 1, "end_date": "0001-01-01 00:00:00"}
     with pytest.raises(DataError):
-        vultr.parse_pending_charge(item, CTX, 0)
+        vultr.parse_pending_charge(item, vf.CTX, 0)
     with pytest.raises(DataError):
         vultr.parse_id(Decimal("1E+5000"), "id")
-
-
-class _Pages(ThreadingHTTPServer):
-    """Serves one fuzzed JSON body per Vultr path; invoice item paths share one body."""
-
-    daemon_threads = True
-    bodies: dict[str, bytes] = {}
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-        path = self.path.split("?")[0].removeprefix("/v2")
-        if path.startswith("/billing/invoices/"):
-            path = "/billing/invoices/*/items"
-        body = self.server.bodies.get(path, b'{"error": "Not found."}')
-        self.send_response(200 if path in self.server.bodies else 404)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args) -> None:
-        pass
+    with pytest.raises(DataError):
+        vultr.parse_text("\ud800", "description")
 
 
 @pytest.fixture(scope="module")
 def pages():
-    server = _Pages(("127.0.0.1", 0), _Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server = vf.PageServer()
     yield server
-    server.shutdown()
-    server.server_close()
+    server.close()
 
 
-def collect_everything(settings_) -> int:
-    """Walk each data type of the served account through the real collector and HTTP client.
-
-    Returns how many data types ended in a DataError; any other exception propagates.
-    """
-    collector = vultr.VultrCollector(settings_, settings_.default_customer_id)
-    ctx = CollectContext(customer_id=settings_.default_customer_id, run_id=1,
-                         collected_at=datetime(2024, 3, 15, 12))
-    errors = 0
-    try:
-        for data_type in collector.data_types:
-            try:
-                for batch in collector.collect(data_type, ctx):
-                    for row in batch.rows:
-                        check_row(row)
-            except DataError:
-                errors += 1
-    finally:
-        collector.close()
-    return errors
-
-
-def fuzz_env(tmp_path, url: str) -> dict:
-    return {"OPTIINFRA_HOME": str(tmp_path), "VULTR_API_KEY": "fuzz-key-1234",
-            "VULTR_API_URL": url, "VULTR_MAX_RPS": "100000"}
+def runtime(make_env, pages) -> Runtime:
+    rt = Runtime(load_settings(make_env(VULTR_API_KEY="fuzz-key-1234", VULTR_API_URL=pages.url,
+                                        VULTR_MAX_RPS="100000")))
+    rt.history()
+    return rt
 
 
 def test_collector_over_http_turns_any_body_into_a_data_error(pages, tmp_path):
-    settings_ = load_settings(fuzz_env(tmp_path, f"http://127.0.0.1:{pages.server_port}/v2"))
+    settings_ = load_settings({"OPTIINFRA_HOME": str(tmp_path), "VULTR_API_KEY": "fuzz-key-1234",
+                               "VULTR_API_URL": pages.url, "VULTR_MAX_RPS": "100000"})
 
-    @settings(max_examples=150, deadline=None, database=None,
-              suppress_health_check=[HealthCheck.too_slow])
-    @given(vs.account_bodies)
+    @fuzz_settings(150)
+    @given(vf.account_bodies)
     def fuzz(bodies):
-        pages.bodies = {path: to_json(body).encode() for path, body in bodies.items()}
-        collect_everything(settings_)
+        pages.serve(bodies)
+        vf.collect_everything(settings_)
 
     fuzz()
 
 
 def test_a_fuzzed_account_fails_the_run_as_data_never_internal(pages, make_env):
-    from optiinfra_tui import runs
-    from optiinfra_tui.collection import execute_run
-    from optiinfra_tui.runtime import Runtime
-
-    env = make_env(VULTR_API_KEY="fuzz-key-1234", VULTR_MAX_RPS="100000",
-                   VULTR_API_URL=f"http://127.0.0.1:{pages.server_port}/v2")
-    rt = Runtime(load_settings(env))
-    rt.history()
+    rt = runtime(make_env, pages)
     seen = set()
 
-    @settings(max_examples=40, deadline=None, database=None,
-              suppress_health_check=[HealthCheck.too_slow])
-    @given(vs.account_bodies, st.sampled_from(["cost", "account", "resource"]))
+    @fuzz_settings(40)
+    @given(vf.account_bodies, st.sampled_from(["cost", "account", "resource"]))
     def fuzz(bodies, data_type):
-        pages.bodies = {path: to_json(body).encode() for path, body in bodies.items()}
-        run = runs.create_run(rt.settings.default_customer_id, "vultr", (data_type,), "cli",
-                              max_attempts=1)
-        outcome = execute_run(rt, run.id)
+        pages.serve(bodies)
+        run = runs.create_run(rt.settings.default_customer_id, "vultr", (data_type,), "cli", 1)
+        execute_run(rt, run.id)
         done = runs.get_run(run.id)
         assert done.status in ("success", "failed"), done.status
         assert done.status == "success" or done.error_kind == "data", done.error_message
-        seen.add(outcome.status)
+        seen.add(done.status)
 
     fuzz()
     assert "failed" in seen
 
 
-INVOICES = "/billing/invoices"
-NO_INVOICES = b'{"billing_invoices": [], "meta": {}}'
+NO_INVOICES = {"billing_invoices": [], "meta": {}}
 
 
 @pytest.mark.parametrize("charge", [
@@ -208,19 +117,12 @@ NO_INVOICES = b'{"billing_invoices": [], "meta": {}}'
 ])
 def test_hostile_pending_charge_end_to_end(pages, make_env, charge):
     """Each of these once crashed a parser or the ClickHouse write (an 'internal' error)."""
-    from optiinfra_tui import runs
-    from optiinfra_tui.collection import execute_run
-    from optiinfra_tui.runtime import Runtime
-
-    env = make_env(VULTR_API_KEY="fuzz-key-1234",
-                   VULTR_API_URL=f"http://127.0.0.1:{pages.server_port}/v2")
-    rt = Runtime(load_settings(env))
-    rt.history()
-    pages.bodies = {INVOICES: NO_INVOICES,
-                    "/billing/pending-charges": to_json({"pending_charges": [charge]}).encode()}
+    rt = runtime(make_env, pages)
+    invoices = dict(NO_INVOICES)
     if "cursor" in charge:  # a next-page cursor that can't go in a URL
-        pages.bodies[INVOICES] = to_json({"billing_invoices": [],
-                                          "meta": {"links": {"next": charge["cursor"]}}}).encode()
+        invoices["meta"] = {"links": {"next": charge["cursor"]}}
+    pages.serve({"/billing/invoices": invoices,
+                 "/billing/pending-charges": {"pending_charges": [charge]}})
     run = runs.create_run(rt.settings.default_customer_id, "vultr", ("cost",), "cli", 1)
     execute_run(rt, run.id)
     done = runs.get_run(run.id)

@@ -1,4 +1,5 @@
-"""Hypothesis strategies for Vultr responses: plausible shapes with hostile leaves.
+"""Fuzzing the Vultr parsers: strategies (plausible shapes, hostile leaves), the parsers to
+feed them, and a local server that serves a fuzzed account over HTTP.
 
 Shared by tests/test_fuzz_parsers.py and bench/faults.py. Values are what `decode_json`
 yields (non-integers as Decimal), plus floats, which the parsers must refuse too.
@@ -6,9 +7,17 @@ yields (non-integers as Decimal), plus floats, which the parsers must refuse too
 
 from __future__ import annotations
 
+import threading
+from datetime import date, datetime
 from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from fake_vultr import to_json
 from hypothesis import strategies as st
+
+from optiinfra_tui.collectors import vultr
+from optiinfra_tui.collectors.base import CollectContext
+from optiinfra_tui.errors import DataError
 
 TRICKY_TEXT = [
     "", " ", "0", "-0", "1e12", "1e13", "1E+9999", "-1e-9999", ".5", "5.", "+7", "٣",
@@ -98,3 +107,96 @@ account_bodies = st.fixed_dictionaries({
     "/billing/pending-charges": page("pending_charges", charge),
     "/instances": page("instances", instance),
 })
+
+CTX = CollectContext(customer_id="acme", run_id=1, collected_at=datetime(2024, 3, 15, 12))
+
+# parser name -> (strategy, call)
+PARSERS = {
+    "parse_decimal": (json_values, lambda v: vultr.parse_decimal(v, "f")),
+    "parse_int": (json_values, lambda v: vultr.parse_int(v, "f", 0)),
+    "parse_text": (json_values, lambda v: vultr.parse_text(v, "f", required=True)),
+    "parse_id": (json_values, lambda v: vultr.parse_id(v, "f")),
+    "parse_datetime": (json_values, lambda v: vultr.parse_datetime(v, "f")),
+    "parse_optional_datetime": (json_values, lambda v: vultr.parse_optional_datetime(v, "f")),
+    "parse_invoice_item": (charge, lambda v: vultr.parse_invoice_item(
+        v, CTX, "42", 0, datetime(2024, 3, 1))),
+    "parse_pending_charge": (charge, lambda v: vultr.parse_pending_charge(v, CTX, 0)),
+    "parse_account": (account, lambda v: vultr.parse_account(v, CTX)),
+    "parse_billing_entry": (billing_entry, lambda v: vultr.parse_billing_entry(v, CTX)),
+    "parse_instance": (instance, lambda v: vultr.parse_instance(v, CTX)),
+    "resource_name_of": (st.text() | st.sampled_from(TRICKY_TEXT), vultr.resource_name_of),
+}
+
+
+def check_row(row) -> None:
+    """What a parser returns is fit to store: exact money of sane size, never a float."""
+    if row is None or isinstance(row, str | int | datetime | date):
+        return
+    values = [row] if isinstance(row, Decimal) else [getattr(row, n) for n in row.__slots__]
+    for value in values:
+        assert not isinstance(value, float), row
+        if isinstance(value, Decimal):
+            assert value.is_finite() and abs(value) <= 10**12, row
+
+
+class PageServer(ThreadingHTTPServer):
+    """Serves one JSON body per Vultr path (relative to /v2); all invoices share one items body."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.bodies: dict[str, bytes] = {}
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_port}/v2"
+
+    def serve(self, bodies: dict) -> None:
+        self.bodies = {path: body if isinstance(body, bytes) else to_json(body).encode()
+                       for path, body in bodies.items()}
+
+    def close(self) -> None:
+        self.shutdown()
+        self.server_close()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        path = self.path.split("?")[0].removeprefix("/v2")
+        if path.startswith("/billing/invoices/"):
+            path = "/billing/invoices/*/items"
+        body = self.server.bodies.get(path, b'{"error": "Not found."}')
+        self.send_response(200 if path in self.server.bodies else 404)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args) -> None:
+        pass
+
+
+def collect_everything(settings) -> int:
+    """Walk each data type of the served account through the real collector and HTTP client.
+
+    Returns how many data types ended in a DataError; any other exception propagates.
+    """
+    collector = vultr.VultrCollector(settings, settings.default_customer_id)
+    ctx = CollectContext(customer_id=settings.default_customer_id, run_id=1,
+                         collected_at=datetime(2024, 3, 15, 12))
+    errors = 0
+    try:
+        for data_type in collector.data_types:
+            try:
+                for batch in collector.collect(data_type, ctx):
+                    for row in batch.rows:
+                        check_row(row)
+            except DataError:
+                errors += 1
+    finally:
+        collector.close()
+    return errors
