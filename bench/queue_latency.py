@@ -68,9 +68,8 @@ class Producer:
         return self.seq
 
     def ping(self, timeout: float = 30.0) -> tuple[float, float]:
-        """Send one task and wait for it to end; returns seconds from enqueue to its work's
-        start, and to its pick-up by a worker (the same but for ours, which records the
-        attempt in between)."""
+        """Send one task and wait for it to end; seconds from enqueue to its work's start and
+        to its pick-up (they differ for ours only: the attempt is recorded in between)."""
         sent = time.monotonic()
         self.send("ping")
         got = self.reports.blpop([f"bench:{self.kind}:ping"], timeout=timeout)

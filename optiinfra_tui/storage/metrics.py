@@ -502,11 +502,9 @@ def _open_chdb(url: str) -> MetricsStore:
 
 
 def _lists_not_dataframes() -> None:
-    """Keep clickhouse_connect from importing pandas and numpy on the first insert.
-
-    It imports them (~80 MB resident) only to ask whether the data is a DataFrame; ours are
-    lists. Libraries this process already loaded stay usable.
-    """
+    """Keep clickhouse_connect from importing pandas and numpy (~80 MB resident) on the first
+    insert just to ask whether the data is a DataFrame: ours are lists."""
+    # Libraries this process already loaded stay usable.
     from clickhouse_connect.driver import options
 
     for attr, module in (("pd", "pandas"), ("pd_time_test", "pandas"), ("np", "numpy")):
