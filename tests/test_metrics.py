@@ -13,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -346,10 +347,55 @@ def test_buffered_writer_coalesces_and_flushes(store, ids):
     with store.buffered(max_rows=250) as w:
         for page in range(4):
             w.write(Batch(COST_LINES, [cost(ids, f"inv:1:{page}:{i}", "0.01") for i in range(100)]))
-        assert store.count_rows(COST_LINES, customer) == 300  # flushed at 300 >= 250
+        w._wait()  # the insert started at 300 >= 250 runs on a thread of its own
+        assert store.count_rows(COST_LINES, customer) == 300
         w.write(Batch(PENDING_CHARGES, [pending(ids, "0", "1", date(2025, 3, 1))]))
         assert store.count_rows(COST_LINES, customer) == 400  # pending flushes first
     assert store.total(customer) == CostTotal(customer, Decimal("4.00"), Decimal("1"), 401)
+
+
+def test_buffered_writer_flush_waits_for_the_insert_in_flight(store, ids, monkeypatch):
+    customer, _ = ids
+    real, started = store.write_cost_lines, threading.Event()
+
+    def slow(rows):
+        started.set()
+        time.sleep(0.3)
+        return real(rows)
+
+    monkeypatch.setattr(store, "write_cost_lines", slow)
+    w = store.buffered(max_rows=100)
+    w.write(Batch(COST_LINES, [cost(ids, f"inv:1:{i}", "0.01") for i in range(100)]))
+    assert started.wait(5)  # in flight, and write() has returned
+    w.write(Batch(COST_LINES, [cost(ids, "inv:2:0", "0.01")]))
+    w.flush()
+    assert store.count_rows(COST_LINES, customer) == 101
+
+
+def test_buffered_writer_background_error_surfaces_and_sticks(store, ids, monkeypatch, caplog):
+    customer, _ = ids
+    calls = []
+
+    def failing(rows):
+        calls.append(len(rows))
+        raise TransientError("ClickHouse is unreachable")
+
+    monkeypatch.setattr(store, "write_cost_lines", failing)
+    w = store.buffered(max_rows=100)
+    assert w.write(Batch(COST_LINES, [cost(ids, f"inv:1:{i}", "0.01") for i in range(100)])) == 100
+    with pytest.raises(TransientError, match="unreachable"):  # at the next write, at the latest
+        w.write(Batch(COST_LINES, [cost(ids, f"inv:2:{i}", "0.01") for i in range(100)]))
+    monkeypatch.undo()
+    # The store is back, but the failed insert's rows are gone: a flush must not claim
+    # that everything written is stored (invoices would be marked complete without rows).
+    with pytest.raises(TransientError, match="unreachable"):
+        w.flush()
+    with pytest.raises(ValueError, match="boom"):
+        with w:
+            raise ValueError("boom")  # exit logs the failure, keeps the original error
+    assert "could not flush buffered rows after ValueError" in caplog.text
+    assert calls == [100]
+    assert store.count_rows(COST_LINES, customer) == 0
 
 
 def test_concurrent_writers_and_readers(store, ids):

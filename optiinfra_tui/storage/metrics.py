@@ -404,6 +404,12 @@ class MetricsStore:
 class BufferedWriter:
     """Coalesces batches per table into inserts of up to `max_rows`; flushes on exit.
 
+    A full buffer is inserted on a thread of its own while the caller goes on (fetching and
+    parsing the next pages): the driver releases the GIL during an insert. At most one insert
+    is in flight; its error surfaces in the caller at the next write, flush or exit. `flush`
+    waits for it: once `flush` returns, every row given so far is stored. After a failed
+    insert every later `flush` raises too, so nothing is recorded as stored that was lost.
+
     Pending charges are written at once, after a flush, so the invoice lines before them
     decide which months they may estimate. Flush before recording that rows are stored.
     """
@@ -413,6 +419,8 @@ class BufferedWriter:
         self._max = max_rows
         self._rows: dict[str, list] = {}
         self._count = 0
+        self._inflight: threading.Thread | None = None
+        self._failed: BaseException | None = None
 
     def write(self, batch: Batch, **pending_context) -> int:
         """Buffer a batch; `pending_context` (customer_id, provider, collected_at) names an
@@ -422,16 +430,46 @@ class BufferedWriter:
             return self._store.write(batch, **pending_context)
         if batch.table not in (COST_LINES, ACCOUNT_SNAPSHOTS, LEDGER, RESOURCES):
             raise ValueError(f"unknown metrics table {batch.table!r}")
+        if self._failed is not None:  # the insert in flight failed already: say so now
+            self._wait()
         self._rows.setdefault(batch.table, []).extend(batch.rows)
         self._count += len(batch.rows)
         if self._count >= self._max:
-            self.flush()
+            self._wait()
+            pending = self._take()
+            thread = threading.Thread(target=self._insert, args=(pending, True),
+                                      name="metrics-insert")
+            thread.start()
+            self._inflight = thread
         return len(batch.rows)
 
     def flush(self) -> None:
+        """Insert what is buffered and wait for any insert in flight: afterwards every row
+        written is stored, or this raised."""
+        self._wait()
+        self._insert(self._take(), False)
+
+    def _take(self) -> dict[str, list]:
         pending, self._rows, self._count = self._rows, {}, 0
-        for table, rows in pending.items():
-            self._store.write(Batch(table, rows))
+        return pending
+
+    def _insert(self, pending: dict[str, list], background: bool) -> None:
+        try:
+            for table, rows in pending.items():
+                self._store.write(Batch(table, rows))
+        except BaseException as exc:
+            self._failed = exc if isinstance(exc, Exception) else RuntimeError(
+                f"an insert of buffered rows was interrupted ({type(exc).__name__})")
+            if not background:
+                raise
+
+    def _wait(self) -> None:
+        """Wait for the insert in flight; raise the error of any failed insert."""
+        if self._inflight is not None:
+            self._inflight.join()  # cleared only once done: an interrupted wait waits again
+            self._inflight = None
+        if self._failed is not None:
+            raise self._failed
 
     def __enter__(self) -> BufferedWriter:
         return self
