@@ -11,6 +11,7 @@ huey_config.huey`, each with its own OPTIINFRA_HOME) against them; provokes each
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import shutil
 import subprocess
@@ -247,6 +248,8 @@ def scenario_fuzz(examples: int, accounts: int) -> str:
     from optiinfra_tui.errors import DataError
     from optiinfra_tui.settings import load_settings
 
+    # Hostile pages make the client warn (repeated cursors...): expected here, not news.
+    logging.getLogger("optiinfra").setLevel(logging.ERROR)
     crashes: list[str] = []
     counted = {"n": 0}
     quick = dict(deadline=None, database=None, phases=[Phase.generate],

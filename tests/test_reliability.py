@@ -17,7 +17,16 @@ from pathlib import Path
 
 import pytest
 import redis
-from procs import CLI, Consumer, RedisServer, show, stop_all, wait_for_heartbeats, worker_env
+from procs import (
+    CLI,
+    REDIS_SERVER,
+    Consumer,
+    RedisServer,
+    show,
+    stop_all,
+    wait_for_heartbeats,
+    worker_env,
+)
 from services import PostgresServer, _pg_bindir, free_port, missing, wait_until
 
 from optiinfra_tui import actions, recovery, runs, schedules
@@ -40,7 +49,10 @@ NO_SCHEDULES = "schedules = []\n"
 
 
 @pytest.fixture
-def own_redis(tmp_path, redis_base_url):  # redis_base_url: skip where redis-server is missing
+def own_redis(tmp_path):
+    """A redis-server of this test's own, to stop and start."""
+    if not os.path.exists(REDIS_SERVER):
+        missing("redis-server")
     server = RedisServer(tmp_path / "redis").start()
     yield server
     server.stop()
