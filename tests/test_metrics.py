@@ -342,6 +342,17 @@ def test_spend_by_day_and_provider_and_month_to_date(store, ids):
     assert store.ping() > 0
 
 
+def test_estimates_among_invoice_lines_clear_only_the_invoiced_months(store, ids):
+    customer, _ = ids
+    store.write(Batch(PENDING_CHARGES, [pending(ids, "0", "1.00", date(2025, 3, 1))]))
+    store.write_cost_lines([cost(ids, "inv:1:0", "2.00", date(2025, 2, 1)),
+                            pending(ids, "1", "0.50", date(2025, 3, 1))])
+    assert store.pending_estimate(customer) == Decimal("1.50")  # March has no invoice yet
+    store.write_cost_lines([cost(ids, "inv:2:0", "3.00", date(2025, 3, 1))])
+    assert store.pending_estimate(customer) == 0
+    assert store.total(customer).billed_cost == Decimal("5.00")
+
+
 def test_buffered_writer_coalesces_and_flushes(store, ids):
     customer, _ = ids
     with store.buffered(max_rows=250) as w:
@@ -356,14 +367,14 @@ def test_buffered_writer_coalesces_and_flushes(store, ids):
 
 def test_buffered_writer_flush_waits_for_the_insert_in_flight(store, ids, monkeypatch):
     customer, _ = ids
-    real, started = store.write_cost_lines, threading.Event()
+    real, started = store.write_columns, threading.Event()
 
-    def slow(rows):
+    def slow(table, columns):
         started.set()
         time.sleep(0.3)
-        return real(rows)
+        return real(table, columns)
 
-    monkeypatch.setattr(store, "write_cost_lines", slow)
+    monkeypatch.setattr(store, "write_columns", slow)
     w = store.buffered(max_rows=100)
     w.write(Batch(COST_LINES, [cost(ids, f"inv:1:{i}", "0.01") for i in range(100)]))
     assert started.wait(5)  # in flight, and write() has returned
@@ -376,11 +387,11 @@ def test_buffered_writer_background_error_surfaces_and_sticks(store, ids, monkey
     customer, _ = ids
     calls = []
 
-    def failing(rows):
-        calls.append(len(rows))
+    def failing(table, columns):
+        calls.append(len(columns[0]))
         raise TransientError("ClickHouse is unreachable")
 
-    monkeypatch.setattr(store, "write_cost_lines", failing)
+    monkeypatch.setattr(store, "write_columns", failing)
     w = store.buffered(max_rows=100)
     assert w.write(Batch(COST_LINES, [cost(ids, f"inv:1:{i}", "0.01") for i in range(100)])) == 100
     with pytest.raises(TransientError, match="unreachable"):  # at the next write, at the latest

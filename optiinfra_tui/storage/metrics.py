@@ -36,8 +36,10 @@ from optiinfra_tui.storage.metrics_schema import (
     TABLES,
     WIRE_TYPES,
     InvoiceMark,
-    columns,
+    extend_columns,
+    pivot,
     ticks,
+    wire_columns,
 )
 
 log = logging.getLogger("optiinfra.metrics")
@@ -59,6 +61,9 @@ _KEYS = {
     "day": "toString(toDate(charge_period_start))",
 }
 _CP = "customer_id = {c:String} AND provider_name = {p:String}"
+_COST_COLUMNS = TABLES[COST_LINES].columns
+_IS_ESTIMATE, _COLLECTED_AT, _CUSTOMER, _PROVIDER, _PERIOD = map(_COST_COLUMNS.index, (
+    "is_estimate", "collected_at", "customer_id", "provider_name", "billing_period"))
 
 
 @dataclass(frozen=True)
@@ -142,9 +147,14 @@ class MetricsStore:
 
     def _insert(self, name: str, rows: list, all_estimates: bool = False) -> None:
         table = TABLES[name]
-        data = columns(table, rows)
+        data = pivot(table, rows)
         if all_estimates:
             data[table.columns.index("is_estimate")] = [True] * len(rows)
+        self._insert_columns(name, data)
+
+    def _insert_columns(self, name: str, data: list[list]) -> None:
+        table = TABLES[name]
+        data = wire_columns(table, data)
         with self._backend():
             self._client.insert(name, data, column_names=table.columns, database=self.database,
                                 column_type_names=WIRE_TYPES[name], column_oriented=True)
@@ -178,18 +188,39 @@ class MetricsStore:
             raise ValueError(f"unknown metrics table {batch.table!r}")
         return writer(rows)
 
+    def write_columns(self, name: str, data: list[list]) -> int:
+        """Write rows given as columns (`metrics_schema.pivot`'s form) to one table, as `write`
+        does (pending charges excepted); returns the rows written."""
+        if name == COST_LINES:
+            return self._write_cost_columns(data)
+        if name not in (ACCOUNT_SNAPSHOTS, LEDGER, RESOURCES):
+            raise ValueError(f"unknown metrics table {name!r}")
+        if data[0]:
+            self._insert_columns(name, data)
+        return len(data[0])
+
     def write_cost_lines(self, rows: list) -> int:
         """Insert invoice lines; estimates for their months stop counting (tombstoned)."""
         if not rows:
             return 0
-        final = [r for r in rows if not r.is_estimate]
-        months = {(r.customer_id, r.provider_name, r.billing_period) for r in final}
+        return self._write_cost_columns(pivot(TABLES[COST_LINES], rows))
+
+    def _write_cost_columns(self, data: list[list]) -> int:
+        n = len(data[0])
+        if not n:
+            return 0
+        estimate, stamps = data[_IS_ESTIMATE], data[_COLLECTED_AT]
+        months = zip(data[_CUSTOMER], data[_PROVIDER], data[_PERIOD], strict=True)
+        if any(estimate):  # only the invoice lines among them clear estimates
+            final = [(m, t) for m, t, e in zip(months, stamps, estimate, strict=True) if not e]
+            months, stamps = (m for m, _ in final), [t for _, t in final]
+        months = set(months)
         with self._write_lock:
-            self._insert(COST_LINES, rows)
+            self._insert_columns(COST_LINES, data)
             months -= self._invoiced
             if not months:
-                return len(rows)
-            version = max(map(ticks, {r.collected_at for r in final}))
+                return n
+            version = max(map(ticks, set(stamps)))
             owners: dict[tuple[str, str], list[str]] = {}
             for cid, provider, month in sorted(months):
                 owners.setdefault((cid, provider), []).append(month.isoformat())
@@ -202,7 +233,7 @@ class MetricsStore:
                     self._command(self._tombstone + " AND billing_period IN {m:Array(Date)}",
                                   params)
             self._invoiced |= months
-        return len(rows)
+        return n
 
     def replace_pending_charges(self, customer_id: str, provider: str, rows: list,
                                 collected_at: datetime) -> int:
@@ -401,6 +432,9 @@ class MetricsStore:
                 self._lock_fd = None
 
 
+_BUFFERED = {name: TABLES[name] for name in (COST_LINES, ACCOUNT_SNAPSHOTS, LEDGER, RESOURCES)}
+
+
 class BufferedWriter:
     """Coalesces batches per table into inserts of up to `max_rows`; flushes on exit.
 
@@ -417,7 +451,9 @@ class BufferedWriter:
     def __init__(self, store: MetricsStore, max_rows: int = 10_000) -> None:
         self._store = store
         self._max = max_rows
-        self._rows: dict[str, list] = {}
+        # Per table, the rows as columns: pivoted a page at a time, so rows don't outlive
+        # their page (thousands of live rows made the garbage collector's passes long).
+        self._columns: dict[str, list[list]] = {}
         self._count = 0
         self._inflight: threading.Thread | None = None
         self._failed: BaseException | None = None
@@ -428,11 +464,15 @@ class BufferedWriter:
         if batch.table == PENDING_CHARGES:
             self.flush()
             return self._store.write(batch, **pending_context)
-        if batch.table not in (COST_LINES, ACCOUNT_SNAPSHOTS, LEDGER, RESOURCES):
+        table = _BUFFERED.get(batch.table)
+        if table is None:
             raise ValueError(f"unknown metrics table {batch.table!r}")
         if self._failed is not None:  # the insert in flight failed already: say so now
             self._wait()
-        self._rows.setdefault(batch.table, []).extend(batch.rows)
+        columns = self._columns.get(batch.table)
+        if columns is None:
+            columns = self._columns[batch.table] = [[] for _ in table.columns]
+        extend_columns(columns, table, batch.rows)
         self._count += len(batch.rows)
         if self._count >= self._max:
             self._wait()
@@ -449,14 +489,14 @@ class BufferedWriter:
         self._wait()
         self._insert(self._take(), False)
 
-    def _take(self) -> dict[str, list]:
-        pending, self._rows, self._count = self._rows, {}, 0
+    def _take(self) -> dict[str, list[list]]:
+        pending, self._columns, self._count = self._columns, {}, 0
         return pending
 
-    def _insert(self, pending: dict[str, list], background: bool) -> None:
+    def _insert(self, pending: dict[str, list[list]], background: bool) -> None:
         try:
-            for table, rows in pending.items():
-                self._store.write(Batch(table, rows))
+            for table, columns in pending.items():
+                self._store.write_columns(table, columns)
         except BaseException as exc:
             self._failed = exc if isinstance(exc, Exception) else RuntimeError(
                 f"an insert of buffered rows was interrupted ({type(exc).__name__})")

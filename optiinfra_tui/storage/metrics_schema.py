@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from itertools import repeat
-from operator import attrgetter
+from operator import attrgetter, is_
 
 from optiinfra_tui.collectors.base import (
     ACCOUNT_SNAPSHOTS,
@@ -136,6 +137,7 @@ def _ticks_column(values: list) -> list:
     return out
 
 
+@cache  # one converter per scale: wire_columns tells columns of one type by it
 def _decimal_column(scale: int):
     spec = f".{scale}f"  # rounds half-even to the column's scale; Decimal in, exact text out
     return lambda values: list(map(format, values, repeat(spec, len(values))))
@@ -152,16 +154,42 @@ def _converter(ch_type: str):
 WIRE_TYPES: dict[str, list[str]] = {
     name: [wire_type(t) for t in table.types.values()] for name, table in TABLES.items()
 }
-_PIVOTS = {
-    name: [(attrgetter(col), _converter(t)) for col, t in table.types.items()]
-    for name, table in TABLES.items()
-}
+_GETTERS = {name: [attrgetter(col) for col in table.types] for name, table in TABLES.items()}
+_CONVERTERS = {name: [_converter(t) for t in table.types.values()]
+               for name, table in TABLES.items()}
+
+
+def pivot(table: Table, rows: list) -> list[list]:
+    """Rows as columns of their values, in `table.columns` order (not yet in wire form)."""
+    return [list(map(get, rows)) for get in _GETTERS[table.name]]
+
+
+def extend_columns(columns: list[list], table: Table, rows: list) -> None:
+    """Append rows to columns that `pivot` made."""
+    for column, get in zip(columns, _GETTERS[table.name], strict=True):
+        column.extend(map(get, rows))
+
+
+def wire_columns(table: Table, columns: list[list]) -> list[list]:
+    """Columns of values (from `pivot`) in wire form: Decimals as exact text, timestamps as
+    microseconds."""
+    out: list[list] = []
+    converted: list[tuple[list, object, list]] = []  # (values, converter, wire form)
+    for column, convert in zip(columns, _CONVERTERS[table.name], strict=True):
+        if convert is None:
+            out.append(column)
+            continue
+        # A column holding the very same objects as one converted already (effective and
+        # list cost are mostly billed cost's Decimals) reuses its wire form.
+        wire = next((w for values, c, w in converted if c is convert
+                     and len(values) == len(column) and all(map(is_, values, column))), None)
+        if wire is None:
+            wire = convert(column)
+            converted.append((column, convert, wire))
+        out.append(wire)
+    return out
 
 
 def columns(table: Table, rows: list) -> list[list]:
     """Rows pivoted into insert columns, in `table.columns` order, already in wire form."""
-    out = []
-    for get, convert in _PIVOTS[table.name]:
-        col = list(map(get, rows))
-        out.append(convert(col) if convert else col)
-    return out
+    return wire_columns(table, pivot(table, rows))
