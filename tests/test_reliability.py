@@ -81,7 +81,7 @@ def cluster_env(tmp_path, fake_vultr, redis_url, database_url, toml=NO_SCHEDULES
     cfg.write_text(toml)
     return worker_env(os.environ, REDIS_URL=redis_url, DATABASE_URL=database_url,
                       VULTR_API_KEY=fake_vultr.token, VULTR_API_URL=fake_vultr.url,
-                      OPTIINFRA_CONFIG=cfg, RETRY_DELAY="0.5", **extra)
+                      OPTIINFRA_CONFIG=cfg, **{"RETRY_DELAY": "0.5", **extra})
 
 
 def cli(args, env, home, timeout=60) -> subprocess.CompletedProcess:
@@ -217,6 +217,37 @@ def test_redis_outage_recovers_by_itself_loses_nothing_and_logs_a_handful(
     assert len(printed) <= 8, printed  # plus the two lines of the SIGTERM at the end
     assert sum("queue unreachable" in line for line in logged) == 1
     assert "Traceback" not in consumer.printed()
+
+
+@pytest.mark.slow
+def test_a_retry_huey_drops_during_a_redis_outage_is_re_enqueued(tmp_path, fake_vultr, own_redis,
+                                                                   postgres_url):
+    env = cluster_env(tmp_path, fake_vultr, own_redis.url, postgres_url, RETRY_DELAY="1")
+    consumer = Consumer("headless", env, tmp_path / "c1", workers=1)
+    history.connect(postgres_url)
+    try:
+        consumer.start()
+        assert wait_for_heartbeats([consumer])
+        rt = Runtime(load_settings(dict(env, OPTIINFRA_HOME=str(tmp_path / "producer"))))
+        fake_vultr.fail_503(times=float("inf"))
+        run = actions.collect(rt, "vultr")
+        assert wait_until(lambda: run_of(run.id).status == "running", 30)
+        own_redis.stop()  # the attempt fails meanwhile: Huey can't re-schedule its retry
+        assert wait_until(lambda: run_of(run.id).status == "retrying", 30)
+        time.sleep(2)
+        fake_vultr.clear_faults()
+        own_redis.start()
+        assert wait_until(lambda: "queue reachable again" in consumer.logged(), 30)
+        assert run.task_id not in {t.id for t in rt.huey.pending() + rt.huey.scheduled()}
+        assert run_of(run.id).status == "retrying"  # lost: nothing would ever run it
+        # Any consumer's agent does this every 5 s; LOST_AFTER later it finds the run.
+        later = utcnow() + recovery.LOST_AFTER + timedelta(seconds=5)
+        assert recovery.requeue_lost(rt, later) == [run.id]
+        assert all_final([run.id], 60)
+    finally:
+        stop_all([consumer])
+        show([consumer])
+    assert (run_of(run.id).status, run_of(run.id).attempt) == ("success", 2)
 
 
 def test_status_json_exits_non_zero_while_redis_is_down(tmp_path, own_redis):
