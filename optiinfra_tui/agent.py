@@ -37,6 +37,8 @@ class ConsumerAgent:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_error: str | None = None
+        self._settled: set = set()  # schedule slots already claimed or lost by this consumer
+        self._prune_hour = None
         # Since when every loop has succeeded (the history store reachable); see _may_recover.
         self._reachable_since = time.monotonic()
 
@@ -110,7 +112,7 @@ class ConsumerAgent:
 
     def tick(self) -> None:
         for schedule, slot in schedules.due(self.rt.settings.schedules, utcnow(),
-                                            self.rt.consumer_id):
+                                            self.rt.consumer_id, self._settled):
             try:
                 self.rt.tasks.scheduled_collection_task(schedule.provider,
                                                         list(schedule.data_types),
@@ -119,6 +121,7 @@ class ConsumerAgent:
                 # The queue didn't take it: give the slot back, so that a later tick (here
                 # or on another consumer) runs it once the queue returns.
                 schedules.unclaim(schedule.name, slot)
+                self._settled.discard((schedule.name, slot))
                 raise
             log.info("schedule %s: slot %s claimed, queued %s %s", schedule.name,
                      slot.isoformat(), schedule.provider, ",".join(schedule.data_types))
@@ -126,6 +129,9 @@ class ConsumerAgent:
     def maybe_prune(self) -> None:
         now = utcnow()
         hour = now.replace(minute=0, second=0, microsecond=0)
+        if hour == self._prune_hour:
+            return
+        self._prune_hour = hour
         if schedules.claim("__prune__", hour, self.rt.consumer_id):
             deleted = runs.prune(self.rt.settings.keep_days, now)
             if deleted:

@@ -91,16 +91,29 @@ def set_paused(names: list[str], paused: bool) -> None:
              .execute())
 
 
-def due(schedules: tuple[Schedule, ...], now: datetime, consumer_id: str) -> list[tuple[Schedule, datetime]]:
-    """The schedules whose current slot this consumer has just claimed."""
+def due(schedules: tuple[Schedule, ...], now: datetime, consumer_id: str,
+        settled: set | None = None) -> list[tuple[Schedule, datetime]]:
+    """The schedules whose current slot this consumer has just claimed.
+
+    `settled` remembers the (schedule, slot) pairs already decided here, so an idle consumer
+    doesn't try the same INSERT every second for the whole slot.
+    """
+    settled = set() if settled is None else settled
+    candidates = [(s, slot) for s in schedules
+                  if (slot := current_slot(s, now)) is not None and (s.name, slot) not in settled]
+    if not candidates:
+        return []
     paused = paused_schedules()
     won = []
-    for schedule in schedules:
+    for schedule, slot in candidates:
         if schedule.name in paused:
             continue
-        slot = current_slot(schedule, now)
-        if slot is not None and claim(schedule.name, slot, consumer_id):
+        settled.add((schedule.name, slot))
+        if claim(schedule.name, slot, consumer_id):
             won.append((schedule, slot))
+    # Slots end; forget those that can no longer come round again.
+    for key in [k for k in settled if now - k[1] > MAX_LATENESS * 2]:
+        settled.discard(key)
     return won
 
 
