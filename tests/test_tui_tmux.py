@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -134,14 +135,12 @@ def test_without_a_key_the_run_fails_and_its_detail_names_vultr_api_key(tmux_env
 
 
 def test_sigterm_quits_like_q_and_restores_the_terminal(tmux_env):
-    import psutil
-
     t = tmux_env()
     run_dashboard(t)
-    shell = psutil.Process(int(t.flag("pane_pid")))
-    (dashboard,) = shell.children()
+    shell = t.flag("pane_pid")
+    (dashboard,) = Path(f"/proc/{shell}/task/{shell}/children").read_text().split()
     started = time.monotonic()
-    dashboard.terminate()
+    os.kill(int(dashboard), signal.SIGTERM)
     t.wait(lambda s: s.rstrip().endswith(PROMPT.strip()) and "History" not in s, 10)
     assert time.monotonic() - started < 10
     assert t.flag("alternate_on") == "0" and t.flag("cursor_flag") == "1"
