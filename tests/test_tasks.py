@@ -1,13 +1,14 @@
 """Tasks end to end in one process: a real queue (SQLite or Redis), real history (SQLite or
 PostgreSQL), real chDB and a real Vultr-shaped HTTP server."""
 
+import gc
 import sqlite3
 from decimal import Decimal
 
 import pytest
 from services import wait_until
 
-from optiinfra_tui import actions, runs
+from optiinfra_tui import actions, collection, runs
 from optiinfra_tui.collection import request_collection
 from optiinfra_tui.pool import WorkerPool
 from optiinfra_tui.runtime import Runtime
@@ -191,3 +192,13 @@ def test_redis_queue_payload_has_no_secret(make_env, redis_url, fake_vultr):
     blobs = [client.lrange(k, 0, -1) for k in client.keys("*") if client.type(k) == b"list"]
     flat = b"".join(b for blob in blobs for b in blob)
     assert flat and fake_vultr.token.encode() not in flat
+
+
+def test_young_gc_passes_are_rarer_only_while_collections_run():
+    before = gc.get_threshold()
+    with collection._young_gc_deferred():
+        assert gc.get_threshold()[0] == max(before[0], collection.YOUNG_GC_THRESHOLD)
+        with collection._young_gc_deferred():  # another collection, in another worker
+            pass
+        assert gc.get_threshold()[0] == max(before[0], collection.YOUNG_GC_THRESHOLD)
+    assert gc.get_threshold() == before
