@@ -463,6 +463,27 @@ def test_same_path_is_shared_and_another_path_is_refused_in_process(store, chdb_
         open_metrics(f"chdb://{tmp_path / 'other'}")
 
 
+def test_opening_chdb_loads_no_pyarrow_numpy_or_pandas(tmp_path):
+    # In a fresh process: ~40 MB resident and a tenth of a second we don't need (lists only).
+    result = _run(f"""
+        import sys
+        from datetime import datetime
+        from decimal import Decimal
+        from optiinfra_tui.collectors.base import COST_LINES, Batch, CostRow
+        from optiinfra_tui.storage.metrics import open_metrics
+        s = open_metrics("chdb://{tmp_path / 'db'}")
+        at = datetime(2025, 3, 5)
+        s.write(Batch(COST_LINES, [CostRow("l", "c", "p", "a", "1", Decimal(1), Decimal(1),
+            Decimal(1), Decimal(1), "USD", at, at, at.date(), "Usage", "d", "s", "", "", "",
+            Decimal(1), "h", False, 1, at)]))
+        print(s.count_rows(COST_LINES), sorted(m for m in ("pyarrow", "numpy", "pandas")
+                                              if m in sys.modules))
+        import pyarrow  # still there for whoever wants it
+        """)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "1 []"
+
+
 def test_a_path_can_change_once_the_first_is_closed(tmp_path):
     # In a fresh process: chDB takes another path only after every client of the first closed.
     result = _run(f"""

@@ -565,7 +565,8 @@ def _open_chdb(url: str) -> MetricsStore:
             import clickhouse_connect
 
             _lists_not_dataframes()
-            client = clickhouse_connect.get_client(dsn=f"chdb://{path}")
+            with _chdb_without_pyarrow():
+                client = clickhouse_connect.get_client(dsn=f"chdb://{path}")
         except Exception as exc:
             os.close(fd)
             raise ConfigError(f"chDB could not open {path}: {str(exc).splitlines()[0][:300]}") from None
@@ -588,6 +589,20 @@ def _lists_not_dataframes() -> None:
     for attr, module in (("pd", "pandas"), ("pd_time_test", "pandas"), ("np", "numpy")):
         if module not in sys.modules and attr not in vars(options):
             setattr(options, attr, None)
+
+
+@contextmanager
+def _chdb_without_pyarrow() -> Iterator[None]:
+    """chdb imports pyarrow, and with it numpy (~40 MB resident, a tenth of a second), as it
+    loads, for Arrow results we never ask for: keep them out unless this process has them."""
+    block = "pyarrow" not in sys.modules and "chdb.state.sqlitelike" not in sys.modules
+    if block:
+        sys.modules["pyarrow"] = None  # type: ignore[assignment]  # import pyarrow: ImportError
+    try:
+        yield
+    finally:
+        if block and "pyarrow" in sys.modules and sys.modules["pyarrow"] is None:
+            del sys.modules["pyarrow"]
 
 
 def _lock_path(path: str) -> int:
