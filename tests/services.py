@@ -170,9 +170,14 @@ _customer = itertools.count(1)
 def make_env(tmp_path, chdb_url):
     """An environment for load_settings(): its own data dir and customer id, shared chDB."""
 
+    # No schedules unless a test asks: a slot falling due mid-test would add a run of its own.
+    no_schedules = tmp_path / "no-schedules.toml"
+    no_schedules.write_text("schedules = []\n")
+
     def make(**extra: str) -> dict[str, str]:
         env = {
             "OPTIINFRA_HOME": str(tmp_path / "home"),
+            "OPTIINFRA_CONFIG": str(no_schedules),
             "CLICKHOUSE_URL": chdb_url,
             "DEFAULT_CUSTOMER_ID": f"cust{os.getpid()}x{next(_customer)}",
             "RETRY_DELAY": "0.05",

@@ -19,7 +19,10 @@ def cli_env(tmp_path):
     """Each CLI test its own data dir, so every process has its own chDB path."""
     base = {k: v for k, v in os.environ.items()
             if not k.startswith(("VULTR_", "REDIS_", "DATABASE_URL", "CLICKHOUSE_URL", "OPTIINFRA_"))}
-    base.update(OPTIINFRA_HOME=str(tmp_path / "home"), RETRY_DELAY="0.05")
+    # No schedules: a slot falling due mid-test would collect before the test's own run.
+    (tmp_path / "no-schedules.toml").write_text("schedules = []\n")
+    base.update(OPTIINFRA_HOME=str(tmp_path / "home"), RETRY_DELAY="0.05",
+                OPTIINFRA_CONFIG=str(tmp_path / "no-schedules.toml"))
     return base
 
 

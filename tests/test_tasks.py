@@ -140,7 +140,7 @@ def test_retry_action_links_a_new_run(make_env):
 
 def test_scheduled_collection_fans_out_to_every_customer(make_env, fake_vultr, tmp_path):
     cfg = tmp_path / "c.toml"
-    cfg.write_text('[customers.acme]\nvultr_api_key_env = "ACME_KEY"\n')
+    cfg.write_text('schedules = []\n[customers.acme]\nvultr_api_key_env = "ACME_KEY"\n')
     rt, pool = start(make_env(VULTR_API_KEY=fake_vultr.token, ACME_KEY=fake_vultr.token,
                               VULTR_API_URL=fake_vultr.url, OPTIINFRA_CONFIG=str(cfg)))
     try:
