@@ -128,6 +128,15 @@ class NullClient:
     def insert(self, *args, **kwargs) -> None:
         pass
 
+    def create_insert_context(self, *args, **kwargs):
+        return self._Context()
+
+    def data_insert(self, context) -> None:
+        pass
+
+    class _Context:
+        data: list = []
+
     def close(self) -> None:
         pass
 

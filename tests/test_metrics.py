@@ -6,6 +6,7 @@ tests share it (the `chdb_url` fixture) and isolate themselves by customer and p
 
 from __future__ import annotations
 
+import gc
 import itertools
 import os
 import socket
@@ -353,6 +354,23 @@ def test_estimates_among_invoice_lines_clear_only_the_invoiced_months(store, ids
     assert store.total(customer).billed_cost == Decimal("5.00")
 
 
+def test_a_write_leaves_no_cycle_holding_its_rows(store, ids):
+    # clickhouse_connect's insert context refers to itself: the columns it holds would wait
+    # for the cyclic garbage collector (and collections raise its threshold).
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        store.write_cost_lines([cost(ids, f"inv:1:{i}", "0.01") for i in range(50)])
+        gc.collect()
+        held = [o for o in gc.garbage if isinstance(o, list) and len(o) >= 50]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert held == []
+
+
 def test_buffered_writer_coalesces_and_flushes(store, ids):
     customer, _ = ids
     with store.buffered(max_rows=250) as w:
@@ -581,7 +599,7 @@ def test_a_server_lost_mid_run_is_transient():
         def query(self, *a, **k):
             raise OperationalError("connection reset talking to http://x:topsecret@h:8123")
 
-        command = insert = query
+        command = insert = create_insert_context = data_insert = query
 
     store = MetricsStore(Down(), "metrics", "ClickHouse at http://h:8123", secrets=("topsecret",))
     with pytest.raises(TransientError) as info:

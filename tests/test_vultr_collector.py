@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import secrets
 import threading
@@ -9,6 +10,7 @@ import time
 from datetime import UTC, datetime
 from decimal import Decimal
 
+import httpx
 import pytest
 from fake_vultr import FakeVultr
 
@@ -127,6 +129,23 @@ def test_many_small_pages(fake_vultr, tmp_path):
     assert_full_cost(batches, fake_vultr)
     assert fake_vultr.count("/billing/invoices") == 3
     assert fake_vultr.count() == 3 + 12 * 5 + 1
+
+
+def test_responses_go_when_dropped_not_at_a_gc_pass(fake_vultr, tmp_path):
+    # httpx binds a response and its stream to each other; each page's body would otherwise
+    # wait for the cyclic garbage collector (and collections raise its threshold).
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        collect(fake_vultr, tmp_path, per_page=5)
+        gc.collect()
+        held = [o for o in gc.garbage if isinstance(o, httpx.Response)]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert held == []
 
 
 # --- rate limit and transient failures ------------------------------------------------------

@@ -36,6 +36,15 @@ def decode_json(content: bytes) -> Any:
     return json.loads(content, parse_float=Decimal, parse_constant=_reject_constant)
 
 
+def _release(resp: httpx.Response) -> None:
+    """Let a read response go as soon as it is dropped.
+
+    httpx binds a response and its stream to each other: without this, each body (a page of
+    invoice items is ~100 KB) lives on until a garbage collection pass finds the cycle.
+    """
+    resp.stream = httpx.ByteStream(b"")
+
+
 def parse_retry_after(value: str | None) -> float | None:
     """Seconds from a Retry-After header (delta-seconds, fractional allowed, or HTTP-date)."""
     if not value:
@@ -129,10 +138,13 @@ class ApiClient:
                                 f"{self._scrub(str(exc))}") from None
             else:
                 status = resp.status_code
-                if status < 500 and status not in _RETRY_STATUSES:
-                    return self._decode(resp, path)
-                retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-                problem = f"HTTP {status}{self._error_text(resp)}"
+                try:
+                    if status < 500 and status not in _RETRY_STATUSES:
+                        return self._decode(resp, path)
+                    retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+                    problem = f"HTTP {status}{self._error_text(resp)}"
+                finally:
+                    _release(resp)
             where = f"{self._service} GET {path}"
             if retry_after is not None and retry_after > self._max_wait:
                 # Worth a later task retry, not a blocked worker thread.

@@ -154,10 +154,16 @@ class MetricsStore:
 
     def _insert_columns(self, name: str, data: list[list]) -> None:
         table = TABLES[name]
-        data = wire_columns(table, data)
         with self._backend():
-            self._client.insert(name, data, column_names=table.columns, database=self.database,
-                                column_type_names=WIRE_TYPES[name], column_oriented=True)
+            context = self._client.create_insert_context(
+                name, table.columns, self.database, column_type_names=WIRE_TYPES[name],
+                column_oriented=True, data=wire_columns(table, data))
+            try:
+                self._client.data_insert(context)
+            finally:
+                # The context refers to itself (a bound method of its own): the columns it
+                # holds would wait for a garbage collection pass to be freed.
+                context.data = [[]]
 
     def _t(self, name: str) -> str:
         return f"{self.database}.{name}"
