@@ -125,16 +125,22 @@ def postgres_server(tmp_path_factory):
         missing("PostgreSQL server binaries (initdb, pg_ctl)")
     if os.geteuid() == 0 and not shutil.which("runuser"):
         missing("runuser (PostgreSQL can't run as root)")
-    root = Path(tmp_path_factory.mktemp("pg", numbered=True))
-    if os.geteuid() == 0:
-        os.chmod(root, 0o755)
-        for parent in root.parents:
-            if str(parent).startswith(str(tmp_path_factory.getbasetemp().parent)):
-                os.chmod(parent, os.stat(parent).st_mode | 0o755)
+    root = pg_root()
     server = PostgresServer(root / "cluster")
     server.start()
     yield server
     server.stop()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def pg_root() -> Path:
+    """A folder the `postgres` user can reach: outside pytest's basetemp, which pytest keeps
+    (and re-sets, whenever another session starts) at mode 700."""
+    import tempfile
+
+    root = Path(tempfile.mkdtemp(prefix="optiinfra-pg-"))
+    os.chmod(root, 0o755)
+    return root
 
 
 _pg_db = itertools.count(1)

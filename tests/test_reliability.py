@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import time
 import urllib.request
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 import redis
@@ -27,7 +27,7 @@ from procs import (
     wait_for_heartbeats,
     worker_env,
 )
-from services import PostgresServer, _pg_bindir, free_port, missing, wait_until
+from services import PostgresServer, _pg_bindir, free_port, missing, pg_root, wait_until
 
 from optiinfra_tui import actions, recovery, runs, schedules
 from optiinfra_tui.agent import ConsumerAgent
@@ -63,17 +63,13 @@ def own_postgres(tmp_path_factory):
     """A PostgreSQL of this test's own, to stop and start."""
     if _pg_bindir() is None:
         missing("PostgreSQL server binaries (initdb, pg_ctl)")
-    root = Path(tmp_path_factory.mktemp("ownpg"))
-    if os.geteuid() == 0:  # it runs as `postgres`: every parent must be traversable
-        for d in [root, *root.parents]:
-            if not str(d).startswith(str(tmp_path_factory.getbasetemp().parent)):
-                break
-            os.chmod(d, os.stat(d).st_mode | 0o755)
+    root = pg_root()
     server = PostgresServer(root / "cluster")
     server.start()
     yield server
     db.close()
     server.stop()
+    shutil.rmtree(root, ignore_errors=True)
 
 
 def cluster_env(tmp_path, fake_vultr, redis_url, database_url, toml=NO_SCHEDULES, **extra):
@@ -262,7 +258,7 @@ def test_status_json_exits_non_zero_while_redis_is_down(tmp_path, own_redis):
 
 def test_a_slot_whose_task_the_queue_refused_is_given_back(make_env):
     rt = Runtime(load_settings(make_env(REDIS_URL=f"redis://127.0.0.1:{free_port()}/0",
-                                        COLLECTION_INTERVAL="1")))
+                                        COLLECTION_INTERVAL="1", OPTIINFRA_CONFIG="")))
     rt.history()
     agent = ConsumerAgent(rt, "test", threads=0)
     with pytest.raises(redis.ConnectionError):
