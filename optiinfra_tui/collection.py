@@ -186,40 +186,51 @@ def _collect(rt, run: CollectionRun, written: list[int]) -> None:
 
 
 class _InvoiceTracker:
-    """Marks invoices complete once all their lines are written, so the next run skips them.
+    """Marks invoices complete once all their lines are stored, so the next run skips them.
 
     An invoice's lines arrive together; when another invoice's lines start (or the walk
     ends), the previous invoice is complete. One cut short stays unknown and is re-read.
+    Invoices are marked in hundreds as the writer's inserts store their lines (no flush is
+    forced for it), and all at the end after a flush.
     """
 
     def __init__(self, store, writer, run: CollectionRun) -> None:
         self.store, self.writer, self.run = store, writer, run
-        self.done: list[str] = []
+        # Complete invoices, each with the writer's position its lines end by, in order.
+        self.done: list[tuple[str, int]] = []
         self.current: str | None = None
 
     def saw(self, rows: list) -> None:
+        """Call after writing `rows`."""
+        end = self.writer.position  # this batch included: an invoice's lines end by it
         for row in rows:
             if row.invoice_id != self.current:
                 if self.current is not None:
-                    self.done.append(self.current)
+                    self.done.append((self.current, end))
                 self.current = row.invoice_id
         if len(self.done) >= 100:
-            self._flush()
+            stored = self.writer.stored
+            ready = 0
+            while ready < len(self.done) and self.done[ready][1] <= stored:
+                ready += 1
+            if ready >= 100:
+                self._mark(ready)
 
     def finish(self, last_complete: bool) -> None:
         if last_complete and self.current is not None:
-            self.done.append(self.current)
+            self.done.append((self.current, self.writer.position))
             self.current = None
         try:
-            self._flush()
+            if self.done:
+                self.writer.flush()  # raises if any of their lines could not be stored
+                self._mark(len(self.done))
         except Exception:  # keep the original error; the invoices are simply re-read
             log.warning("could not record completed invoices for run %d", self.run.id)
 
-    def _flush(self) -> None:
-        if self.done:
-            self.writer.flush()
-            self.store.mark_invoices_complete(self.run.customer_id, self.run.provider, self.done)
-            self.done = []
+    def _mark(self, count: int) -> None:
+        self.store.mark_invoices_complete(self.run.customer_id, self.run.provider,
+                                          [invoice for invoice, _ in self.done[:count]])
+        del self.done[:count]
 
 
 def _record_failure(rt, run: CollectionRun, exc: Exception, rows: int) -> Outcome:

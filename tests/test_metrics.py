@@ -397,7 +397,11 @@ def test_buffered_writer_flush_waits_for_the_insert_in_flight(store, ids, monkey
     w.write(Batch(COST_LINES, [cost(ids, f"inv:1:{i}", "0.01") for i in range(100)]))
     assert started.wait(5)  # in flight, and write() has returned
     w.write(Batch(COST_LINES, [cost(ids, "inv:2:0", "0.01")]))
+    assert (w.position, w.stored) == (101, 0)
+    w._wait()
+    assert (w.position, w.stored) == (101, 100)  # the first insert's rows
     w.flush()
+    assert (w.position, w.stored) == (101, 101)
     assert store.count_rows(COST_LINES, customer) == 101
 
 
@@ -424,6 +428,7 @@ def test_buffered_writer_background_error_surfaces_and_sticks(store, ids, monkey
             raise ValueError("boom")  # exit logs the failure, keeps the original error
     assert "could not flush buffered rows after ValueError" in caplog.text
     assert calls == [100]
+    assert w.stored == 0
     assert store.count_rows(COST_LINES, customer) == 0
 
 

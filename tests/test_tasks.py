@@ -202,3 +202,60 @@ def test_young_gc_passes_are_rarer_only_while_collections_run():
             pass
         assert gc.get_threshold()[0] == max(before[0], collection.YOUNG_GC_THRESHOLD)
     assert gc.get_threshold() == before
+
+
+class _Writer:
+    """position/stored/flush as BufferedWriter has them; stores only when told."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.position = self.stored = 0
+        self.fail = fail
+
+    def write(self, n: int) -> None:
+        self.position += n
+
+    def flush(self) -> None:
+        if self.fail:
+            raise RuntimeError("insert failed")
+        self.stored = self.position
+
+
+class _Marks:
+    def __init__(self) -> None:
+        self.marked: list[str] = []
+
+    def mark_invoices_complete(self, customer_id, provider, invoice_ids) -> None:
+        self.marked += invoice_ids
+
+
+def _lines(invoice: str, n: int = 2) -> list:
+    return [type("Row", (), {"invoice_id": invoice})() for _ in range(n)]
+
+
+def test_invoices_are_marked_complete_only_once_their_lines_are_stored():
+    writer, store = _Writer(), _Marks()
+    run = type("Run", (), {"customer_id": "c", "provider": "vultr", "id": 1})()
+    tracker = collection._InvoiceTracker(store, writer, run)
+    for i in range(150):
+        writer.write(2)
+        tracker.saw(_lines(str(i)))
+    assert store.marked == []  # 149 complete, none stored yet: no flush is forced
+    writer.stored = 2 * 120  # inserts stored the lines of invoices 0-119 (and 120 is current)
+    writer.write(2)
+    tracker.saw(_lines("150"))
+    assert store.marked == [str(i) for i in range(119)]  # 119's end is past what is stored
+    tracker.finish(last_complete=True)
+    assert store.marked == [str(i) for i in range(151)]
+    assert writer.stored == writer.position
+
+
+def test_no_invoice_is_marked_when_the_final_flush_fails():
+    writer, store = _Writer(fail=True), _Marks()
+    run = type("Run", (), {"customer_id": "c", "provider": "vultr", "id": 1})()
+    tracker = collection._InvoiceTracker(store, writer, run)
+    for i in range(3):
+        writer.write(2)
+        tracker.saw(_lines(str(i)))
+    tracker.finish(last_complete=True)
+    assert store.marked == []
+

@@ -451,7 +451,8 @@ class BufferedWriter:
     insert every later `flush` raises too, so nothing is recorded as stored that was lost.
 
     Pending charges are written at once, after a flush, so the invoice lines before them
-    decide which months they may estimate. Flush before recording that rows are stored.
+    decide which months they may estimate. Before recording that rows are stored, flush, or
+    see that `stored` has reached the `position` they were written at.
     """
 
     def __init__(self, store: MetricsStore, max_rows: int = 10_000) -> None:
@@ -461,6 +462,8 @@ class BufferedWriter:
         # their page (thousands of live rows made the garbage collector's passes long).
         self._columns: dict[str, list[list]] = {}
         self._count = 0
+        self._position = 0  # rows written so far
+        self._stored = 0  # of those, rows stored: inserts end in order, none after a failure
         self._inflight: threading.Thread | None = None
         self._failed: BaseException | None = None
 
@@ -480,10 +483,11 @@ class BufferedWriter:
             columns = self._columns[batch.table] = [[] for _ in table.columns]
         extend_columns(columns, table, batch.rows)
         self._count += len(batch.rows)
+        self._position += len(batch.rows)
         if self._count >= self._max:
             self._wait()
             pending = self._take()
-            thread = threading.Thread(target=self._insert, args=(pending, True),
+            thread = threading.Thread(target=self._insert, args=(*pending, True),
                                       name="metrics-insert")
             thread.start()
             self._inflight = thread
@@ -493,16 +497,28 @@ class BufferedWriter:
         """Insert what is buffered and wait for any insert in flight: afterwards every row
         written is stored, or this raised."""
         self._wait()
-        self._insert(self._take(), False)
+        self._insert(*self._take(), False)
 
-    def _take(self) -> dict[str, list[list]]:
-        pending, self._columns, self._count = self._columns, {}, 0
-        return pending
+    @property
+    def position(self) -> int:
+        """How many rows were written so far (pending charges aside)."""
+        return self._position
 
-    def _insert(self, pending: dict[str, list[list]], background: bool) -> None:
+    @property
+    def stored(self) -> int:
+        """How many of the rows written so far are stored."""
+        return self._stored
+
+    def _take(self) -> tuple[dict[str, list[list]], int]:
+        pending, count = self._columns, self._count
+        self._columns, self._count = {}, 0
+        return pending, count
+
+    def _insert(self, pending: dict[str, list[list]], count: int, background: bool) -> None:
         try:
             for table, columns in pending.items():
                 self._store.write_columns(table, columns)
+            self._stored += count
         except BaseException as exc:
             self._failed = exc if isinstance(exc, Exception) else RuntimeError(
                 f"an insert of buffered rows was interrupted ({type(exc).__name__})")
