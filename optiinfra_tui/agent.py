@@ -11,6 +11,8 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
+from datetime import datetime
 
 from optiinfra_tui import recovery, runs, schedules
 from optiinfra_tui.logs import protect_existing_handlers, queue_outage
@@ -27,8 +29,10 @@ RECOVER_EVERY = 5.0
 
 class ConsumerAgent:
     def __init__(self, rt, kind: str, threads: int, run_schedules: bool = True,
-                 metrics_health: bool = True) -> None:
+                 metrics_health: bool = True,
+                 clock: Callable[[], datetime] = utcnow) -> None:
         self.rt = rt
+        self.clock = clock  # decides which schedule slots are due: tests bring their own
         self.kind = kind
         self.threads = threads
         self.run_schedules = run_schedules
@@ -111,7 +115,7 @@ class ConsumerAgent:
          .execute())
 
     def tick(self) -> None:
-        for schedule, slot in schedules.due(self.rt.settings.schedules, utcnow(),
+        for schedule, slot in schedules.due(self.rt.settings.schedules, self.clock(),
                                             self.rt.consumer_id, self._settled):
             try:
                 self.rt.tasks.scheduled_collection_task(schedule.provider,
@@ -127,7 +131,7 @@ class ConsumerAgent:
                      slot.isoformat(), schedule.provider, ",".join(schedule.data_types))
 
     def maybe_prune(self) -> None:
-        now = utcnow()
+        now = self.clock()
         hour = now.replace(minute=0, second=0, microsecond=0)
         if hour == self._prune_hour:
             return

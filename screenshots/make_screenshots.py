@@ -21,7 +21,7 @@ import resvg_py
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 
-from tui_data import FrozenSource, env_for, seed_showcase  # noqa: E402
+from tui_data import SHOWN_SCHEDULE, FrozenSource, env_for, seed_showcase  # noqa: E402
 from tui_pilot import SIZE, loaded, select_run, until  # noqa: E402
 
 from optiinfra_tui.collectors.base import CostRow  # noqa: E402
@@ -103,7 +103,7 @@ def to_png(svg: Path) -> Path:
 
 def main() -> None:
     home = Path(tempfile.mkdtemp(prefix="optiinfra-screens-")) / "home"
-    rt = Runtime(load_settings(env_for(home)))
+    rt = Runtime(load_settings(env_for(home, schedules=SHOWN_SCHEDULE)))
     rt.history()
     now = utcnow().replace(second=0, microsecond=0)
     ids = seed_showcase(now)

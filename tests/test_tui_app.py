@@ -10,7 +10,7 @@ import pytest
 from rich.console import Console
 from textual.command import CommandPalette
 from textual.widgets import Input, Select
-from tui_data import UnavailableMetrics, seed_bulk, seed_showcase
+from tui_data import SHOWN_SCHEDULE, UnavailableMetrics, seed_bulk, seed_showcase
 from tui_pilot import SIZE, loaded, make_app, make_runtime, screen_text, select_run, until
 
 from optiinfra_tui import runs
@@ -32,7 +32,8 @@ def anyio_backend():
 
 @pytest.fixture
 def rt(tmp_path):
-    rt = make_runtime(tmp_path / "home")
+    # No agent runs here, so the schedule is only shown (the `p` test pauses it).
+    rt = make_runtime(tmp_path / "home", schedules=SHOWN_SCHEDULE)
     yield rt
     rt.close()
 

@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from tui_data import seed_showcase
+from tui_data import SHOWN_SCHEDULE, seed_showcase
 from tui_pilot import SIZE, loaded, make_app, make_runtime, select_run, until
 
 from optiinfra_tui.tui.screens.collect import CollectScreen
@@ -26,7 +26,7 @@ def seeded_app(request):
     # change (one per test, since the history store stays connected to the last URL).
     home = Path(tempfile.gettempdir()) / "optiinfra-tui-snapshot" / request.node.name
     shutil.rmtree(home, ignore_errors=True)
-    rt = make_runtime(home)
+    rt = make_runtime(home, schedules=SHOWN_SCHEDULE)
     ids = seed_showcase()
     app = make_app(rt)
     yield app, ids

@@ -68,8 +68,13 @@ def tmux_env(tmp_path):
         pytest.skip("tmux not installed")
     sessions = []
 
+    # No schedules: a slot falling due mid-test would add a run of its own.
+    config = tmp_path / "no-schedules.toml"
+    config.write_text("schedules = []\n")
+
     def start(**env: str) -> Tmux:
-        t = Tmux({"OPTIINFRA_HOME": str(tmp_path / "home"), "RETRY_DELAY": "0.5", **env})
+        t = Tmux({"OPTIINFRA_HOME": str(tmp_path / "home"), "OPTIINFRA_CONFIG": str(config),
+                  "RETRY_DELAY": "0.5", **env})
         sessions.append(t)
         return t
 

@@ -26,9 +26,19 @@ KEY_MESSAGE = ("VULTR_API_KEY is not set: the vultr API key for customer 'defaul
                "missing. Export VULTR_API_KEY=<your vultr API key> where the workers run.")
 
 
-def env_for(home: Path, **extra: str) -> dict[str, str]:
-    """A complete environment for load_settings: a fresh data dir, no key unless given."""
-    env = {"OPTIINFRA_HOME": str(home), "MAX_RETRIES": "2", "RETRY_DELAY": "1"}
+# The schedule the pictures show: asked for by name, so no test gets one by default.
+SHOWN_SCHEDULE = '[[schedules]]\nname = "vultr-cost"\ndata_types = ["cost"]\ninterval = 900\n'
+
+
+def env_for(home: Path, schedules: str = "schedules = []\n", **extra: str) -> dict[str, str]:
+    """A complete environment for load_settings: a fresh data dir, no key unless given, and
+    only the schedules asked for (none by default: a slot falling due would add a run)."""
+    home = Path(home)
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "schedules.toml"
+    config.write_text(schedules)
+    env = {"OPTIINFRA_HOME": str(home), "OPTIINFRA_CONFIG": str(config), "MAX_RETRIES": "2",
+           "RETRY_DELAY": "1"}
     env.update(extra)
     return env
 
