@@ -7,11 +7,10 @@ runs that slot.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import peewee as pw
-from huey import crontab
+from cronsim import CronSim, CronSimError
 
 from optiinfra_tui.errors import ConfigError
 from optiinfra_tui.settings import Schedule
@@ -22,43 +21,41 @@ from optiinfra_tui.storage.history import ScheduleSlot, ScheduleState, db, utcno
 MAX_LATENESS = timedelta(seconds=120)
 
 
-def parse_cron(expr: str, where: str = "cron") -> Callable[[datetime], bool]:
-    """Huey's crontab test for a five-field expression; ConfigError when it doesn't parse."""
+def parse_cron(expr: str, where: str = "cron") -> str:
+    """The expression, checked as standard five-field cron; ConfigError when it doesn't parse."""
     fields = expr.split() if isinstance(expr, str) else []
     if len(fields) != 5:
         raise ConfigError(f"{where}: cron {expr!r} must have 5 fields "
                           "(minute hour day month day-of-week), e.g. \"*/15 * * * *\".")
     try:
-        return crontab(*fields, strict=True)
-    except ValueError as exc:
+        CronSim(expr, datetime(2000, 1, 1))
+    except CronSimError as exc:
         raise ConfigError(f"{where}: cron {expr!r} is not valid ({exc}).") from None
+    return expr
+
+
+def _epoch_slot(interval: int, now: datetime) -> datetime:
+    epoch = datetime(1970, 1, 1)
+    seconds = int((now - epoch).total_seconds())
+    return epoch + timedelta(seconds=seconds - seconds % interval)
 
 
 def current_slot(schedule: Schedule, now: datetime) -> datetime | None:
-    """The start of the slot `now` falls in, if that slot is due to run."""
+    """The start of the slot `now` falls in, if that slot is due to run (naive UTC)."""
     if schedule.interval:
-        epoch = datetime(1970, 1, 1)
-        seconds = int((now - epoch).total_seconds())
-        start = epoch + timedelta(seconds=seconds - seconds % schedule.interval)
-        return start if now - start <= MAX_LATENESS else None
-    minute = now.replace(second=0, microsecond=0)
-    return minute if parse_cron(schedule.cron)(minute) else None
+        start = _epoch_slot(schedule.interval, now)
+    else:
+        # Searching back from the next whole second makes a slot starting exactly at `now` count.
+        after = now.replace(microsecond=0) + timedelta(seconds=1)
+        start = next(CronSim(parse_cron(schedule.cron), after, reverse=True))
+    return start if now - start <= MAX_LATENESS else None
 
 
 def next_run(schedule: Schedule, now: datetime) -> datetime | None:
-    """The start of the next slot after `now` (cron is searched up to 8 days ahead)."""
+    """The start of the first slot after `now` (naive UTC)."""
     if schedule.interval:
-        epoch = datetime(1970, 1, 1)
-        seconds = int((now - epoch).total_seconds())
-        return epoch + timedelta(seconds=seconds - seconds % schedule.interval
-                                 + schedule.interval)
-    test = parse_cron(schedule.cron)
-    t = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
-    for _ in range(8 * 24 * 60):
-        if test(t):
-            return t
-        t += timedelta(minutes=1)
-    return None
+        return _epoch_slot(schedule.interval, now) + timedelta(seconds=schedule.interval)
+    return next(CronSim(parse_cron(schedule.cron), now), None)
 
 
 def claim(schedule_name: str, slot: datetime, consumer_id: str) -> bool:

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -195,3 +196,14 @@ def test_ctrl_c_mid_collection_loses_nothing(cli_env, fake_vultr):
     doc = json.loads(run(["costs", "--json"], env).stdout)
     assert Decimal(doc[0]["total"]) == fake_vultr.total_cost()
     assert doc[0]["rows"] == fake_vultr.line_count()
+
+
+def test_status_shows_the_next_run_of_monthly_and_yearly_crons(cli_env, tmp_path):
+    # Whatever today is, these crons next fire on a 1st at 02:00 and on 1 January at 03:00.
+    config = tmp_path / "calendar.toml"
+    config.write_text('[[schedules]]\nname = "monthly"\ncron = "0 2 1 * *"\n\n'
+                      '[[schedules]]\nname = "yearly"\ncron = "0 3 1 1 *"\n')
+    r = run(["status"], dict(cli_env, OPTIINFRA_CONFIG=str(config)))
+    lines = {line.split()[0]: line for line in r.stdout.splitlines() if line.startswith("  ")}
+    assert re.search(r"next \d{4}-\d\d-01 02:00:00 UTC", lines["monthly"]), r.stdout
+    assert re.search(r"next \d{4}-01-01 03:00:00 UTC", lines["yearly"]), r.stdout

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 from rich.text import Text
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from optiinfra_tui.monitor import QueueInfo, ScheduleInfo
+from optiinfra_tui.storage.history import utcnow
 
 
 class QueuePanel(VerticalScroll, can_focus=True):
@@ -26,7 +29,9 @@ class QueuePanel(VerticalScroll, can_focus=True):
             self._body.update(text)
 
 
-def render_queue(queue: QueueInfo | None, schedules: list[ScheduleInfo]) -> Text:
+def render_queue(queue: QueueInfo | None, schedules: list[ScheduleInfo],
+                 now: datetime | None = None) -> Text:
+    now = now or utcnow()
     t = Text()
     if queue is None:
         t.append("queue unreachable\n", style="bold #ff5f5f")
@@ -54,7 +59,14 @@ def render_queue(queue: QueueInfo | None, schedules: list[ScheduleInfo]) -> Text
         if s.paused:
             t.append("   PAUSED", style="bold #ffaf00")
         else:
-            t.append(f"   next {s.next_run:%H:%M:%S}" if s.next_run else "   next -")
+            t.append(f"   next {_when(s.next_run, now)}")
         t.append("\n")
     t.rstrip()
     return t
+
+
+def _when(at: datetime | None, now: datetime) -> str:
+    """The time of day for a run within a day; with its date for a monthly or yearly one."""
+    if at is None:
+        return "-"
+    return f"{at:%H:%M:%S}" if at - now < timedelta(days=1) else f"{at:%Y-%m-%d %H:%M}"
