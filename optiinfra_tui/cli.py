@@ -78,12 +78,16 @@ def _run_line(run) -> str:
               help="Seconds to wait for tasks in flight when stopping.")
 @click.option("--metrics-port", type=click.IntRange(1, 65535), default=None,
               help="Headless: serve Prometheus metrics on this port.")
+@click.option("--metrics-host", default=None,
+              help="Headless: the address --metrics-port listens on (default 127.0.0.1; "
+                   "0.0.0.0 for every interface).")
 @click.option("--keep-days", type=click.IntRange(1), default=None,
               help="Days of history to keep (default OPTIINFRA_KEEP_DAYS or 90).")
 @click.version_option(package_name="optiinfra-tui")
 @click.pass_context
 def cli(ctx: click.Context, headless: bool, workers: int | None, log_format: str,
-        shutdown_timeout: float, metrics_port: int | None, keep_days: int | None) -> int | None:
+        shutdown_timeout: float, metrics_port: int | None, metrics_host: str | None,
+        keep_days: int | None) -> int | None:
     """Collect cloud cost data on a schedule and watch it happen."""
     if ctx.invoked_subcommand:
         return None
@@ -96,7 +100,10 @@ def cli(ctx: click.Context, headless: bool, workers: int | None, log_format: str
 
         if workers < 1:
             raise click.UsageError("--headless needs at least one worker (--workers 1 or more).")
-        return run_headless(settings, workers, log_format, shutdown_timeout, metrics_port)
+        if metrics_host and not metrics_port:
+            raise click.UsageError("--metrics-host needs --metrics-port.")
+        return run_headless(settings, workers, log_format, shutdown_timeout, metrics_port,
+                            metrics_host or "127.0.0.1")
     try:
         from optiinfra_tui.tui.app import run_dashboard
     except ImportError:

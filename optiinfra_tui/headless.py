@@ -17,7 +17,8 @@ log = logging.getLogger("optiinfra.headless")
 
 
 def run_headless(settings: Settings, workers: int, log_format: str = "text",
-                 shutdown_timeout: float = 60.0, metrics_port: int | None = None) -> int:
+                 shutdown_timeout: float = 60.0, metrics_port: int | None = None,
+                 metrics_host: str = "127.0.0.1") -> int:
     """Serve until SIGTERM/SIGINT, then finish the tasks in flight (bounded) and return 0."""
     setup_logging(settings, stdout=True, fmt=log_format)
     rt = Runtime(settings)
@@ -42,10 +43,11 @@ def run_headless(settings: Settings, workers: int, log_format: str = "text",
             from optiinfra_tui.telemetry import serve
 
             try:
-                metrics_server = serve(rt, metrics_port)
+                metrics_server = serve(rt, metrics_port, metrics_host)
             except OSError as exc:
-                raise ConfigError(f"--metrics-port {metrics_port}: can't listen there "
-                                  f"({exc.strerror}). Choose a free port.") from None
+                raise ConfigError(f"--metrics-host {metrics_host} --metrics-port {metrics_port}: "
+                                  f"can't listen there ({exc.strerror}). Choose a free port, "
+                                  "or an address of this host.") from None
         pool.start()
         labels = backend_labels(rt)
         log.info("headless consumer %s started: %d workers, %s mode (queue=%s, history=%s, "
@@ -62,6 +64,7 @@ def run_headless(settings: Settings, workers: int, log_format: str = "text",
     finally:
         if metrics_server is not None:
             metrics_server.shutdown()
+            metrics_server.server_close()
         pool.agent.stop()
         rt.close()
         for s, handler in previous.items():

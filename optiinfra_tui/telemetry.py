@@ -1,16 +1,15 @@
-"""Prometheus metrics for `--headless --metrics-port`: what Flower users scraped, and more.
+"""Prometheus metrics for `--headless --metrics-port`, exposed through prometheus_client.
 
 Counters and the duration histogram count what this process ran (Prometheus sums across
-consumers); gauges read the shared stores, so any one consumer shows the whole queue.
+consumers); gauges read the shared stores at each scrape, so any one consumer shows the whole
+queue. prometheus_client is imported only by `serve`: other processes record nothing.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-from collections import Counter
+from collections.abc import Callable, Iterator
 from datetime import UTC
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from peewee import fn
 
@@ -18,103 +17,114 @@ log = logging.getLogger("optiinfra.telemetry")
 
 BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, float("inf"))
 
-_lock = threading.Lock()
-_runs: Counter = Counter()  # (provider, status) -> count
-_hist: dict[str, list[int]] = {}  # provider -> cumulative bucket counts
-_sum: Counter = Counter()
+# Set by `serve`: where `record_run` counts, or None when this process serves no metrics.
+_record: Callable[[str, str, float], None] | None = None
 
 
 def record_run(provider: str, status: str, seconds: float) -> None:
-    """Count one finished attempt of this process."""
-    with _lock:
-        _runs[(provider, status)] += 1
-        buckets = _hist.setdefault(provider, [0] * len(BUCKETS))
-        for i, le in enumerate(BUCKETS):
-            if seconds <= le:
-                buckets[i] += 1
-        _sum[provider] += seconds
+    """Count one finished attempt of this process (a no-op unless metrics are served)."""
+    if _record is not None:
+        _record(provider, status, seconds)
 
 
-def _label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
 
-
-def render(rt) -> str:
-    """The Prometheus text exposition of every metric."""
-    from optiinfra_tui import monitor
-    from optiinfra_tui.storage.history import SUCCESS, CollectionRun
-
-    out = ["# HELP optiinfra_runs_total Collection attempts finished by this process.",
-           "# TYPE optiinfra_runs_total counter"]
-    with _lock:
-        for (provider, status), n in sorted(_runs.items()):
-            out.append(f'optiinfra_runs_total{{provider="{_label(provider)}",status="{status}"}} {n}')
-        out += ["# HELP optiinfra_run_duration_seconds Duration of collection attempts.",
-                "# TYPE optiinfra_run_duration_seconds histogram"]
-        for provider, buckets in sorted(_hist.items()):
-            p = _label(provider)
-            for le, n in zip(BUCKETS, buckets, strict=True):
-                le_s = "+Inf" if le == float("inf") else f"{le:g}"
-                out.append(f'optiinfra_run_duration_seconds_bucket{{provider="{p}",le="{le_s}"}} {n}')
-            out.append(f'optiinfra_run_duration_seconds_count{{provider="{p}"}} {buckets[-1]}')
-            out.append(f'optiinfra_run_duration_seconds_sum{{provider="{p}"}} {_sum[provider]:.3f}')
-
-    up = {"queue": 0, "history": 0}
     try:
-        out += ["# HELP optiinfra_queue_depth Tasks waiting in the queue.",
-                "# TYPE optiinfra_queue_depth gauge",
-                f"optiinfra_queue_depth {rt.huey.pending_count()}"]
-        up["queue"] = 1
-    except Exception:
-        pass
-    try:
-        rt.history()
-        workers = monitor.workers()
-        out += ["# HELP optiinfra_workers Worker threads of live consumers, by state.",
-                "# TYPE optiinfra_workers gauge"]
-        for state in ("busy", "idle"):
-            out.append(f'optiinfra_workers{{state="{state}"}} '
-                       f"{sum(1 for w in workers if w.state == state)}")
-        out += ["# HELP optiinfra_last_success_timestamp_seconds Last successful run's end.",
-                "# TYPE optiinfra_last_success_timestamp_seconds gauge"]
-        rows = (CollectionRun.select(CollectionRun.provider, CollectionRun.customer_id,
-                                     fn.MAX(CollectionRun.finished_at))
-                .where(CollectionRun.status == SUCCESS)
-                .group_by(CollectionRun.provider, CollectionRun.customer_id).tuples())
-        for provider, customer, finished in rows:
-            # Stored naive UTC: convert as UTC, not local time.
-            ts = finished.replace(tzinfo=UTC).timestamp()
-            out.append(f'optiinfra_last_success_timestamp_seconds{{provider="{_label(provider)}",'
-                       f'customer="{_label(customer)}"}} {ts:.0f}')
-        up["history"] = 1
-    except Exception:
-        pass
-    out += ["# HELP optiinfra_backend_up Whether a backend answered this scrape.",
-            "# TYPE optiinfra_backend_up gauge"]
-    out += [f'optiinfra_backend_up{{backend="{name}"}} {v}' for name, v in up.items()]
-    return "\n".join(out) + "\n"
+        return version("optiinfra-tui")
+    except PackageNotFoundError:
+        return "unknown"
 
 
-def serve(rt, port: int, host: str = "0.0.0.0") -> ThreadingHTTPServer:
+class _StoreCollector:
+    """Gauges read from the queue and the history at each scrape; a store that is down is
+    reported by `optiinfra_backend_up`, its gauges left out."""
+
+    def __init__(self, rt) -> None:
+        self.rt = rt
+
+    def collect(self) -> Iterator:
+        from prometheus_client.core import GaugeMetricFamily
+
+        from optiinfra_tui import monitor
+        from optiinfra_tui.storage.history import SUCCESS, CollectionRun
+
+        up = GaugeMetricFamily("optiinfra_backend_up", "Whether a backend answered this scrape.",
+                               labels=["backend"])
+        try:
+            depth = self.rt.huey.pending_count()
+        except Exception:
+            up.add_metric(["queue"], 0)
+        else:
+            yield GaugeMetricFamily("optiinfra_queue_depth", "Tasks waiting in the queue.",
+                                    value=depth)
+            up.add_metric(["queue"], 1)
+        try:
+            self.rt.history()
+            workers = monitor.workers()
+            rows = list(CollectionRun.select(CollectionRun.provider, CollectionRun.customer_id,
+                                             fn.MAX(CollectionRun.finished_at))
+                        .where(CollectionRun.status == SUCCESS)
+                        .group_by(CollectionRun.provider, CollectionRun.customer_id).tuples())
+        except Exception:
+            up.add_metric(["history"], 0)
+        else:
+            busy = GaugeMetricFamily("optiinfra_workers", "Worker threads of live consumers, "
+                                     "by state.", labels=["state"])
+            for state in ("busy", "idle"):
+                busy.add_metric([state], sum(1 for w in workers if w.state == state))
+            yield busy
+            last = GaugeMetricFamily("optiinfra_last_success_timestamp_seconds",
+                                     "Last successful run's end.", labels=["provider", "customer"])
+            for provider, customer, finished in rows:
+                # Stored naive UTC: convert as UTC, not local time.
+                last.add_metric([provider, customer], finished.replace(tzinfo=UTC).timestamp())
+            yield last
+            up.add_metric(["history"], 1)
+        yield up
+
+
+def registry(rt):
+    """A registry with this process's run counters, the store gauges, build info and the
+    client's process, platform and GC metrics; `record_run` counts into it from now on."""
+    global _record
+    from prometheus_client import (
+        CollectorRegistry,
+        Counter,
+        GCCollector,
+        Histogram,
+        Info,
+        PlatformCollector,
+        ProcessCollector,
+        disable_created_metrics,
+    )
+
+    # `_created` series would double every counter and histogram for a start time nobody reads.
+    disable_created_metrics()
+    reg = CollectorRegistry()
+    runs = Counter("optiinfra_runs", "Collection attempts finished by this process.",
+                   ["provider", "status"], registry=reg)
+    duration = Histogram("optiinfra_run_duration_seconds", "Duration of collection attempts.",
+                         ["provider"], buckets=BUCKETS, registry=reg)
+    Info("optiinfra_build", "The running optiinfra-tui.", registry=reg).info(
+        {"version": _version()})
+    ProcessCollector(registry=reg)
+    PlatformCollector(registry=reg)
+    GCCollector(registry=reg)
+    reg.register(_StoreCollector(rt))
+
+    def record(provider: str, status: str, seconds: float) -> None:
+        runs.labels(provider, status).inc()
+        duration.labels(provider).observe(seconds)
+
+    _record = record
+    return reg
+
+
+def serve(rt, port: int, host: str = "127.0.0.1"):
     """Serve /metrics on a background thread; returns the server (call shutdown() to stop)."""
+    from prometheus_client import start_http_server
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-            if self.path.split("?")[0] not in ("/metrics", "/"):
-                self.send_error(404)
-                return
-            body = render(rt).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args) -> None:
-            pass
-
-    server = ThreadingHTTPServer((host, port), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, name="Metrics", daemon=True).start()
+    server, _thread = start_http_server(port, addr=host, registry=registry(rt))
     log.info("Prometheus metrics on http://%s:%d/metrics", host, port)
     return server
