@@ -134,9 +134,11 @@ def collect(provider: str, customer_id: str | None, data_types: str | None, wait
     types = validate_data_types(provider, data_types)
     if inline:
         from optiinfra_tui.settings import validate_customer_id
+        from optiinfra_tui.storage.embedded import require_embedded
 
         validate_customer_id(customer_id)
         rt.settings.customer(customer_id)
+        require_embedded(rt.settings.clickhouse_url)  # before a run is recorded that can't succeed
         rt.history()
         run = runs.create_run(customer_id, provider, types, "cli",
                               max_attempts=rt.settings.max_retries + 1)

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 
 from optiinfra_tui import schedules as sched
 from optiinfra_tui.health import Health, backend_labels, check_all, recorded
+from optiinfra_tui.storage.embedded import embedded_missing
 from optiinfra_tui.storage.history import (
     FAILED,
     RETRYING,
@@ -187,6 +188,9 @@ def health(rt, live: bool = True) -> list[Health]:
     """
     embedded_metrics = rt.settings.clickhouse_url.startswith("chdb")
     results = check_all(rt, providers=False, metrics=live and not embedded_metrics) if live else []
+    missing = embedded_missing(rt.settings.clickhouse_url)
+    if missing:
+        results.append(Health("metrics", False, None, missing))
     seen = {r.name for r in results}
     try:
         for h, checked_at in recorded():

@@ -31,6 +31,7 @@ from optiinfra_tui.collectors.base import (
     Batch,
 )
 from optiinfra_tui.errors import ConfigError, OptiInfraError, TransientError
+from optiinfra_tui.storage.embedded import require_embedded
 from optiinfra_tui.storage.metrics_schema import (
     COMPLETE_INVOICES,
     TABLES,
@@ -560,6 +561,7 @@ def open_metrics(url: str) -> MetricsStore:
     """
     scheme = urlparse(url).scheme
     if scheme == "chdb":
+        require_embedded(url)
         return _open_chdb(url)
     if scheme in ("http", "https", "clickhouse"):
         return _open_server(url)
