@@ -207,3 +207,18 @@ def test_status_shows_the_next_run_of_monthly_and_yearly_crons(cli_env, tmp_path
     lines = {line.split()[0]: line for line in r.stdout.splitlines() if line.startswith("  ")}
     assert re.search(r"next \d{4}-\d\d-01 02:00:00 UTC", lines["monthly"]), r.stdout
     assert re.search(r"next \d{4}-01-01 03:00:00 UTC", lines["yearly"]), r.stdout
+
+
+def test_python_dash_m_runs_the_same_command(cli_env):
+    module = [sys.executable, "-m", "optiinfra_tui"]
+    r = subprocess.run(module + ["history", "--json"], env=cli_env, capture_output=True,
+                       text=True, timeout=60)
+    assert (r.returncode, json.loads(r.stdout)) == (0, []), r.stderr
+    # The console script's error handling too: a clear message and exit 2, no traceback.
+    r = subprocess.run(module + ["history"], env=dict(cli_env, OPTIINFRA_WORKERS="many"),
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "OPTIINFRA_WORKERS" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
+    r = subprocess.run(module + ["--help"], env=cli_env, capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0 and "Usage: optiinfra-tui" in r.stdout
