@@ -9,6 +9,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /app
 COPY pyproject.toml README.md huey_config.py ./
 COPY optiinfra_tui ./optiinfra_tui
+# No [embedded] extra (chDB, pyarrow, pandas, numpy: ~830 MB): the image writes to a
+# ClickHouse server named by CLICKHOUSE_URL.
 RUN pip install --no-cache-dir . && useradd --create-home --uid 10001 optiinfra \
     && mkdir -p /data && chown optiinfra /data
 
