@@ -15,7 +15,7 @@ import time
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
-from optiinfra_tui.collectors.base import COST_LINES, Batch, CostRow
+from optiinfra_tui.rows import COST_LINES, Batch, CostRow
 from optiinfra_tui.storage.metrics import open_metrics
 
 

@@ -17,10 +17,11 @@ from dataclasses import dataclass
 
 from optiinfra_tui import runs, telemetry
 from optiinfra_tui.collectors import get_collector
-from optiinfra_tui.collectors.base import COST_LINES, CollectContext
+from optiinfra_tui.collectors.base import CollectContext
 from optiinfra_tui.errors import BackendUnavailable, TransientError, error_kind
 from optiinfra_tui.logs import scrub
 from optiinfra_tui.queue import queue_ping
+from optiinfra_tui.rows import COST_LINES
 from optiinfra_tui.settings import validate_customer_id, validate_data_types
 from optiinfra_tui.storage.history import CANCELED, CollectionRun, utcnow
 

@@ -24,7 +24,7 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 from tui_data import SHOWN_SCHEDULE, FrozenSource, env_for, seed_showcase  # noqa: E402
 from tui_pilot import SIZE, loaded, select_run, until  # noqa: E402
 
-from optiinfra_tui.collectors.base import CostRow  # noqa: E402
+from optiinfra_tui.rows import CostRow  # noqa: E402
 from optiinfra_tui.runtime import Runtime  # noqa: E402
 from optiinfra_tui.settings import load_settings  # noqa: E402
 from optiinfra_tui.storage.history import utcnow  # noqa: E402

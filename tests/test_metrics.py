@@ -22,7 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from optiinfra_tui.collectors.base import (
+from optiinfra_tui.errors import ConfigError, TransientError
+from optiinfra_tui.rows import (
     ACCOUNT_SNAPSHOTS,
     COST_LINES,
     LEDGER,
@@ -34,7 +35,6 @@ from optiinfra_tui.collectors.base import (
     LedgerEntry,
     ResourceRow,
 )
-from optiinfra_tui.errors import ConfigError, TransientError
 from optiinfra_tui.storage.metrics import CostTotal, open_metrics
 
 REPO = Path(__file__).resolve().parents[1]
@@ -492,7 +492,7 @@ def test_opening_chdb_loads_no_pyarrow_numpy_or_pandas(tmp_path):
         import sys
         from datetime import datetime
         from decimal import Decimal
-        from optiinfra_tui.collectors.base import COST_LINES, Batch, CostRow
+        from optiinfra_tui.rows import COST_LINES, Batch, CostRow
         from optiinfra_tui.storage.metrics import open_metrics
         s = open_metrics("chdb://{tmp_path / 'db'}")
         at = datetime(2025, 3, 5)

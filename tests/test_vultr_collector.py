@@ -15,19 +15,19 @@ import pytest
 from fake_vultr import FakeVultr
 
 from optiinfra_tui.collectors import get_collector
-from optiinfra_tui.collectors.base import (
+from optiinfra_tui.collectors.base import CollectContext
+from optiinfra_tui.collectors.http import ApiClient
+from optiinfra_tui.collectors.ratelimit import RateLimiter, key_id, limiter_for
+from optiinfra_tui.collectors.vultr import VultrCollector
+from optiinfra_tui.errors import AuthError, ConfigError, DataError, TransientError
+from optiinfra_tui.rows import (
     ACCOUNT_SNAPSHOTS,
     COST_LINES,
     LEDGER,
     PENDING_CHARGES,
     RESOURCES,
     Batch,
-    CollectContext,
 )
-from optiinfra_tui.collectors.http import ApiClient
-from optiinfra_tui.collectors.ratelimit import RateLimiter, key_id, limiter_for
-from optiinfra_tui.collectors.vultr import VultrCollector
-from optiinfra_tui.errors import AuthError, ConfigError, DataError, TransientError
 from optiinfra_tui.settings import load_settings
 
 CUSTOMER = "default_customer"

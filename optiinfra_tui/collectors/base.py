@@ -1,105 +1,13 @@
-"""What every collector produces: FOCUS-shaped rows in batches, never more than a page at once.
-
-FOCUS is the FinOps Open Cost & Usage Spec; column names are its own, in snake_case.
-"""
+"""What a collector is: it yields batches of FOCUS rows (rows.py), never more than a page at once."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime
-from decimal import Decimal
+from datetime import datetime
 from typing import Protocol
 
-# Tables a batch can be written to (see storage/metrics.py).
-COST_LINES = "cost_lines"  # invoice lines: final charges
-PENDING_CHARGES = "pending_charges"  # the current estimate: replaces the previous snapshot
-ACCOUNT_SNAPSHOTS = "account_snapshots"
-LEDGER = "ledger"
-RESOURCES = "resources"
-
-
-@dataclass(slots=True)
-class CostRow:
-    """One charge. `line_id` is deterministic: the same charge always gets the same id."""
-
-    line_id: str
-    customer_id: str
-    provider_name: str
-    billing_account_id: str
-    invoice_id: str
-    billed_cost: Decimal
-    effective_cost: Decimal
-    list_cost: Decimal
-    list_unit_price: Decimal
-    billing_currency: str
-    charge_period_start: datetime
-    charge_period_end: datetime
-    billing_period: date  # first day of the month the charge belongs to
-    charge_category: str  # FOCUS: Usage | Purchase | Credit | Tax | Adjustment
-    charge_description: str
-    service_name: str
-    resource_id: str
-    resource_name: str
-    region_id: str
-    pricing_quantity: Decimal
-    pricing_unit: str
-    is_estimate: bool
-    run_id: int
-    collected_at: datetime
-
-
-@dataclass(slots=True)
-class AccountSnapshot:
-    customer_id: str
-    provider_name: str
-    balance: Decimal
-    pending_charges: Decimal
-    last_payment_date: datetime | None
-    last_payment_amount: Decimal
-    run_id: int
-    collected_at: datetime
-
-
-@dataclass(slots=True)
-class LedgerEntry:
-    line_id: str
-    customer_id: str
-    provider_name: str
-    entry_id: str
-    entry_date: datetime
-    entry_type: str
-    description: str
-    amount: Decimal
-    balance: Decimal
-    run_id: int
-    collected_at: datetime
-
-
-@dataclass(slots=True)
-class ResourceRow:
-    customer_id: str
-    provider_name: str
-    resource_id: str
-    resource_name: str
-    resource_type: str
-    region_id: str
-    status: str
-    plan: str
-    vcpu_count: int
-    ram_mb: int
-    disk_gb: int
-    created_at: datetime | None
-    run_id: int
-    collected_at: datetime
-
-
-@dataclass(slots=True)
-class Batch:
-    """Rows for one table. For PENDING_CHARGES a run yields exactly one batch: the whole snapshot."""
-
-    table: str
-    rows: list
+from optiinfra_tui.rows import Batch
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,11 @@ from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from urllib.parse import quote
 
-from optiinfra_tui.collectors.base import (
+from optiinfra_tui.collectors.base import CollectContext
+from optiinfra_tui.collectors.http import ApiClient
+from optiinfra_tui.collectors.ratelimit import limiter_for
+from optiinfra_tui.errors import ConfigError, DataError
+from optiinfra_tui.rows import (
     ACCOUNT_SNAPSHOTS,
     COST_LINES,
     LEDGER,
@@ -21,14 +25,10 @@ from optiinfra_tui.collectors.base import (
     RESOURCES,
     AccountSnapshot,
     Batch,
-    CollectContext,
     CostRow,
     LedgerEntry,
     ResourceRow,
 )
-from optiinfra_tui.collectors.http import ApiClient
-from optiinfra_tui.collectors.ratelimit import limiter_for
-from optiinfra_tui.errors import ConfigError, DataError
 from optiinfra_tui.settings import Settings
 
 PROVIDER = "vultr"

@@ -22,7 +22,8 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from urllib.parse import unquote, urlparse, urlunparse
 
-from optiinfra_tui.collectors.base import (
+from optiinfra_tui.errors import ConfigError, OptiInfraError, TransientError
+from optiinfra_tui.rows import (
     ACCOUNT_SNAPSHOTS,
     COST_LINES,
     LEDGER,
@@ -30,7 +31,6 @@ from optiinfra_tui.collectors.base import (
     RESOURCES,
     Batch,
 )
-from optiinfra_tui.errors import ConfigError, OptiInfraError, TransientError
 from optiinfra_tui.storage.embedded import require_embedded
 from optiinfra_tui.storage.metrics_schema import (
     COMPLETE_INVOICES,

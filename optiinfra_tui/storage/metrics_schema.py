@@ -12,7 +12,7 @@ from functools import cache
 from itertools import repeat
 from operator import attrgetter, is_
 
-from optiinfra_tui.collectors.base import (
+from optiinfra_tui.rows import (
     ACCOUNT_SNAPSHOTS,
     COST_LINES,
     LEDGER,
