@@ -17,6 +17,12 @@ ACCOUNT_SNAPSHOTS = "account_snapshots"
 LEDGER = "ledger"
 RESOURCES = "resources"
 
+# Which feed a cost line came from. A source that revises its figures is written as windows,
+# each a replacement of that source's rows only: an invoice never replaces an estimate's
+# window, nor a Cost Explorer window an export's.
+INVOICE = "invoice"
+PENDING = "pending"
+
 
 @dataclass(slots=True)
 class CostRow:
@@ -46,6 +52,7 @@ class CostRow:
     is_estimate: bool
     run_id: int
     collected_at: datetime
+    source: str = ""  # INVOICE, PENDING, ...; '' for rows stored before the column existed
 
 
 @dataclass(slots=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import itertools
+import json
 import os
 import socket
 import subprocess
@@ -613,3 +614,149 @@ def test_a_server_lost_mid_run_is_transient():
     assert "topsecret" not in str(info.value)
     with pytest.raises(TransientError):
         store.costs("provider")
+
+
+# --- schema versions --------------------------------------------------------------------------
+
+V1_SCHEMA = Path(__file__).with_name("metrics_schema_v1.sql")
+# Rows as the first release wrote them: invoice 100 for February (one line also in an older
+# version), February's estimate tombstoned when that invoice came, March's estimate current.
+V1_ROWS = [  # line_id, invoice_id, billed_cost, billing_period, is_estimate, collected_at, deleted
+    ("inv:100:0", "100", "99.99", "2025-02-01", 0, "2025-02-28 00:00:00", 0),
+    ("inv:100:0", "100", "10.10", "2025-02-01", 0, "2025-03-01 00:00:00", 0),
+    ("inv:100:1", "100", "20.20", "2025-02-01", 0, "2025-03-01 00:00:00", 0),
+    ("inv:100:2", "100", "-1.05", "2025-02-01", 0, "2025-03-01 00:00:00", 0),
+    ("pending:2025-02:0", "", "7.77", "2025-02-01", 1, "2025-02-20 00:00:00", 0),
+    ("pending:2025-02:0", "", "0", "2025-02-01", 1, "2025-03-01 00:00:00", 1),
+    ("pending:2025-03:0", "", "5.55", "2025-03-01", 1, "2025-03-10 00:00:00", 0),
+]
+_V1_TOTALS = ("SELECT toString(sumIf(billed_cost, NOT is_estimate)), "
+              "toString(sumIf(billed_cost, is_estimate)), count() FROM optiinfra.cost_lines FINAL")
+_DESCRIBE = """
+    def describe(store):
+        from optiinfra_tui.storage.metrics_schema import TABLES
+        return {t: [list(c[:4]) for c in store._rows(f"DESCRIBE TABLE optiinfra.{t}")]
+                for t in TABLES}
+    """
+
+
+def _exact(totals: list) -> list:
+    """Totals printed as text (billed, estimated, rows) as exact numbers."""
+    return [Decimal(totals[0]), Decimal(totals[1]), totals[2]]
+
+
+def _make_v1_store(path: Path) -> list:
+    """A chDB store as the first release left it; returns its totals as that release's query
+    reads them (billed, estimated, rows)."""
+    values = ", ".join(
+        f"('{line}', 'acme', 'vultr', '{invoice}', {billed}, '{period}', '{period}', {estimate}, "
+        f"'{at}', {deleted})" for line, invoice, billed, period, estimate, at, deleted in V1_ROWS)
+    result = _run(f"""
+        import json
+        import clickhouse_connect
+        client = clickhouse_connect.get_client(dsn="chdb://{path}")
+        client.command("CREATE DATABASE optiinfra")
+        text = "".join(l for l in open({str(V1_SCHEMA)!r}) if not l.startswith("--"))
+        for statement in filter(str.strip, text.split(";")):
+            client.command(statement)
+        client.command("INSERT INTO optiinfra.cost_lines (line_id, customer_id, provider_name, "
+                       "invoice_id, billed_cost, billing_period, charge_period_start, "
+                       "is_estimate, collected_at, is_deleted) VALUES {values}")
+        client.command("INSERT INTO optiinfra.complete_invoices VALUES "
+                       "('acme', 'vultr', '100', '2025-03-01 00:00:00')")
+        print(json.dumps(client.query({_V1_TOTALS!r}).result_rows[0]))
+        client.close()
+        """)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return json.loads(result.stdout)
+
+
+def test_a_store_made_by_the_first_release_is_upgraded_in_place(tmp_path):
+    old, fresh = tmp_path / "v1", tmp_path / "fresh"
+    billed = sum(Decimal(b) for line, _, b, _, e, at, _ in V1_ROWS
+                 if not e and at.startswith("2025-03"))
+    expected = [Decimal("29.25"), Decimal("5.55"), 4]
+    assert billed == expected[0] and _exact(_make_v1_store(old)) == expected
+    result = _run(f"""
+        import json
+        from datetime import datetime
+        from decimal import Decimal
+        from optiinfra_tui.rows import COST_LINES, Batch, CostRow
+        from optiinfra_tui.storage.metrics import open_metrics
+        {textwrap.indent(textwrap.dedent(_DESCRIBE), " " * 8).strip()}
+        out = {{}}
+        s = open_metrics("chdb://{old}")
+        out["version"] = s._rows("SELECT max(version) FROM optiinfra.schema_version")[0][0]
+        out["opened"] = [str(s.total("acme").billed_cost), str(s.total("acme").estimated_cost),
+                         s.total("acme").rows]
+        out["v1_totals"] = list(s._rows({_V1_TOTALS!r})[0])
+        out["sources"] = sorted((r.line_id, r.source) for r in s.read_rows(COST_LINES, "acme")
+                                + s.read_rows("pending_charges", "acme"))
+        out["known"] = sorted(s.invoice_state("acme", "vultr")[0])
+        at = datetime(2025, 4, 1)
+        s.write(Batch(COST_LINES, [CostRow("inv:101:0", "acme", "vultr", "acme", "101",
+            Decimal("3.33"), Decimal("3.33"), Decimal("3.33"), Decimal(0), "USD",
+            datetime(2025, 3, 1), at, datetime(2025, 3, 1).date(), "Usage", "d", "Compute", "",
+            "", "", Decimal(1), "h", False, 2, at, "invoice")]))
+        out["written"] = [str(s.total("acme").billed_cost), str(s.total("acme").estimated_cost),
+                          s.total("acme").rows]
+        out["new_source"] = [r.source for r in s.read_rows(COST_LINES, "acme")
+                             if r.line_id == "inv:101:0"]
+        out["upgraded"] = describe(s)
+        s.close()
+        s = open_metrics("chdb://{old}")  # again: nothing left to apply, nothing applied twice
+        out["reopened"] = s._migrate()
+        s.close()
+        s = open_metrics("chdb://{fresh}")
+        out["fresh"] = describe(s)
+        out["fresh_version"] = s._rows("SELECT max(version) FROM optiinfra.schema_version")[0][0]
+        s.close()
+        print(json.dumps(out, default=str))
+        """, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = json.loads(result.stdout)
+    from optiinfra_tui.storage.metrics_schema import SCHEMA_VERSION
+
+    assert SCHEMA_VERSION >= 2
+    assert out["version"] == out["reopened"] == out["fresh_version"] == SCHEMA_VERSION
+    # Old rows intact, to the cent, read by today's queries and by the first release's.
+    assert _exact(out["opened"]) == _exact(out["v1_totals"]) == expected
+    assert out["known"] == ["100"]
+    assert out["sources"] == [["inv:100:0", ""], ["inv:100:1", ""], ["inv:100:2", ""],
+                              ["pending:2025-03:0", ""]]
+    # A new insert works, fills the new column, and March's invoice replaces its estimate.
+    assert _exact(out["written"]) == [Decimal("32.58"), 0, 4]
+    assert out["new_source"] == ["invoice"]
+    # The upgraded store has exactly the columns, types and defaults of a new one.
+    assert out["upgraded"] == out["fresh"]
+    assert ["source", "LowCardinality(String)", "", ""] in out["upgraded"]["cost_lines"]
+
+
+def test_schema_steps_applied_at_once_by_several_openers_all_succeed(tmp_path):
+    # Processes opening one server at the same time each apply the missing steps: every step
+    # is idempotent. chDB is one process, so threads stand in for them here.
+    result = _run(f"""
+        import json, threading
+        from optiinfra_tui.storage.metrics import open_metrics
+        s = open_metrics("chdb://{tmp_path / 'db'}")
+        s._command("ALTER TABLE optiinfra.cost_lines DROP COLUMN source")  # back to version 1
+        s._command("TRUNCATE TABLE optiinfra.schema_version")
+        barrier, results = threading.Barrier(4), []
+        def open_at_once():
+            barrier.wait()
+            try:
+                results.append(s._migrate())
+            except Exception as exc:
+                results.append(repr(exc))
+        threads = [threading.Thread(target=open_at_once) for _ in range(4)]
+        for t in threads: t.start()
+        for t in threads: t.join()
+        names = [c[0] for c in s._rows("DESCRIBE TABLE optiinfra.cost_lines")]
+        print(json.dumps([results, names.count("source"), s.count_rows("schema_version")]))
+        """, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    from optiinfra_tui.storage.metrics_schema import MIGRATIONS, SCHEMA_VERSION
+
+    results, columns, versions = json.loads(result.stdout)
+    assert results == [SCHEMA_VERSION] * 4 and columns == 1
+    assert versions == len(MIGRATIONS)  # each step recorded once

@@ -68,6 +68,7 @@ def test_invoice_item_maps_to_focus_columns():
     assert row.billing_period == date(2021, 9, 1)
     assert row.is_estimate is False
     assert (row.run_id, row.collected_at) == (7, CTX.collected_at)
+    assert row.source == "invoice"
 
 
 def test_discount_lines_are_credits():
@@ -129,6 +130,7 @@ def test_pending_charge_line_id_and_estimate():
     assert row.billing_period == date(2024, 3, 1)
     assert row.is_estimate is True
     assert row.invoice_id == ""
+    assert row.source == "pending"
 
 
 def test_missing_dates_fall_back():

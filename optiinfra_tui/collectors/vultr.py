@@ -20,7 +20,9 @@ from optiinfra_tui.errors import ConfigError, DataError
 from optiinfra_tui.rows import (
     ACCOUNT_SNAPSHOTS,
     COST_LINES,
+    INVOICE,
     LEDGER,
+    PENDING,
     PENDING_CHARGES,
     RESOURCES,
     AccountSnapshot,
@@ -231,6 +233,7 @@ def parse_charge(
         "", resource_name_of(description), "",  # resource_id, resource_name, region_id
         units, unit_type,  # pricing_quantity, pricing_unit
         is_estimate, ctx.run_id, ctx.collected_at,  # is_estimate, run_id, collected_at
+        PENDING if is_estimate else INVOICE,  # source
     )
 
 

@@ -34,9 +34,12 @@ from optiinfra_tui.rows import (
 from optiinfra_tui.storage.embedded import require_embedded
 from optiinfra_tui.storage.metrics_schema import (
     COMPLETE_INVOICES,
+    MIGRATIONS,
+    SCHEMA_VERSIONS,
     TABLES,
     WIRE_TYPES,
     InvoiceMark,
+    SchemaVersion,
     extend_columns,
     pivot,
     ticks,
@@ -111,9 +114,9 @@ class MetricsStore:
                          f"WHERE NOT is_estimate))")
         self._tombstone = (
             f"INSERT INTO {db}.{COST_LINES} (customer_id, provider_name, line_id, invoice_id, "
-            f"billing_period, is_estimate, collected_at, is_deleted) "
-            f"SELECT customer_id, provider_name, line_id, invoice_id, billing_period, true, "
-            f"greatest(collected_at + toIntervalMicrosecond(1), "
+            f"billing_period, source, is_estimate, collected_at, is_deleted) "
+            f"SELECT customer_id, provider_name, line_id, invoice_id, billing_period, source, "
+            f"true, greatest(collected_at + toIntervalMicrosecond(1), "
             f"fromUnixTimestamp64Micro({{v:Int64}}, 'UTC')), 1 "
             f"FROM {db}.{COST_LINES} FINAL WHERE {_CP} AND is_estimate")
 
@@ -123,6 +126,18 @@ class MetricsStore:
         self._command(f"CREATE DATABASE IF NOT EXISTS {self.database}")
         for table in TABLES.values():
             self._command(table.ddl(self.database))
+        self._migrate()
+
+    def _migrate(self) -> int:
+        """Apply the schema steps this store lacks; returns its version afterwards."""
+        current = self._rows(f"SELECT max(version) FROM {self._t(SCHEMA_VERSIONS)}")[0][0]
+        for version in sorted(v for v in MIGRATIONS if v > current):
+            for statement in MIGRATIONS[version]:
+                self._command(statement.format(db=self.database))
+            self._insert(SCHEMA_VERSIONS, [SchemaVersion(version, datetime.now(UTC))])
+            log.info("metrics schema of %s migrated to version %d", self.label, version)
+            current = version
+        return current
 
     @contextmanager
     def _backend(self) -> Iterator[None]:

@@ -24,6 +24,7 @@ from optiinfra_tui.rows import (
 )
 
 COMPLETE_INVOICES = "complete_invoices"
+SCHEMA_VERSIONS = "schema_version"
 
 _S = "String"
 _LC = "LowCardinality(String)"
@@ -41,6 +42,14 @@ class InvoiceMark:
     provider_name: str
     invoice_id: str
     completed_at: datetime
+
+
+@dataclasses.dataclass(frozen=True)
+class SchemaVersion:
+    """A schema step applied to this store (see MIGRATIONS)."""
+
+    version: int
+    applied_at: datetime
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,7 +86,7 @@ TABLES: dict[str, Table] = {t.name: t for t in (
         "charge_period_end": _TS, "billing_period": "Date", "charge_category": _LC,
         "charge_description": _S, "service_name": _LC, "resource_id": _S, "resource_name": _S,
         "region_id": _LC, "pricing_quantity": _D6, "pricing_unit": _LC, "is_estimate": "Bool",
-        "run_id": "Int64", "collected_at": _TS,
+        "run_id": "Int64", "collected_at": _TS, "source": _LC,
     }, "ReplacingMergeTree(collected_at, is_deleted) "
        "ORDER BY (customer_id, provider_name, line_id)",
         extra="is_deleted UInt8 DEFAULT 0"),
@@ -101,7 +110,22 @@ TABLES: dict[str, Table] = {t.name: t for t in (
     _table(COMPLETE_INVOICES, InvoiceMark, {
         "customer_id": _LC, "provider_name": _LC, "invoice_id": _S, "completed_at": _TS,
     }, "ReplacingMergeTree(completed_at) ORDER BY (customer_id, provider_name, invoice_id)"),
+    # Replacing: processes opening one server at once may both record a step.
+    _table(SCHEMA_VERSIONS, SchemaVersion, {"version": "UInt32", "applied_at": _TS},
+           "ReplacingMergeTree(applied_at) ORDER BY version"),
 )}
+
+# Forward steps for stores made by older versions: version -> statements ({db}: the database).
+# Version 1 is the tables as first released; a new store is created whole by `ddl` and then
+# runs every step as a no-op. Append; never edit a released step. Every step must be
+# idempotent (IF NOT EXISTS): processes opening one server at once may each apply it.
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    # Which feed a cost line came from (rows.INVOICE, rows.PENDING, ...), so that a source
+    # written as windows replaces only its own rows.
+    2: ("ALTER TABLE {db}.cost_lines ADD COLUMN IF NOT EXISTS source LowCardinality(String) "
+        "AFTER collected_at",),
+}
+SCHEMA_VERSION = max(MIGRATIONS)
 
 
 def wire_type(ch_type: str) -> str:
