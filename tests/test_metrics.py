@@ -649,8 +649,8 @@ def _make_v1_store(path: Path) -> list:
     """A chDB store as the first release left it; returns its totals as that release's query
     reads them (billed, estimated, rows)."""
     values = ", ".join(
-        f"('{line}', 'acme', 'vultr', '{invoice}', {billed}, '{period}', '{period}', {estimate}, "
-        f"'{at}', {deleted})" for line, invoice, billed, period, estimate, at, deleted in V1_ROWS)
+        f"('{line}', 'acme', 'vultr', '{invoice}', {billed}, 'USD', '{period}', '{period}', "
+        f"{estimate}, '{at}', {deleted})" for line, invoice, billed, period, estimate, at, deleted in V1_ROWS)
     result = _run(f"""
         import json
         import clickhouse_connect
@@ -660,8 +660,9 @@ def _make_v1_store(path: Path) -> list:
         for statement in filter(str.strip, text.split(";")):
             client.command(statement)
         client.command("INSERT INTO optiinfra.cost_lines (line_id, customer_id, provider_name, "
-                       "invoice_id, billed_cost, billing_period, charge_period_start, "
-                       "is_estimate, collected_at, is_deleted) VALUES {values}")
+                       "invoice_id, billed_cost, billing_currency, billing_period, "
+                       "charge_period_start, is_estimate, collected_at, is_deleted) "
+                       "VALUES {values}")
         client.command("INSERT INTO optiinfra.complete_invoices VALUES "
                        "('acme', 'vultr', '100', '2025-03-01 00:00:00')")
         print(json.dumps(client.query({_V1_TOTALS!r}).result_rows[0]))
