@@ -36,7 +36,8 @@ from optiinfra_tui.rows import (
     LedgerEntry,
     ResourceRow,
 )
-from optiinfra_tui.storage.metrics import CostTotal, open_metrics
+from optiinfra_tui.storage.metrics import open_metrics
+from optiinfra_tui.storage.queries import CostTotal
 
 REPO = Path(__file__).resolve().parents[1]
 AT = datetime(2025, 3, 5, 12, 0, 0, 123456)  # naive UTC, like every timestamp in the project

@@ -1,0 +1,193 @@
+"""Write rules: idempotent inserts, invoice lines that retire estimates, pending-charges snapshots.
+
+Writes are idempotent: ReplacingMergeTree keyed by each row's deterministic id, versioned by
+collected_at, read with FINAL. Pending charges are estimates: each snapshot replaces the last
+one, and a month counts from its invoice once that arrives.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING
+
+from optiinfra_tui.rows import ACCOUNT_SNAPSHOTS, COST_LINES, LEDGER, PENDING_CHARGES, RESOURCES
+from optiinfra_tui.storage.clickhouse import ClickHouse
+from optiinfra_tui.storage.metrics_schema import (
+    COMPLETE_INVOICES,
+    TABLES,
+    InvoiceMark,
+    pivot,
+    ticks,
+)
+
+if TYPE_CHECKING:
+    from optiinfra_tui.rows import Batch
+
+log = logging.getLogger("optiinfra.metrics")
+
+_CP = "customer_id = {c:String} AND provider_name = {p:String}"
+_COST_COLUMNS = TABLES[COST_LINES].columns
+_IS_ESTIMATE, _COLLECTED_AT, _CUSTOMER, _PROVIDER, _PERIOD = map(_COST_COLUMNS.index, (
+    "is_estimate", "collected_at", "customer_id", "provider_name", "billing_period"))
+
+
+class Writes(ClickHouse):
+    """The write side of the metrics store."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # Replacing estimates reads, inserts and tombstones: one writer at a time.
+        self._write_lock = threading.RLock()
+        self._invoiced: set[tuple[str, str, date]] = set()  # periods already cleared of estimates
+        db = self.database
+        self._tombstone = (
+            f"INSERT INTO {db}.{COST_LINES} (customer_id, provider_name, line_id, invoice_id, "
+            f"billing_period, source, is_estimate, collected_at, is_deleted) "
+            f"SELECT customer_id, provider_name, line_id, invoice_id, billing_period, source, "
+            f"true, greatest(collected_at + toIntervalMicrosecond(1), "
+            f"fromUnixTimestamp64Micro({{v:Int64}}, 'UTC')), 1 "
+            f"FROM {db}.{COST_LINES} FINAL WHERE {_CP} AND is_estimate")
+
+    # --- writes -------------------------------------------------------------------------------
+
+    def write(self, batch: Batch, *, customer_id: str | None = None, provider: str | None = None,
+              collected_at: datetime | None = None) -> int:
+        """Write one batch to its table; returns the rows written.
+
+        An empty pending-charges batch clears the estimate only when customer_id and provider
+        are given: the rows are what name them otherwise.
+        """
+        rows = batch.rows
+        if batch.table == PENDING_CHARGES:
+            if rows:
+                first = rows[0]
+                return self.replace_pending_charges(first.customer_id, first.provider_name, rows,
+                                                    first.collected_at)
+            if customer_id and provider:
+                return self.replace_pending_charges(customer_id, provider, [],
+                                                    collected_at or datetime.now(UTC))
+            log.warning("an empty pending-charges batch without customer and provider: ignored")
+            return 0
+        writer = {COST_LINES: self.write_cost_lines, ACCOUNT_SNAPSHOTS: self.write_account_snapshots,
+                  LEDGER: self.write_ledger, RESOURCES: self.write_resources}.get(batch.table)
+        if writer is None:
+            raise ValueError(f"unknown metrics table {batch.table!r}")
+        return writer(rows)
+
+    def write_columns(self, name: str, data: list[list]) -> int:
+        """Write rows given as columns (`metrics_schema.pivot`'s form) to one table, as `write`
+        does (pending charges excepted); returns the rows written."""
+        if name == COST_LINES:
+            return self._write_cost_columns(data)
+        if name not in (ACCOUNT_SNAPSHOTS, LEDGER, RESOURCES):
+            raise ValueError(f"unknown metrics table {name!r}")
+        if data[0]:
+            self._insert_columns(name, data)
+        return len(data[0])
+
+    def write_cost_lines(self, rows: list) -> int:
+        """Insert invoice lines; estimates for their months stop counting (tombstoned)."""
+        if not rows:
+            return 0
+        return self._write_cost_columns(pivot(TABLES[COST_LINES], rows))
+
+    def _write_cost_columns(self, data: list[list]) -> int:
+        n = len(data[0])
+        if not n:
+            return 0
+        estimate, stamps = data[_IS_ESTIMATE], data[_COLLECTED_AT]
+        months = zip(data[_CUSTOMER], data[_PROVIDER], data[_PERIOD], strict=True)
+        if any(estimate):  # only the invoice lines among them clear estimates
+            final = [(m, t) for m, t, e in zip(months, stamps, estimate, strict=True) if not e]
+            months, stamps = (m for m, _ in final), [t for _, t in final]
+        months = set(months)
+        with self._write_lock:
+            self._insert_columns(COST_LINES, data)
+            months -= self._invoiced
+            if not months:
+                return n
+            version = max(map(ticks, set(stamps)))
+            owners: dict[tuple[str, str], list[str]] = {}
+            for cid, provider, month in sorted(months):
+                owners.setdefault((cid, provider), []).append(month.isoformat())
+            for (cid, provider), periods in owners.items():
+                params = {"c": cid, "p": provider, "v": version, "m": periods}
+                # Most months never had an estimate: this read costs far less than the insert.
+                if self._rows(f"SELECT count() FROM {self._t(COST_LINES)} WHERE {_CP} AND "
+                              f"is_estimate AND billing_period IN {{m:Array(Date)}}",
+                              params)[0][0]:
+                    self._command(self._tombstone + " AND billing_period IN {m:Array(Date)}",
+                                  params)
+            self._invoiced |= months
+        return n
+
+    def replace_pending_charges(self, customer_id: str, provider: str, rows: list,
+                                collected_at: datetime) -> int:
+        """Make `rows` the whole current estimate; returns the rows kept.
+
+        Months that already have invoice lines are left out: they count from the invoice.
+        A snapshot older than the stored one is ignored.
+        """
+        for r in rows:
+            if r.customer_id != customer_id or r.provider_name != provider:
+                raise ValueError(f"pending charge {r.line_id!r} is not {customer_id}/{provider}")
+        params = {"c": customer_id, "p": provider}
+        version = ticks(collected_at)
+        with self._write_lock:
+            # Without FINAL: tombstones carry the time of the snapshot that replaced them.
+            newest = self._rows(f"SELECT toUnixTimestamp64Micro(max(collected_at)) FROM "
+                                f"{self._t(COST_LINES)} WHERE {_CP} AND is_estimate", params)
+            if newest and newest[0][0] and newest[0][0] > version:
+                log.info("pending charges for %s/%s from %s are older than the stored ones: "
+                         "ignored", customer_id, provider, collected_at)
+                return 0
+            invoiced = {m for (m,) in self._rows(
+                f"SELECT DISTINCT billing_period FROM {self._t(COST_LINES)} "
+                f"WHERE {_CP} AND NOT is_estimate", params)}
+            keep = [r for r in rows if r.billing_period not in invoiced]
+            if keep:
+                self._insert(COST_LINES, keep, all_estimates=True)
+            self._command(self._tombstone + " AND line_id NOT IN {keep:Array(String)}",
+                          {**params, "v": version, "keep": [r.line_id for r in keep]})
+        return len(keep)
+
+    def write_account_snapshots(self, rows: list) -> int:
+        if rows:
+            self._insert(ACCOUNT_SNAPSHOTS, rows)
+        return len(rows)
+
+    def write_ledger(self, rows: list) -> int:
+        if rows:
+            self._insert(LEDGER, rows)
+        return len(rows)
+
+    def write_resources(self, rows: list) -> int:
+        if rows:
+            self._insert(RESOURCES, rows)
+        return len(rows)
+
+    def mark_invoices_complete(self, customer_id: str, provider: str,
+                               invoice_ids: Iterable[str]) -> None:
+        """Record invoices whose lines are all written, so the next run can skip them."""
+        now = datetime.now(UTC)
+        marks = [InvoiceMark(customer_id, provider, i, now) for i in dict.fromkeys(invoice_ids)]
+        if marks:
+            self._insert(COMPLETE_INVOICES, marks)
+
+    # --- state for incremental collection -----------------------------------------------------
+
+    def invoice_state(self, customer_id: str, provider: str) -> tuple[frozenset[str], str | None]:
+        """Invoices marked complete, and the latest stored invoice (re-read: it may grow)."""
+        params = {"c": customer_id, "p": provider}
+        known = frozenset(i for (i,) in self._rows(
+            f"SELECT invoice_id FROM {self._t(COMPLETE_INVOICES)} FINAL WHERE {_CP}", params))
+        # Numeric ids compare by length first, so "10" is after "9".
+        latest = self._rows(
+            f"SELECT invoice_id FROM {self._t(COST_LINES)} "
+            f"WHERE {_CP} AND NOT is_estimate AND invoice_id != '' GROUP BY invoice_id "
+            f"ORDER BY max(charge_period_end) DESC, length(invoice_id) DESC, invoice_id DESC "
+            f"LIMIT 1", params)
+        return known, (latest[0][0] if latest else None)
