@@ -6,6 +6,7 @@ their credentials (as names of environment variables, never the secret) and sche
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import tomllib
@@ -23,6 +24,28 @@ PROVIDERS: dict[str, tuple[str, ...]] = {
 }
 DEFAULT_TYPES: dict[str, tuple[str, ...]] = {"vultr": ("cost",)}
 PROVIDER_KEY_VARS = {"vultr": "VULTR_API_KEY"}
+
+# Every key the TOML file may hold, level by level: the one place to extend when the file
+# grows (e.g. a provider sub-table [customers.acme.vultr] becomes an entry in _CUSTOMER_KEYS).
+# A dict is a table of known keys, ANY_KEY inside it stands for keys the user names (customer
+# ids), a one-element list is an array of tables, and None a value checked by its own parser.
+ANY_KEY = "*"
+_CUSTOMER_KEYS: dict = {f"{p}_api_key_env": None for p in PROVIDERS}
+_SCHEDULE_KEYS: dict = dict.fromkeys(("name", "provider", "data_types", "interval", "cron"))
+CONFIG_SCHEMA: dict = {
+    "customers": {ANY_KEY: _CUSTOMER_KEYS},
+    "schedules": [_SCHEDULE_KEYS],
+}
+# Settings that live in the environment: naming one in the file gets its variable as the fix.
+_ENV_ONLY_KEYS = {
+    "workers": "OPTIINFRA_WORKERS (or --workers)", "keep_days": "OPTIINFRA_KEEP_DAYS",
+    "home": "OPTIINFRA_HOME", "redis_url": "REDIS_URL", "database_url": "DATABASE_URL",
+    "clickhouse_url": "CLICKHOUSE_URL", "vultr_api_url": "VULTR_API_URL",
+    "vultr_api_key": "VULTR_API_KEY", "vultr_max_rps": "VULTR_MAX_RPS",
+    "default_customer_id": "DEFAULT_CUSTOMER_ID", "collection_interval": "COLLECTION_INTERVAL",
+    "task_time_limit": "TASK_TIME_LIMIT", "max_retries": "MAX_RETRIES",
+    "retry_delay": "RETRY_DELAY",
+}
 
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -120,6 +143,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     home = default_home(env).resolve()
     config_path = Path(env["OPTIINFRA_CONFIG"]).expanduser() if env.get("OPTIINFRA_CONFIG") else None
     doc = _read_toml(config_path) if config_path else {}
+    check_known_keys(doc, config_path)
 
     default_customer_id = _identifier(env, "DEFAULT_CUSTOMER_ID", "default_customer")
     interval = _int(env, "COLLECTION_INTERVAL", 900, minimum=1)
@@ -276,6 +300,43 @@ def _read_toml(path: Path) -> dict:
         raise ConfigError(f"{path}: not valid TOML ({exc}). Fix the syntax there.") from None
 
 
+def check_known_keys(doc: dict, path: Path | None) -> None:
+    """Raise ConfigError for the first key the file holds that CONFIG_SCHEMA doesn't know."""
+    _check_table(doc, CONFIG_SCHEMA, "", "at the top level", path)
+
+
+def _check_table(table: dict, schema: dict, where: str, place: str, path: Path | None) -> None:
+    for key, value in table.items():
+        full = f"{where}.{key}" if where else key
+        if key not in schema and ANY_KEY not in schema:
+            raise _unknown_key(key, full, schema, place, path)
+        sub = schema.get(key, schema.get(ANY_KEY))
+        # A value of the wrong shape is left to the parsers: their messages give the shape.
+        if isinstance(sub, dict) and isinstance(value, dict):
+            _check_table(value, sub, full, f"in [{full}]", path)
+        elif isinstance(sub, list) and isinstance(value, list):
+            for i, item in enumerate(value):
+                if isinstance(item, dict):
+                    _check_table(item, sub[0], f"{full}[{i}]", f"in each [[{full}]]", path)
+
+
+def _unknown_key(key: str, full: str, schema: dict, place: str, path: Path | None) -> ConfigError:
+    known = [k for k in schema if k != ANY_KEY]
+    provider = key.removesuffix("_api_key_env")
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    if provider != key and provider not in PROVIDERS:
+        hint = f" {provider!r} is not a supported provider (supported: {', '.join(PROVIDERS)})."
+    elif close:
+        hint = f" Did you mean {close[0]}?"
+    elif place == "at the top level" and key.lower() in _ENV_ONLY_KEYS:
+        hint = (f" That setting comes from the environment, not this file: "
+                f"set {_ENV_ONLY_KEYS[key.lower()]}.")
+    else:
+        hint = ""
+    return ConfigError(f"{path}: {full} is not a known key.{hint} "
+                       f"Keys allowed {place}: {', '.join(known)}.")
+
+
 def _customers(doc: dict, default_id: str, path: Path | None) -> tuple[Customer, ...]:
     table = doc.get("customers", {})
     if not isinstance(table, dict):
@@ -290,10 +351,7 @@ def _customers(doc: dict, default_id: str, path: Path | None) -> tuple[Customer,
                               'vultr_api_key_env = "ACME_VULTR_API_KEY".')
         creds: dict[str, str] = {}
         for key, value in spec.items():
-            provider = key.removesuffix("_api_key_env")
-            if provider == key or provider not in PROVIDERS:
-                raise ConfigError(f"{path}: [customers.{cid}] key {key!r} is not known. "
-                                  f"Use one of: {', '.join(p + '_api_key_env' for p in PROVIDERS)}.")
+            provider = key.removesuffix("_api_key_env")  # check_known_keys allowed only these
             if not isinstance(value, str) or not _ENV_NAME_RE.match(value):
                 raise ConfigError(f"{path}: [customers.{cid}] {key} must name an environment "
                                   "variable (the key itself never goes in this file).")

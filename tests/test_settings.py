@@ -92,7 +92,7 @@ interval = 600
 
 @pytest.mark.parametrize("body,expect", [
     ("customers = [", "not valid TOML"),
-    ('[customers.acme]\nvultr_api_key = "literal-secret"', "not known"),
+    ('[customers.acme]\nvultr_api_key = "literal-secret"', "not a known key"),
     ('[customers.acme]\nvultr_api_key_env = "not a var name"', "must name an environment variable"),
     ('[customers."bad id"]\nvultr_api_key_env = "X"', "not valid"),
     ('[[schedules]]\ncron = "61 * * * *"', "not valid"),
@@ -137,3 +137,74 @@ def test_cli_stops_on_bad_config_with_exit_2_and_no_traceback(tmp_path):
         assert r.returncode == 2, (args, r.stdout, r.stderr)
         assert "COLLECTION_INTERVAL" in r.stderr
         assert "Traceback" not in r.stderr + r.stdout
+
+
+@pytest.mark.parametrize("body,where,hint", [
+    ('[customer.acme]\nvultr_api_key_env = "K"', "customer is not a known key",
+     "Did you mean customers?"),
+    ("workers = 4\nschedules = []", "workers is not a known key", "set OPTIINFRA_WORKERS"),
+    ('schedules = []\nredis_url = "redis://h"', "redis_url is not a known key", "set REDIS_URL"),
+    ("[[schedule]]\ninterval = 60", "schedule is not a known key", "Did you mean schedules?"),
+    ("[[schedules]]\ninterval = 60\n[[schedules]]\nintervall = 60",
+     "schedules[1].intervall is not a known key", "Did you mean interval?"),
+    ('[[schedules]]\ninterval = 60\ndata_type = ["cost"]',
+     "schedules[0].data_type is not a known key", "Did you mean data_types?"),
+    ('[customers.acme]\nvultr_api_key_env = "K"\nfoo = 1', "customers.acme.foo is not a known key",
+     "Keys allowed in [customers.acme]: vultr_api_key_env."),
+    ('[customers.acme]\naws_api_key_env = "K"', "customers.acme.aws_api_key_env is not a known key",
+     "'aws' is not a supported provider"),
+    ('[customers.acme.vultr]\napi_key_env = "K"', "customers.acme.vultr is not a known key",
+     "vultr_api_key_env"),
+])
+def test_every_unknown_key_is_named_with_its_place_and_the_closest_key(tmp_path, body, where, hint):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(body)
+    with pytest.raises(ConfigError) as err:
+        load_settings({"OPTIINFRA_HOME": str(tmp_path), "OPTIINFRA_CONFIG": str(cfg)})
+    assert f"{cfg}: {where}." in str(err.value)
+    assert hint in str(err.value)
+
+
+def test_unknown_keys_are_found_before_the_values_are_judged(tmp_path):
+    # Without its key check, this schedule would be reported as lacking an interval.
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[[schedules]]\nintervall = 60\n")
+    with pytest.raises(ConfigError, match=r"schedules\[0\]\.intervall is not a known key"):
+        load_settings({"OPTIINFRA_HOME": str(tmp_path), "OPTIINFRA_CONFIG": str(cfg)})
+
+
+def test_the_known_keys_table_is_the_one_place_to_extend(tmp_path, monkeypatch):
+    from optiinfra_tui import settings
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('schedules = []\n[customers.acme]\nvultr_api_key_env = "K"\n'
+                   '[customers.acme.vultr]\napi_key_env = "K"\n')
+    env = {"OPTIINFRA_HOME": str(tmp_path), "OPTIINFRA_CONFIG": str(cfg)}
+    with pytest.raises(ConfigError, match="customers.acme.vultr is not a known key"):
+        load_settings(env)
+    customer = dict(settings._CUSTOMER_KEYS, vultr={"api_key_env": None})
+    monkeypatch.setitem(settings.CONFIG_SCHEMA, "customers", {settings.ANY_KEY: customer})
+    with pytest.raises(ConfigError, match="customers.acme.vultr.api_key is not a known key. "
+                                          "Did you mean api_key_env?"):
+        settings.check_known_keys({"customers": {"acme": {"vultr": {"api_key": "K"}}}}, cfg)
+    settings.check_known_keys({"customers": {"acme": {"vultr": {"api_key_env": "K"}}}}, cfg)
+
+
+@pytest.mark.parametrize("body,message", [
+    ('[customer.acme]\nvultr_api_key_env = "ACME_KEY"', "customer is not a known key. Did you mean customers?"),
+    ("schedules = []\nworkers = 4", "workers is not a known key"),
+    ("[[schedules]]\nintervall = 60", "schedules[0].intervall is not a known key. Did you mean interval?"),
+])
+def test_every_command_stops_on_an_unknown_key_with_exit_2(tmp_path, body, message):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(body)
+    home = tmp_path / "home"
+    env = {"OPTIINFRA_HOME": str(home), "OPTIINFRA_CONFIG": str(cfg), "PATH": "/usr/bin:/bin"}
+    for args in ([], ["--headless"], ["collect", "vultr"], ["collect", "vultr", "--inline"],
+                 ["status"], ["history"], ["costs"]):
+        r = subprocess.run([sys.executable, "-m", "optiinfra_tui.cli", *args], env=env,
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 2, (args, r.stdout, r.stderr)
+        assert f"configuration error: {cfg}: {message}" in r.stderr, (args, r.stderr)
+        assert "Traceback" not in r.stderr + r.stdout
+    assert not (home / "history.db").exists()  # stopped before anything started
