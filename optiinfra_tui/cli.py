@@ -89,6 +89,7 @@ def cli(ctx: click.Context, headless: bool, workers: int | None, log_format: str
         shutdown_timeout: float, metrics_port: int | None, metrics_host: str | None,
         keep_days: int | None) -> int | None:
     """Collect cloud cost data on a schedule and watch it happen."""
+    _reject_options_that_dont_apply(ctx, headless)
     if ctx.invoked_subcommand:
         return None
     settings = load_settings()
@@ -104,6 +105,8 @@ def cli(ctx: click.Context, headless: bool, workers: int | None, log_format: str
             raise click.UsageError("--metrics-host needs --metrics-port.")
         return run_headless(settings, workers, log_format, shutdown_timeout, metrics_port,
                             metrics_host or "127.0.0.1")
+    if workers == 0:
+        _reject_worker_options_without_workers(ctx)
     try:
         from optiinfra_tui.tui.app import run_dashboard
     except ImportError:
@@ -111,6 +114,54 @@ def cli(ctx: click.Context, headless: bool, workers: int | None, log_format: str
                    "the worker pool, and `optiinfra-tui --help` for the other commands.")
         return EXIT_OK
     return run_dashboard(settings, workers=workers, shutdown_timeout=shutdown_timeout)
+
+
+# Top-level options start the dashboard or the headless pool; these two serve only headless,
+# and these two only a process that runs workers.
+_HEADLESS_ONLY = ("log_format", "metrics_port", "metrics_host")
+_WORKERS_ONLY = ("keep_days", "shutdown_timeout")
+
+
+def _given_options(ctx: click.Context) -> list[click.Parameter]:
+    return [p for p in ctx.command.params if p.name and p.expose_value
+            and ctx.get_parameter_source(p.name) is click.core.ParameterSource.COMMANDLINE]
+
+
+def _and(params: list[click.Parameter]) -> str:
+    return " and ".join(", ".join(p.opts[0] for p in params).rsplit(", ", 1))
+
+
+def _plural(params: list, one: str, many: str) -> str:
+    return one if len(params) == 1 else many
+
+
+def _reject_options_that_dont_apply(ctx: click.Context, headless: bool) -> None:
+    """A top-level option that would be ignored is a usage error naming where it belongs."""
+    given = _given_options(ctx)
+    if ctx.invoked_subcommand and given:
+        alone = " ".join(p.opts[0] if p.is_flag else f"{p.opts[0]} {ctx.params[p.name]}"
+                         for p in given)
+        raise click.UsageError(
+            f"{_and(given)} {_plural(given, 'belongs', 'belong')} to the dashboard or headless "
+            f"mode (`optiinfra-tui {alone}`), not to `{ctx.invoked_subcommand}`. Run "
+            f"`optiinfra-tui {ctx.invoked_subcommand} ...` without {_plural(given, 'it', 'them')}.")
+    headless_only = [p for p in given if p.name in _HEADLESS_ONLY]
+    if headless_only and not headless:
+        raise click.UsageError(
+            f"{_and(headless_only)} only {_plural(headless_only, 'applies', 'apply')} with "
+            "--headless (headless mode's log output and metrics). Add --headless, or drop "
+            f"{_plural(headless_only, 'it', 'them')}.")
+
+
+def _reject_worker_options_without_workers(ctx: click.Context) -> None:
+    """--keep-days and --shutdown-timeout act through workers: with none they'd be ignored."""
+    given = [p for p in _given_options(ctx) if p.name in _WORKERS_ONLY]
+    if given:
+        raise click.UsageError(
+            f"{_and(given)} only {_plural(given, 'matters', 'matter')} when the dashboard runs "
+            "workers (they prune the history and finish tasks on quit), and --workers 0 (or "
+            f"OPTIINFRA_WORKERS=0) starts none. Drop {_plural(given, 'it', 'them')}, or give "
+            "it workers.")
 
 
 @cli.command()

@@ -222,3 +222,26 @@ def test_python_dash_m_runs_the_same_command(cli_env):
     r = subprocess.run(module + ["--help"], env=cli_env, capture_output=True, text=True,
                        timeout=60)
     assert r.returncode == 0 and "Usage: optiinfra-tui" in r.stdout
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--headless", "--metrics-port", "9999", "history"],
+     "--headless and --metrics-port belong to the dashboard or headless mode "
+     "(`optiinfra-tui --headless --metrics-port 9999`), not to `history`"),
+    (["--workers", "3", "status"], "--workers belongs to the dashboard or headless mode"),
+    (["--keep-days", "5", "collect", "vultr"], "not to `collect`"),
+    (["--shutdown-timeout", "5", "costs"], "not to `costs`"),
+    (["--log-format", "json", "history"], "not to `history`"),
+    (["--metrics-port", "9999"], "--metrics-port only applies with --headless"),
+    (["--metrics-host", "0.0.0.0", "--metrics-port", "9999"],
+     "--metrics-port and --metrics-host only apply with --headless"),
+    (["--log-format", "json", "--workers", "0"], "--log-format only applies with --headless"),
+    (["--workers", "0", "--keep-days", "5"],
+     "--keep-days only matters when the dashboard runs workers"),
+    (["--workers", "0", "--shutdown-timeout", "5"], "--shutdown-timeout only matters"),
+])
+def test_top_level_options_that_would_be_ignored_are_usage_errors(cli_env, args, message):
+    r = run(args, cli_env, timeout=60)
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert message in r.stderr, r.stderr
+    assert not Path(cli_env["OPTIINFRA_HOME"]).exists()  # nothing ran, not even `history`
