@@ -198,8 +198,8 @@ def collect(provider: str, customer_id: str | None, data_types: str | None, wait
 
         def on_retry(outcome):
             if not as_json:
-                click.echo(f"  attempt failed ({outcome.error_kind}): {outcome.message}; "
-                           f"retrying in {outcome.retry_in:.1f} s", err=True)
+                click.echo(f"  attempt failed ({outcome.error_kind}), retrying in "
+                           f"{outcome.retry_in:.1f} s: {outcome.message}", err=True)
 
         # A heartbeat, so no consumer mistakes this inline run for an orphan of a dead one.
         from optiinfra_tui.agent import ConsumerAgent

@@ -249,7 +249,8 @@ def _record_failure(rt, run: CollectionRun, exc: Exception, rows: int) -> Outcom
                     run.attempt, run.max_attempts, kind, delay, message)
         return Outcome("retrying", rows=rows, retry_in=delay, error_kind=kind, message=message)
     if isinstance(exc, TransientError):
-        message = f"{message} (gave up after {run.attempt} attempts)"
+        tries = "1 attempt" if run.attempt == 1 else f"{run.attempt} attempts"
+        message = f"{message.rstrip()} Gave up after {tries} (MAX_RETRIES={settings.max_retries})."
     runs.finish_failure(run, kind, message, rows)
     log.warning("run %d: failed (%s): %s", run.id, kind, message)
     return Outcome("failed", rows=rows, error_kind=kind, message=message)

@@ -24,6 +24,7 @@ PROVIDERS: dict[str, tuple[str, ...]] = {
 }
 DEFAULT_TYPES: dict[str, tuple[str, ...]] = {"vultr": ("cost",)}
 PROVIDER_KEY_VARS = {"vultr": "VULTR_API_KEY"}
+VULTR_API_URL_DEFAULT = "https://api.vultr.com/v2"
 
 # Every key the TOML file may hold, level by level: the one place to extend when the file
 # grows (e.g. a provider sub-table [customers.acme.vultr] becomes an entry in _CUSTOMER_KEYS).
@@ -157,7 +158,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
                           ("sqlite", "postgres", "postgresql")),
         clickhouse_url=_url(env, "CLICKHOUSE_URL", f"chdb://{home / 'clickhouse'}",
                             ("chdb", "http", "https", "clickhouse")),
-        vultr_api_url=_url(env, "VULTR_API_URL", "https://api.vultr.com/v2",
+        vultr_api_url=_url(env, "VULTR_API_URL", VULTR_API_URL_DEFAULT,
                            ("http", "https")).rstrip("/"),
         vultr_max_rps=_float(env, "VULTR_MAX_RPS", 30.0, minimum=0.1),
         default_customer_id=default_customer_id,

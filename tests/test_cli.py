@@ -73,6 +73,24 @@ def test_missing_key_fails_at_once(cli_env):
     assert "VULTR_API_KEY" in doc["error_message"]
 
 
+def test_unreachable_api_url_names_its_host_and_variable_with_one_count(cli_env):
+    from services import free_port
+
+    port = free_port()
+    env = dict(cli_env, VULTR_API_KEY="k-0123456789", MAX_RETRIES="1",
+               VULTR_API_URL=f"http://127.0.0.1:{port}/v2")
+    r = run(["collect", "vultr", "--inline"], env)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "attempt 2/2" in r.stdout
+    message = r.stdout.split("transient: ", 1)[1].strip()
+    assert message.startswith(f"Vultr GET /billing/invoices: can't connect to 127.0.0.1:{port}, "
+                              f"from VULTR_API_URL=http://127.0.0.1:{port}/v2 (ConnectError")
+    assert "Check that VULTR_API_URL points at a running Vultr API" in message
+    assert message.endswith("Gave up after 2 attempts (MAX_RETRIES=1).")
+    assert message.count("attempt") == 1  # one count: the run's attempts, as in `attempt 2/2`
+    assert "k-0123456789" not in r.stdout + r.stderr
+
+
 def test_wrong_key_is_an_auth_error(cli_env, fake_vultr):
     env = dict(cli_env, VULTR_API_KEY="not-the-key-42", VULTR_API_URL=fake_vultr.url)
     r = run(["collect", "vultr", "--inline"], env)

@@ -106,7 +106,8 @@ def test_transient_failures_give_up_after_max_retries(make_env, fake_vultr):
         fake_vultr.fail_503(times=float("inf"))
         done = finished(actions.collect(rt, "vultr").id, timeout=90)
         assert (done.status, done.attempt, done.error_kind) == ("failed", 3, "transient")
-        assert "gave up after 3 attempts" in done.error_message
+        assert done.error_message.endswith("Gave up after 3 attempts (MAX_RETRIES=2).")
+        assert "failed after" not in done.error_message  # one count, not two
         assert [a.status for a in runs.attempts(done.id)] == ["retrying", "retrying", "failed"]
     finally:
         pool.stop(timeout=10)

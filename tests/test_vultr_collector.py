@@ -220,6 +220,30 @@ def test_connection_refused_is_transient(tmp_path):
         client.get_json("/account")
 
 
+def test_an_unreachable_host_is_named_with_where_its_address_comes_from():
+    from services import free_port
+
+    url = f"http://127.0.0.1:{free_port()}/v2"
+    host = url.split("/")[2]
+    set_by_env = ApiClient(url, "tok", RateLimiter(1000), timeout=2, backoff_base=0.01,
+                           service="Vultr", url_env="VULTR_API_URL",
+                           default_url="https://api.vultr.com/v2")
+    with set_by_env, pytest.raises(TransientError) as info:
+        set_by_env.get_json("/account")
+    assert str(info.value) == (
+        f"Vultr GET /account: can't connect to {host}, from VULTR_API_URL={url} "
+        "(ConnectError: [Errno 111] Connection refused). Check that VULTR_API_URL points at a "
+        "running Vultr API, or unset it to use https://api.vultr.com/v2.")
+    # The same address as the default: the message says so, and points at the network.
+    default = ApiClient(url, "tok", RateLimiter(1000), timeout=2, backoff_base=0.01,
+                        service="Vultr", url_env="VULTR_API_URL", default_url=url)
+    with default, pytest.raises(TransientError) as info:
+        default.get_json("/account")
+    assert (f"can't connect to {host}, the default Vultr API host (VULTR_API_URL is not set)"
+            in str(info.value))
+    assert "network access" in str(info.value) and "attempts" not in str(info.value)
+
+
 # --- failures that are not retried ------------------------------------------------------------
 
 

@@ -73,6 +73,17 @@ def _safe_url(url: str) -> str:
     return f"{parts.scheme}://{host}{parts.path}"
 
 
+def _host_port(url: str) -> str:
+    """host:port of a URL, with the scheme's default port when it names none."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    port = port or {"http": 80, "https": 443}.get(parts.scheme)
+    return f"{parts.hostname or ''}:{port}" if port else (parts.hostname or "")
+
+
 class ApiClient:
     """GET JSON objects from one API with one bearer token."""
 
@@ -87,6 +98,7 @@ class ApiClient:
         service: str = "the API",
         key_env: str | None = None,
         url_env: str | None = None,
+        default_url: str | None = None,
         max_wait: float = 60.0,
         backoff_base: float = 0.5,
     ) -> None:
@@ -98,6 +110,9 @@ class ApiClient:
         self._key_env = key_env
         self._url_env = url_env
         self._base = _safe_url(base_url.rstrip("/"))
+        self._host = _host_port(base_url)
+        self._default_url = default_url.rstrip("/") if default_url else None
+        self._url_is_default = self._default_url == base_url.rstrip("/")
         self._secret = token  # kept only to scrub it from text we did not write
         self._seen_success = False
         self._client = httpx.Client(
@@ -129,10 +144,12 @@ class ApiClient:
             self._limiter.acquire()
             retry_after: float | None = None
             status: int | None = None
+            unreachable: httpx.TransportError | None = None
             try:
                 resp = self._client.get(path.lstrip("/"), params=dict(params or {}))
             except httpx.TransportError as exc:
                 problem = f"{type(exc).__name__}: {self._scrub(str(exc)) or 'no detail'}"
+                unreachable = exc
             except httpx.RequestError as exc:  # e.g. a body that won't decompress
                 raise DataError(f"{self._service} GET {path}: {type(exc).__name__}: "
                                 f"{self._scrub(str(exc))}") from None
@@ -153,11 +170,14 @@ class ApiClient:
                     retry_after,
                 )
             if attempt >= self._max_retries:
-                raise TransientError(
-                    f"{where} failed after {attempt + 1} attempts: {problem}", retry_after
-                )
+                # The request's own tries are not counted here: the run counts its attempts,
+                # and two counts in one message read as a contradiction.
+                if unreachable is not None:
+                    raise TransientError(self._unreachable(where, unreachable, problem),
+                                         retry_after)
+                raise TransientError(f"{where} failed: {problem}.", retry_after)
             wait = retry_after if retry_after is not None else self._backoff(attempt)
-            log.warning("%s: %s; retrying in %.2f s (attempt %d of %d)",
+            log.warning("%s: %s; retrying in %.2f s (request %d of %d)",
                         where, problem, wait, attempt + 2, self._max_retries + 1)
             if status == 429:
                 self._limiter.defer(wait)  # the limit is per key: every thread waits
@@ -218,6 +238,26 @@ class ApiClient:
         except UnicodeEncodeError:
             raise DataError(f"{self._service} GET {path}: meta.links.next is not text") from None
         return cursor
+
+    def _unreachable(self, where: str, exc: httpx.TransportError, problem: str) -> str:
+        """What failed, at which host:port, where that address comes from, and what to do."""
+        if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)):
+            what = f"can't connect to {self._host}"
+        elif isinstance(exc, httpx.TimeoutException):
+            what = f"{self._host} did not answer in time"
+        else:
+            what = f"the connection to {self._host} failed"
+        if self._url_is_default or not self._url_env:
+            source = f"the default {self._service} API host"
+            if self._url_env:
+                source += f" ({self._url_env} is not set)"
+            fix = ("Check this machine's network access to it (DNS, firewall, or a proxy "
+                   "in HTTPS_PROXY).")
+        else:
+            source = f"from {self._url_env}={self._base}"
+            fix = f"Check that {self._url_env} points at a running {self._service} API"
+            fix += f", or unset it to use {self._default_url}." if self._default_url else "."
+        return f"{where}: {what}, {source} ({problem}). {fix}"
 
     def _backoff(self, attempt: int) -> float:
         delay = min(self._max_wait, self._backoff_base * 2**attempt)

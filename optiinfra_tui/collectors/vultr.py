@@ -31,7 +31,7 @@ from optiinfra_tui.rows import (
     LedgerEntry,
     ResourceRow,
 )
-from optiinfra_tui.settings import Settings
+from optiinfra_tui.settings import VULTR_API_URL_DEFAULT, Settings
 
 PROVIDER = "vultr"
 _MAX_MAGNITUDE = Decimal(10) ** 12
@@ -354,6 +354,7 @@ class VultrCollector:
             service="Vultr",
             key_env=settings.customer(customer_id).credential_vars.get(PROVIDER),
             url_env="VULTR_API_URL",
+            default_url=VULTR_API_URL_DEFAULT,
         )
 
     def __repr__(self) -> str:
