@@ -76,10 +76,9 @@ def request_collection(rt, customer_id: str, provider: str,
         rt.huey.enqueue(task)
     except Exception as exc:
         runs.delete_run(run.id)
+        where, fix = settings.queue_location()
         raise BackendUnavailable(
-            f"The queue is unreachable ({type(exc).__name__}); nothing was queued. "
-            + ("Check REDIS_URL and that Redis is running." if settings.redis_url
-               else f"Check that {settings.home / 'queue.db'} is writable.")
+            f"The queue is unreachable: {where} ({type(exc).__name__}); nothing was queued. {fix}"
         ) from None
     return run
 
@@ -272,7 +271,6 @@ def check_queue(rt) -> float:
     try:
         return queue_ping(rt.huey)
     except Exception as exc:
+        where, fix = rt.settings.queue_location()
         raise BackendUnavailable(
-            f"The queue is unreachable ({type(exc).__name__}). "
-            + ("Check REDIS_URL and that Redis is running." if rt.settings.redis_url
-               else "Check the data dir.")) from None
+            f"The queue is unreachable: {where} ({type(exc).__name__}). {fix}") from None

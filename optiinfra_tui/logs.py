@@ -10,6 +10,7 @@ import json
 import logging
 import logging.handlers
 import sys
+import threading
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
@@ -75,20 +76,30 @@ class QueueOutage(logging.Filter):
         self.down = False
         self.suppressed = 0
         self._last: logging.LogRecord | None = None
+        # Handlers call filters outside their own lock: workers failing together must still
+        # produce one line.
+        self._lock = threading.Lock()
+        self.where, self.fix = "the queue", "Check the queue's settings."
+
+    def describe(self, settings: Settings) -> None:
+        """Name the queue (and its variable) in the outage line, for this process's settings."""
+        self.where, self.fix = settings.queue_location()
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not self._about_the_queue(record):
             return True
-        if self.down:
-            if record is not self._last:  # the same record passes every handler's filter
-                self.suppressed += 1
-                self._last = record
-            return False
-        self.down = True
+        with self._lock:
+            if self.down:
+                if record is not self._last:  # the same record passes every handler's filter
+                    self.suppressed += 1
+                    self._last = record
+                return False
+            self.down = True
         exc = record.exc_info[1] if record.exc_info else None
         detail = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}" if exc else ""
         record.name = "optiinfra.queue"
-        record.msg = f"queue unreachable ({detail}); workers keep retrying with back-off"
+        record.msg = (f"queue unreachable: {self.where} ({detail}). Workers keep retrying with "
+                      f"back-off. {self.fix}")
         record.args = None
         record.exc_info = None
         record.exc_text = None
@@ -104,11 +115,13 @@ class QueueOutage(logging.Filter):
         return isinstance(exc, (RedisConnectionError, RedisTimeoutError))
 
     def recovered(self) -> None:
-        if self.down:
+        with self._lock:
+            if not self.down:
+                return
             self.down = False
-            logging.getLogger("optiinfra.queue").warning(
-                "queue reachable again (%d repeated errors suppressed)", self.suppressed)
-            self.suppressed = 0
+            suppressed, self.suppressed = self.suppressed, 0
+        logging.getLogger("optiinfra.queue").warning(
+            "queue reachable again: %s (%d repeated errors suppressed)", self.where, suppressed)
 
 
 queue_outage = QueueOutage()
@@ -133,6 +146,7 @@ def setup_logging(settings: Settings, stdout: bool = False, fmt: str = "text",
     root.setLevel(level)
     secret_filter = SecretFilter(settings.secrets)
 
+    queue_outage.describe(settings)
     settings.home.mkdir(parents=True, exist_ok=True)
     fileh = logging.handlers.RotatingFileHandler(settings.log_path, maxBytes=10_000_000,
                                                  backupCount=3, encoding="utf-8")
@@ -158,6 +172,7 @@ def setup_logging(settings: Settings, stdout: bool = False, fmt: str = "text",
 def protect_existing_handlers(settings: Settings) -> None:
     """Add the secret filter to handlers someone else configured (huey_consumer's own)."""
     secret_filter = SecretFilter(settings.secrets)
+    queue_outage.describe(settings)
     for name in (None, "huey", "huey.consumer"):
         for handler in logging.getLogger(name).handlers:
             if not any(isinstance(f, SecretFilter) for f in handler.filters):

@@ -13,7 +13,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import urlparse, urlsplit
 
 import platformdirs
 
@@ -99,6 +99,21 @@ class Settings:
     @property
     def log_path(self) -> Path:
         return self.home / "optiinfra.log"
+
+    def queue_location(self) -> tuple[str, str]:
+        """Where the queue lives (never its password) and what to do when it can't be reached."""
+        if not self.redis_url:
+            path = self.home / "queue.db"
+            return f"the SQLite queue at {path}", f"Check that {path} is writable."
+        parts = urlsplit(self.redis_url)
+        try:
+            port = parts.port or 6379
+        except ValueError:
+            port = "?"
+        address = parts.path if parts.scheme == "unix" else f"{parts.hostname}:{port}"
+        var = "REDIS_URL" if self.env.get("REDIS_URL", "").strip() else "REDIS_HOST/REDIS_PORT"
+        return (f"Redis at {address}, from {var}",
+                f"Check that Redis is running there, or point {var} at one that is.")
 
     def customer(self, customer_id: str) -> Customer:
         for c in self.customers:

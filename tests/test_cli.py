@@ -125,10 +125,12 @@ def test_bad_usage_exits_2(cli_env):
 def test_unreachable_redis_records_nothing(cli_env):
     from services import free_port
 
-    env = dict(cli_env, REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
+    port = free_port()
+    env = dict(cli_env, REDIS_URL=f"redis://:pw-1234@127.0.0.1:{port}/0")
     r = run(["collect", "vultr"], env, timeout=60)
     assert r.returncode == 3
-    assert "queue is unreachable" in r.stderr and "REDIS_URL" in r.stderr
+    assert f"queue is unreachable: Redis at 127.0.0.1:{port}, from REDIS_URL" in r.stderr
+    assert "pw-1234" not in r.stderr
     hist = run(["history", "--json"], env)
     assert json.loads(hist.stdout) == []
 

@@ -177,6 +177,31 @@ def outage_lines(text: str) -> list[str]:
     return [line for line in text.splitlines() if line.strip() and "collected" not in line]
 
 
+def test_headless_names_redis_and_its_variable_when_the_queue_goes_down(tmp_path, own_redis):
+    redis.Redis(port=own_redis.port).config_set("requirepass", "s3cret-pw")
+    cfg = tmp_path / "optiinfra.toml"
+    cfg.write_text(NO_SCHEDULES)
+    env = worker_env(os.environ, OPTIINFRA_CONFIG=cfg,
+                     REDIS_URL=f"redis://:s3cret-pw@127.0.0.1:{own_redis.port}/0")
+    consumer = Consumer("headless", env, tmp_path / "c1", workers=2)
+    try:
+        consumer.start()
+        assert wait_until(lambda: "headless consumer" in consumer.printed(), 60)
+        own_redis.stop()
+        assert wait_until(lambda: "queue unreachable" in consumer.printed(), 60)
+        time.sleep(3)  # both workers and the scheduler fail their polls meanwhile
+    finally:
+        stop_all([consumer])
+        show([consumer])
+    lines = [line for line in consumer.printed().splitlines() if "queue unreachable" in line]
+    assert len(lines) == 1, lines
+    assert (f"queue unreachable: Redis at 127.0.0.1:{own_redis.port}, from REDIS_URL "
+            "(ConnectionError") in lines[0]
+    assert lines[0].endswith("Check that Redis is running there, or point REDIS_URL at one "
+                             "that is.")
+    assert "s3cret-pw" not in consumer.printed() + consumer.logged()
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("fake_vultr", [{"invoices": 6, "items": 3}], indirect=True)
 def test_redis_outage_recovers_by_itself_loses_nothing_and_logs_a_handful(

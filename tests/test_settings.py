@@ -208,3 +208,14 @@ def test_every_command_stops_on_an_unknown_key_with_exit_2(tmp_path, body, messa
         assert f"configuration error: {cfg}: {message}" in r.stderr, (args, r.stderr)
         assert "Traceback" not in r.stderr + r.stdout
     assert not (home / "history.db").exists()  # stopped before anything started
+
+
+def test_the_queue_is_described_by_address_and_variable_never_by_password(tmp_path):
+    base = {"OPTIINFRA_HOME": str(tmp_path)}
+    where, fix = load_settings(dict(base, REDIS_URL="redis://u:pw-9876@cache:6380/1")).queue_location()
+    assert (where, fix) == ("Redis at cache:6380, from REDIS_URL",
+                            "Check that Redis is running there, or point REDIS_URL at one that is.")
+    where, _ = load_settings(dict(base, REDIS_HOST="cache")).queue_location()
+    assert where == "Redis at cache:6379, from REDIS_HOST/REDIS_PORT"
+    where, fix = load_settings(base).queue_location()
+    assert where == f"the SQLite queue at {tmp_path.resolve() / 'queue.db'}" and "writable" in fix
