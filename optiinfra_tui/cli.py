@@ -180,6 +180,7 @@ def collect(provider: str, customer_id: str | None, data_types: str | None, wait
     from optiinfra_tui.settings import validate_data_types, validate_provider
 
     rt = _runtime()
+    customer_given = customer_id is not None
     customer_id = customer_id or rt.settings.default_customer_id
     validate_provider(provider)
     types = validate_data_types(provider, data_types)
@@ -190,6 +191,7 @@ def collect(provider: str, customer_id: str | None, data_types: str | None, wait
         validate_customer_id(customer_id)
         rt.settings.customer(customer_id)
         require_embedded(rt.settings.clickhouse_url)  # before a run is recorded that can't succeed
+        _open_store_for_inline(rt, provider, customer_id if customer_given else None, data_types)
         rt.history()
         run = runs.create_run(customer_id, provider, types, "cli",
                               max_attempts=rt.settings.max_retries + 1)
@@ -230,6 +232,41 @@ def collect(provider: str, customer_id: str | None, data_types: str | None, wait
     else:
         click.echo(_run_line(run))
     return EXIT_OK if run.status == "success" else EXIT_FAILED
+
+
+def _open_store_for_inline(rt, provider: str, customer_id: str | None,
+                           data_types: str | None) -> None:
+    """Open the metrics store before an inline run is recorded; when another process holds
+    the embedded one, stop with the way out instead of leaving a failed run behind."""
+    from optiinfra_tui.errors import StoreInUse
+
+    try:
+        rt.metrics()
+    except StoreInUse as exc:
+        rt.close()
+        queued = f"optiinfra-tui collect {provider}"
+        queued += f" --customer {customer_id}" if customer_id else ""
+        queued += f" --types {data_types}" if data_types else ""
+        raise click.ClickException(
+            f"--inline can't run here: the embedded metrics store (chDB at {exc.path}) is in "
+            f"use by {_process_name(rt, exc.holder)}, and chDB opens a data path in one process "
+            f"only. Drop --inline: `{queued} --wait` queues the collection for that process's "
+            "workers and follows it. Or set CLICKHOUSE_URL to a ClickHouse server, so that "
+            "several processes can write. No run was recorded.") from None
+
+
+def _process_name(rt, pid: str) -> str:
+    """'pid 1234 (headless)' when that process's heartbeat says what it is, else 'pid 1234'."""
+    from optiinfra_tui.storage.history import WorkerHeartbeat
+
+    try:
+        rt.history()
+        beat = (WorkerHeartbeat.select(WorkerHeartbeat.kind)
+                .where((WorkerHeartbeat.host == rt.host) & (WorkerHeartbeat.pid == int(pid)))
+                .first())
+    except Exception:  # only a nicer name: the pid alone still says it
+        beat = None
+    return f"pid {pid} ({beat.kind})" if beat else f"pid {pid}"
 
 
 def _wait(rt, run_id: int, timeout: float | None, quiet: bool):

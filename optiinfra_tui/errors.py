@@ -19,6 +19,14 @@ class ConfigError(OptiInfraError):
     kind = "config"
 
 
+class StoreInUse(ConfigError):
+    """The embedded metrics store's data path is held by another process."""
+
+    def __init__(self, message: str, path: str, holder: str) -> None:
+        super().__init__(message)
+        self.path, self.holder = path, holder
+
+
 class AuthError(OptiInfraError):
     """The provider refused the credential (401/403)."""
 

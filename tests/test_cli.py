@@ -265,3 +265,26 @@ def test_top_level_options_that_would_be_ignored_are_usage_errors(cli_env, args,
     assert r.returncode == 2, (r.stdout, r.stderr)
     assert message in r.stderr, r.stderr
     assert not Path(cli_env["OPTIINFRA_HOME"]).exists()  # nothing ran, not even `history`
+
+
+def _started(env) -> bool:
+    log = Path(env["OPTIINFRA_HOME"], "optiinfra.log")
+    return log.exists() and "headless consumer" in log.read_text()
+
+
+def test_collect_inline_beside_the_store_owner_says_drop_inline_and_records_nothing(cli_env,
+                                                                                     fake_vultr):
+    env = dict(cli_env, VULTR_API_KEY=fake_vultr.token, VULTR_API_URL=fake_vultr.url)
+    proc = headless(env)
+    try:
+        assert wait_until(lambda: _started(env), 60)
+        r = run(["collect", "vultr", "--inline", "--types", "cost,resource"], env)
+        hist = json.loads(run(["history", "--json"], env).stdout)
+    finally:
+        code, out = stop_headless(proc)
+    assert code == 0, out
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert f"in use by pid {proc.pid} (headless)" in r.stderr
+    assert "Drop --inline: `optiinfra-tui collect vultr --types cost,resource --wait`" in r.stderr
+    assert "CLICKHOUSE_URL" in r.stderr and "No run was recorded." in r.stderr
+    assert hist == [] and fake_vultr.count() == 0

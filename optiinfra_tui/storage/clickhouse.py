@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import TypeVar
 from urllib.parse import unquote, urlparse, urlunparse
 
-from optiinfra_tui.errors import ConfigError, OptiInfraError, TransientError
+from optiinfra_tui.errors import ConfigError, OptiInfraError, StoreInUse, TransientError
 from optiinfra_tui.storage.embedded import require_embedded
 from optiinfra_tui.storage.metrics_schema import (
     MIGRATIONS,
@@ -254,11 +254,11 @@ def _lock_path(path: str) -> int:
     except BlockingIOError:
         holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
         os.close(fd)
-        raise ConfigError(
+        raise StoreInUse(
             f"The chDB data path {path} is in use by another process (pid {holder}). Embedded "
             "mode is one process: chDB opens a data path in one process only. Stop that process, "
             "or set CLICKHOUSE_URL to a ClickHouse server (http://user:password@host:8123/db) "
-            "to run several processes.") from None
+            "to run several processes.", path, holder) from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     return fd
