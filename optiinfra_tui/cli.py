@@ -222,11 +222,12 @@ def collect(provider: str, customer_id: str | None, data_types: str | None, wait
         run = request_collection(rt, customer_id, provider, types, trigger="cli")
         if not as_json:
             click.echo(f"{run.task_id} queued (run {run.id})")
+        warned = _warn_without_consumer(rt)
         if not wait:
             if as_json:
                 _emit_json(run_to_dict(run))
             return EXIT_OK
-        run = _wait(rt, run.id, timeout, quiet=as_json)
+        run = _wait(rt, run.id, timeout, quiet=as_json, hinted=warned)
     if as_json:
         _emit_json(run_to_dict(run))
     else:
@@ -269,11 +270,31 @@ def _process_name(rt, pid: str) -> str:
     return f"pid {pid} ({beat.kind})" if beat else f"pid {pid}"
 
 
-def _wait(rt, run_id: int, timeout: float | None, quiet: bool):
+def _no_consumer_hint(rt) -> str:
+    """How to start a consumer that shares this process's queue."""
+    shared = ("the same REDIS_URL and DATABASE_URL" if rt.settings.redis_url
+              else f"the same OPTIINFRA_HOME ({rt.settings.home})")
+    return (f"Start one with {shared}: `optiinfra-tui --headless`, `huey_consumer "
+            "huey_config.huey -w 2 -k thread`, or the dashboard (`optiinfra-tui`).")
+
+
+def _warn_without_consumer(rt) -> bool:
+    """Warn on stderr when no consumer has a fresh heartbeat; True if it warned."""
+    from optiinfra_tui import monitor
+
+    if monitor.consumers():
+        return False
+    stale = int(monitor.STALE_AFTER.total_seconds())
+    click.echo(f"warning: no consumer is running (none has written a heartbeat in the last "
+               f"{stale} s), so this collection waits in the queue until one starts. "
+               f"{_no_consumer_hint(rt)}", err=True)
+    return True
+
+
+def _wait(rt, run_id: int, timeout: float | None, quiet: bool, hinted: bool = False):
     from optiinfra_tui import monitor, runs
 
     deadline = None if timeout is None else time.monotonic() + timeout
-    hinted = False
     started = time.monotonic()
     last_status = None
     while True:
@@ -283,10 +304,9 @@ def _wait(rt, run_id: int, timeout: float | None, quiet: bool):
         last_status = run.status
         if run.is_final:
             return run
-        if not hinted and time.monotonic() - started > 10 and not monitor.workers():
+        if not hinted and time.monotonic() - started > 10 and not monitor.consumers():
             hinted = True
-            click.echo("  no consumer is running: start `optiinfra-tui --headless` (or the "
-                       "dashboard) where the queue is reachable.", err=True)
+            click.echo(f"  still no consumer is running. {_no_consumer_hint(rt)}", err=True)
         if deadline is not None and time.monotonic() >= deadline:
             click.echo(f"Still {run.status} after {timeout:g} s; the run continues "
                        f"(see `optiinfra-tui history`).", err=True)

@@ -119,6 +119,18 @@ def workers(now: datetime | None = None) -> list[WorkerInfo]:
     return out
 
 
+def consumers(now: datetime | None = None) -> list[WorkerHeartbeat]:
+    """Processes that take tasks off the queue and beat within STALE_AFTER.
+
+    An inline `collect` beats too (so its run is not taken for an orphan), and a dashboard
+    with --workers 0 only watches: neither will run a queued task.
+    """
+    now = now or utcnow()
+    return list(WorkerHeartbeat.select().where(
+        (WorkerHeartbeat.beat_at >= now - STALE_AFTER) & (WorkerHeartbeat.threads > 0)
+        & (WorkerHeartbeat.kind != "cli")))
+
+
 def queue_info(huey, limit: int = 20) -> QueueInfo:
     """Pending count, tasks waiting for their ETA, and runs waiting for a retry."""
     scheduled = []

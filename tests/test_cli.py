@@ -288,3 +288,34 @@ def test_collect_inline_beside_the_store_owner_says_drop_inline_and_records_noth
     assert "Drop --inline: `optiinfra-tui collect vultr --types cost,resource --wait`" in r.stderr
     assert "CLICKHOUSE_URL" in r.stderr and "No run was recorded." in r.stderr
     assert hist == [] and fake_vultr.count() == 0
+
+
+def test_collect_with_no_consumer_warns_how_to_start_one_and_still_exits_0(cli_env):
+    r = run(["collect", "vultr"], cli_env)
+    assert r.returncode == 0 and "queued (run 1)" in r.stdout
+    assert "warning: no consumer is running" in r.stderr
+    assert f"the same OPTIINFRA_HOME ({Path(cli_env['OPTIINFRA_HOME']).resolve()})" in r.stderr
+    assert "`optiinfra-tui --headless`" in r.stderr and "huey_consumer huey_config.huey" in r.stderr
+    r = run(["collect", "vultr", "--json"], cli_env)  # the JSON on stdout stays clean
+    assert r.returncode == 0 and json.loads(r.stdout)["status"] == "queued"
+    assert "warning: no consumer is running" in r.stderr
+
+
+def test_collect_warns_only_while_no_consumer_beats(cli_env, fake_vultr, redis_url, postgres_url):
+    env = dict(cli_env, VULTR_API_KEY=fake_vultr.token, VULTR_API_URL=fake_vultr.url,
+               REDIS_URL=redis_url, DATABASE_URL=postgres_url)
+    r = run(["collect", "vultr"], env)
+    assert r.returncode == 0 and "the same REDIS_URL and DATABASE_URL" in r.stderr
+    proc = headless(env)
+    try:
+        def beating():
+            workers = json.loads(run(["status", "--json"], env).stdout)["workers"]
+            return any(w["pid"] == proc.pid for w in workers)
+
+        assert wait_until(beating, 60, 0.5)
+        r = run(["collect", "vultr", "--wait"], env)
+    finally:
+        code, out = stop_headless(proc)
+    assert code == 0, out
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "no consumer" not in r.stderr
