@@ -73,13 +73,13 @@ def _run_line(run) -> str:
 @click.option("--workers", type=click.IntRange(0, 64), default=None,
               help="Worker threads (default OPTIINFRA_WORKERS or 2; 0 = monitor only).")
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text",
-              help="Headless log format on stdout.")
+              help="With --headless: log format on stdout.")
 @click.option("--shutdown-timeout", type=click.FloatRange(0), default=60.0, show_default=True,
               help="Seconds to wait for tasks in flight when stopping.")
 @click.option("--metrics-port", type=click.IntRange(1, 65535), default=None,
-              help="Headless: serve Prometheus metrics on this port.")
+              help="With --headless: serve Prometheus metrics on this port.")
 @click.option("--metrics-host", default=None,
-              help="Headless: the address --metrics-port listens on (default 127.0.0.1; "
+              help="With --headless: the address --metrics-port listens on (default 127.0.0.1; "
                    "0.0.0.0 for every interface).")
 @click.option("--keep-days", type=click.IntRange(1), default=None,
               help="Days of history to keep (default OPTIINFRA_KEEP_DAYS or 90).")
@@ -88,7 +88,11 @@ def _run_line(run) -> str:
 def cli(ctx: click.Context, headless: bool, workers: int | None, log_format: str,
         shutdown_timeout: float, metrics_port: int | None, metrics_host: str | None,
         keep_days: int | None) -> int | None:
-    """Collect cloud cost data on a schedule and watch it happen."""
+    """Collect cloud cost data on a schedule and watch it happen.
+
+    Without a command: the dashboard, or with --headless the worker pool alone. The options
+    below are theirs; each command has its own (optiinfra-tui COMMAND -h).
+    """
     _reject_options_that_dont_apply(ctx, headless)
     if ctx.invoked_subcommand:
         return None
