@@ -257,7 +257,7 @@ def run_dashboard(settings: Settings, workers: int, shutdown_timeout: float = 60
     from optiinfra_tui.logs import setup_logging
     from optiinfra_tui.pool import WorkerPool
     from optiinfra_tui.runtime import Runtime, set_runtime
-    from optiinfra_tui.tui.terminal import quiet_terminal
+    from optiinfra_tui.tui.terminal import quiet_terminal, use_tty_size
 
     setup_logging(settings, stdout=False)
     rt = Runtime(settings)
@@ -272,6 +272,7 @@ def run_dashboard(settings: Settings, workers: int, shutdown_timeout: float = 60
         costs_disabled_reason="chDB belongs to the process that collects; with --workers 0 "
                               "set CLICKHOUSE_URL to a ClickHouse server to see costs here.",
         handle_signals=True)
+    use_tty_size(app)
     with quiet_terminal(settings.log_path):
         try:
             if pool is not None:
