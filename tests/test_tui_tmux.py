@@ -7,8 +7,10 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -209,3 +211,40 @@ def test_at_80x24_the_footer_still_shows_collect_help_and_quit(tmux_env):
     t.wait(lambda s: s.rstrip().endswith(PROMPT.strip()), 10)
     t.keys("echo exit-$?-clean", "Enter")
     t.wait(lambda s: "exit-0-clean" in s.split("echo")[-1], 5)
+
+
+@pytest.fixture
+def silent_server():
+    """A TCP port that accepts connections and never answers: a backend that hangs."""
+    server = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield server.getsockname()[1]
+    server.close()
+    for conn in held:
+        conn.close()
+
+
+def test_the_first_frame_is_drawn_before_any_backend_answers(tmux_env, silent_server):
+    t = tmux_env(REDIS_URL=f"redis://127.0.0.1:{silent_server}/0",
+                 DATABASE_URL=f"postgresql://u:p@127.0.0.1:{silent_server}/db")
+    t.wait(lambda s: s.rstrip().endswith(PROMPT.strip()), 10)
+    t.keys(f"{EXE} --workers 2", "Enter")
+    screen = t.wait(lambda s: fills(160, 48)(s) and s, 10)
+    rows = screen.split("\n")
+    assert "connecting…" in rows[0], rows[0]  # the header: no backend has answered
+    assert re.search(r"╭─ Queue ─+╮", screen) and "│ connecting…" in screen
+    assert re.search(r"connecting… ─╯", screen)  # the history's subtitle
+    for key in ("c Collect", "? Help", "q Quit"):
+        assert key in rows[47]
+    shell = t.flag("pane_pid")
+    (dashboard,) = Path(f"/proc/{shell}/task/{shell}/children").read_text().split()
+    os.kill(int(dashboard), signal.SIGKILL)  # its backends never answer: nothing to wait for

@@ -42,7 +42,7 @@ def quiet_terminal(log_path: Path) -> Iterator[None]:
     finally:
         try:
             tty.flush()
-        except OSError:
+        except OSError:  # the terminal is gone (ssh dropped, tmux killed): nothing to restore
             pass
         for fd, copy in saved.items():
             os.dup2(copy, fd)
@@ -50,7 +50,10 @@ def quiet_terminal(log_path: Path) -> Iterator[None]:
         os.close(log_fd)
         sys.__stderr__, sys.stdout, sys.stderr = old_dunder, old_stdout, old_stderr
         threading.excepthook = old_hook
-        tty.close()
+        try:
+            tty.close()  # flushes again: the same error when the terminal is gone
+        except OSError:
+            pass
 
 
 def _log_thread_exception(args: threading.ExceptHookArgs) -> None:

@@ -33,6 +33,14 @@ SMALL = 120
 FOOTER_SKIPS_WHEN_SMALL = frozenset({"collect_all", "health", "pause"})
 
 
+class KeysFooter(Footer):
+    """Lists the keys in the first frame: Textual's footer stays empty until bindings change."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.set_reactive(Footer._bindings_ready, True)
+
+
 class MainScreen(Screen):
     # Narrow terminals drop the costs panel (the costs view stays in the palette); small ones
     # also give the workers panel less room and the footer fewer keys.
@@ -57,7 +65,7 @@ class MainScreen(Screen):
             yield CostsPanel(id="costs", classes="panel")
         yield HistoryTable(id="history", classes="panel")
         yield StatsStrip(id="stats", classes="panel")
-        yield Footer()
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         self.query_one(HistoryTable).focus()
@@ -67,8 +75,9 @@ class MainScreen(Screen):
     def on_resize(self, event: events.Resize) -> None:
         small = event.size.width < SMALL
         if small != self._small:
+            if self._small is not None:  # the first footer is composed at this size anyway
+                self.refresh_bindings()  # the footer rebuilds from active_bindings
             self._small = small
-            self.refresh_bindings()  # the footer rebuilds from active_bindings
 
     @property
     def active_bindings(self) -> dict[str, ActiveBinding]:
