@@ -216,6 +216,8 @@ def main() -> None:
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="optiinfra-bench-"))
     try:
+        print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())} "
+              f"on {os.cpu_count()} cores")
         if shutil.which("tmux"):
             # The first launch makes the data dir (history schema, queue, chDB on first use);
             # the others start on it as a returning user does.
