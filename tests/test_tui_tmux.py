@@ -7,8 +7,10 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -21,26 +23,33 @@ PROMPT = "tmux-test$ "
 
 
 class Tmux:
-    """One tmux server on a private socket, one 160x48 session running a plain bash."""
+    """One tmux server on a private socket, one session (160x48 unless told) running a plain bash."""
 
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], size: tuple[int, int] = (160, 48)) -> None:
         self.socket = f"optiinfra-test-{uuid.uuid4().hex[:8]}"
         base = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": env["OPTIINFRA_HOME"],
                 "PS1": PROMPT, "TERM": "xterm-256color", "LANG": "C.UTF-8"}
-        self._tmux("new-session", "-d", "-s", "t", "-x", "160", "-y", "48",
+        self._tmux("new-session", "-d", "-s", "t", "-x", str(size[0]), "-y", str(size[1]),
                    *[a for k, v in {**base, **env}.items() for a in ("-e", f"{k}={v}")],
                    "bash --norc --noprofile")
         self.keys(f"PS1='{PROMPT}'; clear", "Enter")
 
     def _tmux(self, *args: str) -> str:
+        # The server's environment is this one without COLUMNS/LINES: readline (loaded by
+        # pytest) exports them at the C level, and the shell would pass them on. Tests that
+        # want them ask for them.
+        env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
         return subprocess.run(["tmux", "-L", self.socket, *args], check=True, text=True,
-                              capture_output=True, timeout=10).stdout
+                              capture_output=True, timeout=10, env=env).stdout
 
     def keys(self, *keys: str) -> None:
         self._tmux("send-keys", "-t", "t", *keys)
 
     def screen(self) -> str:
         return self._tmux("capture-pane", "-p", "-t", "t")
+
+    def resize(self, width: int, height: int) -> None:
+        self._tmux("resize-window", "-t", "t", "-x", str(width), "-y", str(height))
 
     def flag(self, name: str) -> str:
         return self._tmux("display-message", "-p", "-t", "t", f"#{{{name}}}").strip()
@@ -67,14 +76,13 @@ def tmux_env(tmp_path):
             pytest.fail("tmux is required (OPTIINFRA_REQUIRE_SERVICES=1) but missing")
         pytest.skip("tmux not installed")
     sessions = []
-
     # No schedules: a slot falling due mid-test would add a run of its own.
     config = tmp_path / "no-schedules.toml"
     config.write_text("schedules = []\n")
 
-    def start(**env: str) -> Tmux:
+    def start(size: tuple[int, int] = (160, 48), **env: str) -> Tmux:
         t = Tmux({"OPTIINFRA_HOME": str(tmp_path / "home"), "OPTIINFRA_CONFIG": str(config),
-                  "RETRY_DELAY": "0.5", **env})
+                  "RETRY_DELAY": "0.5", **env}, size)
         sessions.append(t)
         return t
 
@@ -151,3 +159,92 @@ def test_sigterm_quits_like_q_and_restores_the_terminal(tmux_env):
     assert t.flag("alternate_on") == "0" and t.flag("cursor_flag") == "1"
     t.keys("echo exit-$?-clean", "Enter")  # 0: it quit by itself, not killed by the signal
     t.wait(lambda s: "exit-0-clean" in s.split("echo")[-1], 5)
+
+
+def fills(width: int, height: int):
+    """A predicate: the dashboard's frame covers exactly width x height, nothing stale around it.
+
+    The header on the first row, the footer (with q Quit) on the last, and every row of the
+    History, Last hour and top panels ending in a border on the last column.
+    """
+    def check(screen: str) -> bool:
+        rows = screen.split("\n")[:height]
+        if len(rows) < height or not rows[0].startswith(" OptiInfra"):
+            return False
+        if "q Quit" not in rows[-1] or "^p palette" not in rows[-1]:
+            return False
+        body = rows[1:-1]
+        # Every panel row is drawn to the last column: a stale or small frame leaves short rows
+        # (or rows of an old, wider frame cut off without their right border).
+        return all(len(r) == width and r[-1] in "╮│╯" for r in body) and \
+            body[0].startswith("╭─ Workers") and body[-1].startswith("╰")
+    return check
+
+
+@pytest.mark.parametrize("exported", [{}, {"COLUMNS": "180", "LINES": "50"}],
+                         ids=["plain-shell", "shell-exporting-COLUMNS-LINES"])
+def test_the_frame_fills_the_terminal_and_follows_resizes(tmux_env, exported):
+    t = tmux_env(size=(180, 50), **exported)
+    run_dashboard(t)
+    t.wait(fills(180, 50), 10)
+    for width, height in ((120, 40), (220, 60)):
+        t.resize(width, height)
+        t.wait(fills(width, height), 10)  # a second on an idle machine: see bench/
+
+
+def test_at_80x24_the_footer_still_shows_collect_help_and_quit(tmux_env):
+    t = tmux_env(size=(80, 24))
+    run_dashboard(t)
+    screen = t.wait(lambda s: fills(80, 24)(s) and s, 10)
+    footer = screen.split("\n")[23]
+    for key in ("c Collect", "? Help", "q Quit"):
+        assert key in footer, footer
+    # The keys the footer leaves out still work: a (collect everything) answers.
+    t.keys("a")
+    t.wait(lambda s: "Nothing to queue" in s or "queued" in s, 10)
+    t.resize(160, 48)  # back to full width: the footer lists every key again
+    every = ("c Collect", "a All now", "h Health", "p Pause/resume", "? Help", "q Quit")
+    t.wait(lambda s: fills(160, 48)(s) and all(k in s.split("\n")[47] for k in every), 10)
+    # Not quit_cleanly: tmux 3.3 shows rows of an alternate screen that grew on the restored
+    # shell screen (any full-screen program does it), so only the exit status is checked.
+    t.keys("q")
+    t.wait(lambda s: s.rstrip().endswith(PROMPT.strip()), 10)
+    t.keys("echo exit-$?-clean", "Enter")
+    t.wait(lambda s: "exit-0-clean" in s.split("echo")[-1], 5)
+
+
+@pytest.fixture
+def silent_server():
+    """A TCP port that accepts connections and never answers: a backend that hangs."""
+    server = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield server.getsockname()[1]
+    server.close()
+    for conn in held:
+        conn.close()
+
+
+def test_the_first_frame_is_drawn_before_any_backend_answers(tmux_env, silent_server):
+    t = tmux_env(REDIS_URL=f"redis://127.0.0.1:{silent_server}/0",
+                 DATABASE_URL=f"postgresql://u:p@127.0.0.1:{silent_server}/db")
+    t.wait(lambda s: s.rstrip().endswith(PROMPT.strip()), 10)
+    t.keys(f"{EXE} --workers 2", "Enter")
+    screen = t.wait(lambda s: fills(160, 48)(s) and s, 10)
+    rows = screen.split("\n")
+    assert "connecting…" in rows[0], rows[0]  # the header: no backend has answered
+    assert re.search(r"╭─ Queue ─+╮", screen) and "│ connecting…" in screen
+    assert re.search(r"connecting… ─╯", screen)  # the history's subtitle
+    for key in ("c Collect", "? Help", "q Quit"):
+        assert key in rows[47]
+    shell = t.flag("pane_pid")
+    (dashboard,) = Path(f"/proc/{shell}/task/{shell}/children").read_text().split()
+    os.kill(int(dashboard), signal.SIGKILL)  # its backends never answer: nothing to wait for

@@ -46,9 +46,11 @@ class DashboardApp(App):
                  source: Source | None = None, poll: float = 1.0,
                  health_every: float = 5.0, costs_every: float = 60.0,
                  costs_enabled: bool = True, costs_disabled_reason: str = "",
-                 handle_signals: bool = False) -> None:
+                 handle_signals: bool = False, start_pool: bool = False) -> None:
         super().__init__()
         self.rt, self.pool, self.shutdown_timeout = rt, pool, shutdown_timeout
+        # start_pool: the app starts the pool once its first frame is on screen.
+        self.pool_started = pool is not None and not start_pool
         self.source = source or Source(rt)
         self.poller = Poller(self.source, self.post_message, poll=poll,
                              health_every=health_every, costs_every=costs_every,
@@ -71,12 +73,22 @@ class DashboardApp(App):
 
     def on_mount(self) -> None:
         self.rt.activity.add_listener(self._on_worker_activity)
-        self.run_worker(self._poll_loop, thread=True, group="poller", name="poller")
+        # Nothing slow before the first frame: the poller's reads and health checks, and the
+        # pool's agent (which opens chDB for its own check), start once it is drawn.
+        self.call_after_refresh(self._start_background)
         if self._handle_signals:
             # SIGTERM/SIGHUP quit like q does: tasks finish (bounded), the terminal is restored.
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGHUP):
                 loop.add_signal_handler(sig, lambda: self.call_later(self.action_quit))
+
+    def _start_background(self) -> None:
+        if self._quitting:
+            return
+        if self.pool is not None and not self.pool_started:
+            self.pool.start()  # before the poller, so its first read lists these workers
+            self.pool_started = True
+        self.run_worker(self._poll_loop, thread=True, group="poller", name="poller")
 
     def on_unmount(self) -> None:
         self.rt.activity.remove_listener(self._on_worker_activity)
@@ -222,7 +234,7 @@ class DashboardApp(App):
 
     @work(thread=True, group="quit")
     def _stop_pool(self) -> None:
-        if self.pool is not None:
+        if self.pool is not None and self.pool_started:
             try:
                 if not self.pool.stop(self.shutdown_timeout):
                     log.warning("quit: tasks still in flight after %.0f s; their runs will be "
@@ -257,7 +269,7 @@ def run_dashboard(settings: Settings, workers: int, shutdown_timeout: float = 60
     from optiinfra_tui.logs import setup_logging
     from optiinfra_tui.pool import WorkerPool
     from optiinfra_tui.runtime import Runtime, set_runtime
-    from optiinfra_tui.tui.terminal import quiet_terminal
+    from optiinfra_tui.tui.terminal import quiet_terminal, use_tty_size
 
     setup_logging(settings, stdout=False)
     rt = Runtime(settings)
@@ -271,14 +283,13 @@ def run_dashboard(settings: Settings, workers: int, shutdown_timeout: float = 60
         costs_enabled=bool(workers) or not chdb,
         costs_disabled_reason="chDB belongs to the process that collects; with --workers 0 "
                               "set CLICKHOUSE_URL to a ClickHouse server to see costs here.",
-        handle_signals=True)
+        handle_signals=True, start_pool=True)
+    use_tty_size(app)
     with quiet_terminal(settings.log_path):
         try:
-            if pool is not None:
-                pool.start()
             app.run()
         finally:
-            if pool is not None and not app.pool_stopped:
+            if pool is not None and app.pool_started and not app.pool_stopped:
                 pool.stop(0)
             rt.close()
     if app.return_code:

@@ -3,7 +3,7 @@
 Python-level output is already captured (logging goes to the file, Textual captures print),
 but a native library writing to fd 1 or 2 would tear the screen. Textual draws through
 `sys.__stderr__`, so it gets a private duplicate of the terminal while fds 1 and 2 point
-at the log file.
+at the log file; and its driver takes the terminal's size from that duplicate too (`use_tty_size`).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger("optiinfra.tui")
 
@@ -41,7 +42,7 @@ def quiet_terminal(log_path: Path) -> Iterator[None]:
     finally:
         try:
             tty.flush()
-        except OSError:
+        except OSError:  # the terminal is gone (ssh dropped, tmux killed): nothing to restore
             pass
         for fd, copy in saved.items():
             os.dup2(copy, fd)
@@ -49,9 +50,35 @@ def quiet_terminal(log_path: Path) -> Iterator[None]:
         os.close(log_fd)
         sys.__stderr__, sys.stdout, sys.stderr = old_dunder, old_stdout, old_stderr
         threading.excepthook = old_hook
-        tty.close()
+        try:
+            tty.close()  # flushes again: the same error when the terminal is gone
+        except OSError:
+            pass
 
 
 def _log_thread_exception(args: threading.ExceptHookArgs) -> None:
     log.error("uncaught exception in thread %s", args.thread.name if args.thread else "?",
               exc_info=(args.exc_type, args.exc_value, args.exc_traceback))
+
+
+def use_tty_size(app: Any) -> None:
+    """Make `app` size itself, at start and on every SIGWINCH, by the terminal it draws on.
+
+    Textual's Linux driver asks shutil.get_terminal_size(): COLUMNS/LINES when exported
+    (a parent with readline exports them, and bash then keeps them at the size of its last
+    prompt), else fd 1, which points at the log file here. Either way resizes never arrive.
+    """
+    if sys.platform == "win32":
+        return
+    from textual.drivers.linux_driver import LinuxDriver
+
+    class TtyDriver(LinuxDriver):
+        def _get_terminal_size(self) -> tuple[int, int]:
+            try:
+                size = os.get_terminal_size(self._file.fileno())
+            except (AttributeError, ValueError, OSError):  # not a terminal: Textual's guess
+                return super()._get_terminal_size()
+            return size.columns or 80, size.lines or 25
+
+    if app.driver_class is LinuxDriver:
+        app.driver_class = TtyDriver

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+from textual import events
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import ActiveBinding, Binding
 from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer
@@ -24,10 +27,24 @@ NOT_APPLICABLE = {
     "detail": "Select a run in the history first.",
 }
 
+# Below SMALL columns the footer leaves these out, so that c, ? and q still fit at 80; the keys
+# still work, and ? Help and the palette list them.
+SMALL = 120
+FOOTER_SKIPS_WHEN_SMALL = frozenset({"collect_all", "health", "pause"})
+
+
+class KeysFooter(Footer):
+    """Lists the keys in the first frame: Textual's footer stays empty until bindings change."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.set_reactive(Footer._bindings_ready, True)
+
 
 class MainScreen(Screen):
-    # Narrow terminals drop the costs panel (the costs view stays in the palette).
-    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (140, "-wide")]
+    # Narrow terminals drop the costs panel (the costs view stays in the palette); small ones
+    # also give the workers panel less room and the footer fewer keys.
+    HORIZONTAL_BREAKPOINTS = [(0, "-small"), (SMALL, "-narrow"), (140, "-wide")]
     BINDINGS = [
         Binding("c", "collect", "Collect"),
         Binding("a", "collect_all", "All now"),
@@ -48,10 +65,28 @@ class MainScreen(Screen):
             yield CostsPanel(id="costs", classes="panel")
         yield HistoryTable(id="history", classes="panel")
         yield StatsStrip(id="stats", classes="panel")
-        yield Footer()
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         self.query_one(HistoryTable).focus()
+
+    _small: bool | None = None
+
+    def on_resize(self, event: events.Resize) -> None:
+        small = event.size.width < SMALL
+        if small != self._small:
+            if self._small is not None:  # the first footer is composed at this size anyway
+                self.refresh_bindings()  # the footer rebuilds from active_bindings
+            self._small = small
+
+    @property
+    def active_bindings(self) -> dict[str, ActiveBinding]:
+        active = super().active_bindings
+        if self.size.width >= SMALL:
+            return active
+        return {key: b._replace(binding=replace(b.binding, show=False))
+                if b.binding.action in FOOTER_SKIPS_WHEN_SMALL else b
+                for key, b in active.items()}
 
     # --- data from the app ----------------------------------------------------------------
 

@@ -27,7 +27,7 @@ class CostsPanel(Static, can_focus=True):
         """The user asked for the full costs view."""
 
     def __init__(self, days: int = 30, chart_height: int = 4, **kwargs) -> None:
-        super().__init__("loading...", **kwargs)
+        super().__init__(Text("connecting…", style="dim"), **kwargs)
         self.border_title = "Costs"
         self.days, self.chart_height = days, chart_height
         self.costs: CostsData | None = None

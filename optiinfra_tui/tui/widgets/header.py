@@ -14,7 +14,7 @@ class HealthHeader(Static):
     """Redraws only when what it shows changes (latencies are rounded for that reason)."""
 
     def __init__(self, **kwargs) -> None:
-        super().__init__(" OptiInfra", **kwargs)
+        super().__init__(Text.assemble((" OptiInfra ", "bold"), ("  connecting…", "dim")), **kwargs)
         self._shown: Text | None = None
 
     def show(self, mode: str, backends: dict[str, str], health: list[Health],

@@ -49,6 +49,7 @@ class HistoryTable(DataTable):
         super().__init__(cursor_type="row", **kwargs)
         self.page: HistoryPage | None = None
         self.border_title = "History"
+        self.border_subtitle = "connecting…"
         # Columns exist before mount: the first page can arrive before on_mount runs.
         for key, label, width in COLUMNS:
             self.add_column(label, width=width, key=key)

@@ -16,7 +16,7 @@ class QueuePanel(VerticalScroll, can_focus=True):
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.border_title = "Queue"
-        self._body = Static("loading...")
+        self._body = Static(Text("connecting…", style="dim"))
         self._shown: Text | None = None
 
     def compose(self):

@@ -18,7 +18,7 @@ class StatsStrip(Horizontal):
         self._shown: Stats | None = None
 
     def compose(self) -> ComposeResult:
-        yield Static("", id="stats-figures")
+        yield Static(Text("connecting…", style="dim"), id="stats-figures")
         yield Static("runs/min", id="stats-label")
         yield Sparkline([0] * 60, id="stats-spark")
 

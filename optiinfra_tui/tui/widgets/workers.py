@@ -20,6 +20,7 @@ class WorkersPanel(DataTable):
         super().__init__(cursor_type="none", show_cursor=False, **kwargs)
         self._rows: list[tuple] | None = None
         self.border_title = "Workers"
+        self.border_subtitle = "connecting…"
         # Columns exist before mount: the first poll can arrive before on_mount runs.
         for key, label, width in COLUMNS:
             self.add_column(label, width=width, key=key)
