@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import shutil
 import sys
 import time
 from datetime import date, datetime
@@ -17,7 +18,16 @@ from decimal import Decimal
 import click
 
 from optiinfra_tui.errors import BackendUnavailable, ConfigError, OptiInfraError
-from optiinfra_tui.settings import load_settings
+from optiinfra_tui.formats import (
+    amount_text,
+    attempts_label,
+    clip,
+    error_text,
+    money,
+    rfc3339,
+    types_label,
+)
+from optiinfra_tui.settings import load_settings, ordered_types
 
 log = logging.getLogger("optiinfra.cli")
 
@@ -39,8 +49,10 @@ def _emit_json(doc) -> None:
 
 def _json_default(value):
     if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, (datetime, date)):
+        return amount_text(value)
+    if isinstance(value, datetime):
+        return rfc3339(value)
+    if isinstance(value, date):
         return value.isoformat()
     return str(value)
 
@@ -49,7 +61,7 @@ def run_to_dict(run) -> dict:
     return {
         "id": run.id, "task_id": run.task_id, "status": run.status,
         "customer_id": run.customer_id, "provider": run.provider,
-        "data_types": list(run.types), "trigger": run.trigger, "attempt": run.attempt,
+        "data_types": list(ordered_types(run.provider, run.types)), "trigger": run.trigger, "attempt": run.attempt,
         "max_attempts": run.max_attempts, "rows": run.metrics_collected,
         "error_kind": run.error_kind, "error_message": run.error_message,
         "queued_at": run.queued_at, "started_at": run.started_at,
@@ -337,15 +349,28 @@ def history(status: str | None, provider: str | None, customer_id: str | None, l
     if not found:
         click.echo("No runs yet. Start one with `optiinfra-tui collect vultr`.")
         return EXIT_OK
-    click.echo(f"{'ID':>6}  {'STATUS':<9} {'PROVIDER':<8} {'CUSTOMER':<18} {'TYPES':<14} "
-               f"{'TRIGGER':<8} {'TRY':<5} {'ROWS':>8} {'TOOK':>7}  {'QUEUED (UTC)':<19}  ERROR")
+    widths = (6, 9, 8, 18, 21, 8, 5, 8, 7, 19)
+    click.echo(_history_line(widths, ("ID", "STATUS", "PROVIDER", "CUSTOMER", "TYPES",
+                                      "TRIGGER", "TRY", "ROWS", "TOOK", "QUEUED (UTC)"), "ERROR"))
+    # On a terminal the error is cut to its width; piped, it is whole (for grep and scripts).
+    room = (shutil.get_terminal_size().columns - sum(widths) - 2 * len(widths)
+            if sys.stdout.isatty() else None)
     for r in found:
         took = f"{r.duration_ms / 1000:.1f}s" if r.duration_ms is not None else "-"
-        click.echo(f"{r.id:>6}  {r.status:<9} {r.provider:<8} {r.customer_id[:18]:<18} "
-                   f"{r.data_types[:14]:<14} {r.trigger:<8} {r.attempt}/{r.max_attempts:<3} "
-                   f"{r.metrics_collected:>8} {took:>7}  {r.queued_at:%Y-%m-%d %H:%M:%S}  "
-                   f"{r.error_kind or ''}")
+        error = error_text(r.error_kind, r.error_message)
+        click.echo(_history_line(widths, (
+            r.id, r.status, r.provider, r.customer_id, types_label(r.provider, r.data_types),
+            r.trigger, attempts_label(r.status, r.attempt, r.max_attempts),
+            r.metrics_collected, took, f"{r.queued_at:%Y-%m-%d %H:%M:%S}"),
+            clip(error, max(room, 20), words=True) if room is not None else error))
     return EXIT_OK
+
+
+def _history_line(widths: tuple[int, ...], values: tuple, error: str) -> str:
+    """One line of `history`: numbers right-aligned, every cut cell ending in `…`."""
+    cells = [f"{v:>{w}}" if isinstance(v, int) else f"{clip(str(v), w):<{w}}"
+             for v, w in zip(values, widths, strict=True)]
+    return "  ".join(cells + [error]).rstrip()
 
 
 @cli.command()
@@ -393,28 +418,57 @@ def status(as_json: bool) -> int:
 @click.option("--by", type=click.Choice(["provider", "service", "day", "customer"]), default="provider",
               show_default=True)
 @click.option("--since", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
-              help="Only charges from this date (YYYY-MM-DD).")
+              help="Only charges from this date on (YYYY-MM-DD), spread per day over their periods.")
 @click.option("--json", "as_json", is_flag=True, help="Totals as decimal strings.")
 def costs(by: str, since: datetime | None, as_json: bool) -> int:
     """What has been collected, read back from ClickHouse."""
     rt = _runtime()
     try:
-        totals = rt.metrics().costs(by=by, since=since.date() if since else None)
+        store = rt.metrics()
+        totals = store.costs(by=by, since=since.date() if since else None)
+        summary = store.summary() if not as_json else []
     finally:
         rt.close()
     if as_json:
-        _emit_json([{"key": t.key, "billed_cost": t.billed_cost,
-                     "estimated_cost": t.estimated_cost,
-                     "total": t.billed_cost + t.estimated_cost, "rows": t.rows}
+        _emit_json([{"key": t.key, "currency": t.currency,
+                     "billed_cost": amount_text(t.billed_cost, t.currency),
+                     "estimated_cost": amount_text(t.estimated_cost, t.currency),
+                     "total": amount_text(t.total, t.currency), "rows": t.rows}
                     for t in totals])
         return EXIT_OK
     if not totals:
         click.echo("No cost data yet. Run `optiinfra-tui collect vultr --inline`.")
         return EXIT_OK
-    click.echo(f"{by.upper():<32} {'BILLED (USD)':>16} {'ESTIMATED':>14} {'ROWS':>10}")
+    click.echo(f"{by.upper():<32} {'CUR':<4} {'BILLED':>16} {'ESTIMATED':>14} {'TOTAL':>16} "
+               f"{'ROWS':>10}")
     for t in totals:
-        click.echo(f"{t.key[:32]:<32} {t.billed_cost:>16.2f} {t.estimated_cost:>14.2f} {t.rows:>10}")
+        click.echo(_costs_line(clip(t.key, 32), t.currency, t.billed_cost, t.estimated_cost,
+                               t.rows))
+    click.echo()
+    for currency in dict.fromkeys(t.currency for t in totals):  # never add currencies
+        mine = [t for t in totals if t.currency == currency]
+        click.echo(_costs_line(
+            "TOTAL", currency, sum(t.billed_cost for t in mine),
+            sum(t.estimated_cost for t in mine),
+            sum(t.rows for t in mine) if by != "day" else None))
+    for s in summary:
+        click.echo(f"Month to date ({s.month_start:%Y-%m-%d} to {s.today:%Y-%m-%d}, UTC): "
+                   f"{money(s.month_to_date, s.currency)}")
+    click.echo("\nBILLED: invoice lines. ESTIMATED: pending charges of months not invoiced yet. "
+               "TOTAL: both.\nMONTH TO DATE: each charge spread over the days of its charge "
+               "period, summed over this month's days so far." + (
+                   f"\nFrom {since:%Y-%m-%d} on: charges spread the same way, counted from "
+                   "that day." if since else "") + (
+                   "\nBy day, ROWS are the lines charged on that day." if by == "day" else ""))
     return EXIT_OK
+
+
+def _costs_line(key: str, currency: str, billed: Decimal, estimated: Decimal,
+                rows: int | None) -> str:
+    amounts = [f"{money(v, currency, symbol=False):>{w}}"
+               for v, w in ((billed, 16), (estimated, 14), (billed + estimated, 16))]
+    return (f"{key:<32} {currency:<4} {' '.join(amounts)} "
+            f"{'-' if rows is None else rows:>10}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 
 from optiinfra_tui import schedules as sched
+from optiinfra_tui.formats import rfc3339
 from optiinfra_tui.health import Health, backend_labels, check_all, recorded
 from optiinfra_tui.storage.embedded import embedded_missing
 from optiinfra_tui.storage.history import (
@@ -99,7 +100,7 @@ class Snapshot:
 
 def _json_default(value):
     if isinstance(value, datetime):
-        return value.isoformat()
+        return rfc3339(value)
     return str(value)
 
 

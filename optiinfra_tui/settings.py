@@ -209,15 +209,21 @@ def validate_data_types(provider: str, data_types: str | list[str] | tuple[str, 
     if not data_types:
         return DEFAULT_TYPES[provider]
     allowed = PROVIDERS[provider]
-    out: list[str] = []
     for t in data_types:
         if t not in allowed:
             raise ConfigError(
                 f"Unknown data type {t!r} for {provider}. Choose from: {', '.join(allowed)}."
             )
-        if t not in out:
-            out.append(t)
-    return tuple(out)
+    return ordered_types(provider, data_types)
+
+
+def ordered_types(provider: str, data_types: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """Data types in their canonical order: the provider's own, unknown ones after it."""
+    if isinstance(data_types, str):
+        data_types = [t for t in data_types.split(",") if t]
+    rank = {t: i for i, t in enumerate(PROVIDERS.get(provider, ()))}
+    # A stable sort: types the provider doesn't declare keep their order, after its own.
+    return tuple(sorted(dict.fromkeys(data_types), key=lambda t: rank.get(t, len(rank))))
 
 
 def validate_customer_id(value: str, source: str = "customer id") -> str:

@@ -6,6 +6,7 @@ import re
 import signal
 import subprocess
 import sys
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -64,6 +65,46 @@ def test_collect_inline_then_costs_equal_the_server_to_the_cent(cli_env, fake_vu
     assert fake_vultr.token not in json.dumps(hist)
 
 
+def test_costs_spread_per_day_show_totals_and_json_is_rfc3339_with_normalised_amounts(
+        cli_env, fake_vultr):
+    env = dict(cli_env, VULTR_API_KEY=fake_vultr.token, VULTR_API_URL=fake_vultr.url)
+    collected = json.loads(run(["collect", "vultr", "--types", "cost", "--inline", "--json"],
+                               env).stdout)
+    total = fake_vultr.total_cost()
+
+    # Timestamps: RFC 3339 in UTC, with a Z, in collect, history and status.
+    hist = json.loads(run(["history", "--json"], env).stdout)
+    stamps = [collected["queued_at"], collected["finished_at"], hist[0]["queued_at"],
+              hist[0]["started_at"], json.loads(run(["status", "--json"], env).stdout)["taken_at"]]
+    for stamp in stamps:
+        assert stamp.endswith("Z") and datetime.fromisoformat(stamp).utcoffset() == timedelta(0)
+
+    # Amounts: cents, as Vultr bills them, not the column's six places.
+    by_day = json.loads(run(["costs", "--by", "day", "--json"], env).stdout)
+    for row in by_day:
+        assert row["currency"] == "USD"
+        for field in ("billed_cost", "estimated_cost", "total"):
+            assert re.fullmatch(r"-?\d+\.\d\d", row[field]), row
+    # Five monthly invoices and a month's estimate, spread over their days: a row per day.
+    days = [date.fromisoformat(row["key"]) for row in by_day]
+    assert len(days) >= 5 * 28 and days == sorted(set(days))
+    assert sum(Decimal(row["total"]) for row in by_day) == total
+
+    text = run(["costs"], env).stdout
+    (total_line,) = [line for line in text.splitlines() if line.startswith("TOTAL")]
+    billed, estimated, both = (Decimal(v.replace(",", "")) for v in total_line.split()[2:5])
+    assert (billed, estimated, both) == (fake_vultr.total_cost(include_pending=False),
+                                         total - fake_vultr.total_cost(include_pending=False),
+                                         total)
+    (mtd_line,) = [line for line in text.splitlines() if line.startswith("Month to date")]
+    # The month to date: this month's days so far of the estimate spread over the month.
+    month = date.fromisoformat(mtd_line.split("(")[1].split()[0])
+    mtd = Decimal(mtd_line.rsplit("$", 1)[1].replace(",", ""))
+    assert 0 < mtd <= sum(Decimal(row["total"]) for row in by_day
+                          if date.fromisoformat(row["key"]) >= month)
+    assert "ESTIMATED: pending charges of months not invoiced yet" in text
+
+
 def test_missing_key_fails_at_once(cli_env):
     env = dict(cli_env, VULTR_API_URL="http://127.0.0.1:9/v2")
     r = run(["collect", "vultr", "--inline", "--json"], env)
@@ -71,6 +112,11 @@ def test_missing_key_fails_at_once(cli_env):
     doc = json.loads(r.stdout)
     assert (doc["status"], doc["attempt"], doc["error_kind"]) == ("failed", 1, "config")
     assert "VULTR_API_KEY" in doc["error_message"]
+    # `history` says no attempt follows (1/1, not 1/4) and what the error is, in words.
+    header, line = run(["history"], env).stdout.splitlines()
+    cells = dict(zip(header.split()[:9], line.split()[:9], strict=True))
+    assert cells["TRY"] == "1/1" and cells["STATUS"] == "failed"
+    assert line.split("  ")[-1].startswith("config: VULTR_API_KEY is not set")
 
 
 def test_unreachable_api_url_names_its_host_and_variable_with_one_count(cli_env):

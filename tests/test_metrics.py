@@ -16,7 +16,7 @@ import sys
 import textwrap
 import threading
 import time
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -37,7 +37,7 @@ from optiinfra_tui.rows import (
     ResourceRow,
 )
 from optiinfra_tui.storage.metrics import open_metrics
-from optiinfra_tui.storage.queries import CostTotal
+from optiinfra_tui.storage.queries import CostSummary, CostTotal
 
 REPO = Path(__file__).resolve().parents[1]
 AT = datetime(2025, 3, 5, 12, 0, 0, 123456)  # naive UTC, like every timestamp in the project
@@ -215,7 +215,7 @@ def test_each_pending_snapshot_replaces_the_previous_one(store, ids):
     # The same snapshot again changes nothing.
     store.write(Batch(PENDING_CHARGES, second))
     assert store.count_rows(PENDING_CHARGES, customer) == 1
-    assert store.total(customer) == CostTotal(customer, Decimal(0), Decimal("12.25"), 1)
+    assert store.total(customer) == CostTotal(customer, "USD", Decimal(0), Decimal("12.25"), 1)
 
     # An older snapshot arriving late is ignored.
     assert store.write(Batch(PENDING_CHARGES, first)) == 0
@@ -239,16 +239,20 @@ def test_an_invoice_for_a_month_replaces_that_months_estimate_only(store, ids):
                                    cost(ids, "inv:100:1", "1.01", feb)]))
     assert store.pending_estimate(customer) == Decimal("7.77")
     assert store.count_rows(PENDING_CHARGES, customer) == 1
-    assert store.total(customer) == CostTotal(customer, Decimal("42.12"), Decimal("7.77"), 3)
-    assert store.month_to_date(date(2025, 2, 20), customer) == Decimal("42.12")
-    assert store.month_to_date(date(2025, 3, 9), customer) == Decimal("7.77")
+    assert store.total(customer) == CostTotal(customer, "USD", Decimal("42.12"), Decimal("7.77"), 3)
+    # The month to date is the charges' days so far, not the month's invoice or estimate:
+    # February's 42.12 covers February 1-27, March's estimate 7.77 March 1-27.
+    feb20, mar9 = store.summary(date(2025, 2, 20), customer), store.summary(date(2025, 3, 9), customer)
+    assert feb20 == [CostSummary("USD", Decimal("42.12"), Decimal("7.77"), Decimal("31.20"),
+                                 feb, date(2025, 2, 20), 3)]
+    assert (mar9[0].month_to_date, mar9[0].month_start) == (Decimal("2.59"), mar)
 
     # A later snapshot still listing February: February counts once, from the invoice.
     later = AT + timedelta(minutes=15)
     kept = store.write(Batch(PENDING_CHARGES, [pending(ids, "0", "40", feb, at=later),
                                                pending(ids, "0", "8.00", mar, at=later)]))
     assert kept == 1
-    assert store.total(customer) == CostTotal(customer, Decimal("42.12"), Decimal("8.00"), 3)
+    assert store.total(customer) == CostTotal(customer, "USD", Decimal("42.12"), Decimal("8.00"), 3)
 
 
 def test_pending_rows_of_another_customer_are_refused(store, ids):
@@ -295,54 +299,119 @@ def test_costs_by_provider_service_day_and_customer(store, ids):
     ])
     store.write(Batch(PENDING_CHARGES, [pending(ids, "0", "5.55", date(2025, 3, 1))]))
 
-    assert totals(store, "provider", provider) == CostTotal(provider, Decimal("31.00"),
+    assert totals(store, "provider", provider) == CostTotal(provider, "USD", Decimal("31.00"),
                                                              Decimal("5.55"), 4)
-    assert totals(store, "customer", customer) == CostTotal(customer, Decimal("31.00"),
+    assert totals(store, "customer", customer) == CostTotal(customer, "USD", Decimal("31.00"),
                                                              Decimal("5.55"), 4)
     assert totals(store, "customer", other[0]).billed_cost == Decimal("3.33")
 
     mine = store.costs("service", customer_id=customer)
-    assert mine == [CostTotal("Compute", Decimal("30.10"), Decimal("5.55"), 3),
-                    CostTotal("Storage", Decimal("0.90"), Decimal(0), 1)]
+    assert mine == [CostTotal("Compute", "USD", Decimal("30.10"), Decimal("5.55"), 3),
+                    CostTotal("Storage", "USD", Decimal("0.90"), Decimal(0), 1)]
 
+    # By day, each charge is spread over its period: January's lines cover January 1-27
+    # and January 15 06:00 - February 11 06:00, February's February 1-27.
     days = store.costs("day", customer_id=customer)
-    assert [t.key for t in days] == ["2025-01-01", "2025-01-15", "2025-02-01", "2025-03-01"]
-    assert days[1].billed_cost == Decimal("0.90")
+    keys = [t.key for t in days]
+    assert keys[0] == "2025-01-01" and keys[-1] == "2025-03-27" and "2025-02-28" not in keys
+    assert len(keys) == 58 + 27
+    assert sum(t.billed_cost for t in days) == Decimal("31.00")
+    assert sum(t.estimated_cost for t in days) == Decimal("5.55")
 
     since = store.costs("day", since=date(2025, 1, 15), customer_id=customer)
-    assert [t.key for t in since] == ["2025-01-15", "2025-02-01", "2025-03-01"]
+    assert since[0].key == "2025-01-15" and since == days[14:]
+    # From February on: February's line, the share of the Storage line's days in February
+    # (246 of its 648 hours: 34 of its 90 cents, 34.17 exactly), and March's estimate.
     assert totals(store, "provider", provider, since=date(2025, 2, 1)) == CostTotal(
-        provider, Decimal("20.00"), Decimal("5.55"), 2)
+        provider, "USD", Decimal("20.34"), Decimal("5.55"), 3)
     with pytest.raises(ValueError):
         store.costs("region")
 
 
 def test_spend_by_day_and_provider_and_month_to_date(store, ids):
     customer, provider = ids
-    today = datetime.now(UTC).date()
-    month = today.replace(day=1)
-    last_month = (month - timedelta(days=1)).replace(day=1)
+    today, month, last_month = date(2025, 3, 10), date(2025, 3, 1), date(2025, 2, 1)
 
-    def day(n: int) -> datetime:
-        return datetime.combine(today - timedelta(days=n), datetime.min.time())
+    def day(n: int, hours: int = 24) -> dict:
+        start = datetime.combine(today - timedelta(days=n), datetime.min.time())
+        return {"start": start, "end": start + timedelta(hours=hours)}
 
     store.write_cost_lines([
-        cost(ids, "inv:1:0", "1.25", last_month, start=day(2)),
-        cost(ids, "inv:1:1", "2.50", last_month, start=day(2)),
-        cost(ids, "inv:0:0", "9.00", last_month, start=day(40), invoice="0"),
+        cost(ids, "inv:1:0", "1.25", last_month, **day(2)),
+        cost(ids, "inv:1:1", "2.50", last_month, **day(2)),
+        # 27 days from January 29: 16 of them (February 9-24) are in the last 30 days.
+        cost(ids, "inv:0:0", "9.00", last_month, invoice="0", **day(40, 27 * 24)),
     ])
     store.write(Batch(PENDING_CHARGES, [
-        cost(ids, "pending:0", "0.75", month, estimate=True, start=day(0)),
-        cost(ids, "pending:1", "0.50", month, estimate=True, start=day(1)),
+        cost(ids, "pending:0", "0.75", month, estimate=True, **day(0)),
+        cost(ids, "pending:1", "0.50", month, estimate=True, **day(1)),
     ]))
-    mine = [(d, v) for d, p, v in store.spend_by_day_and_provider(30, customer) if p == provider]
-    assert mine == [(day(2).date(), Decimal("3.75")), (day(1).date(), Decimal("0.50")),
-                    (today, Decimal("0.75"))]
-    assert store.month_to_date(customer_id=customer) == Decimal("1.25")
-    assert store.month_to_date(last_month, customer) == Decimal("12.75")
+    mine = [(d, c, v) for d, p, c, v in store.spend_by_day_and_provider(30, customer, today)
+            if p == provider]
+    february = [(d, v) for d, c, v in mine if d < month]
+    assert [d for d, _ in february] == [date(2025, 2, 9) + timedelta(days=i) for i in range(16)]
+    assert {v for _, v in february} == {Decimal("0.33"), Decimal("0.34")}
+    # Days 12-27 of 27: the rounded running totals 900 - 367 cents.
+    assert sum(v for _, v in february) == Decimal("5.33")
+    assert mine[-3:] == [(date(2025, 3, 8), "USD", Decimal("3.75")),
+                         (date(2025, 3, 9), "USD", Decimal("0.50")),
+                         (today, "USD", Decimal("0.75"))]
+    assert store.summary(today, customer) == [CostSummary(
+        "USD", Decimal("12.75"), Decimal("1.25"), Decimal("5.00"), month, today, 5)]
     assert store.pending_estimate(customer) == Decimal("1.25")
-    assert store.month_to_date() >= Decimal("1.25")
     assert store.ping() > 0
+
+
+def test_by_day_spreads_each_charge_over_its_period_and_days_add_up_per_currency(store, ids):
+    customer, provider = ids
+    feb, mar = date(2025, 2, 1), date(2025, 3, 1)
+    t = datetime
+    odd = [  # (line, amount, currency, start, end)
+        ("a", "10.01", "USD", t(2025, 1, 31, 20), t(2025, 2, 28, 20)),  # Vultr's month
+        ("b", "-3.33", "USD", t(2025, 2, 3, 7, 13), t(2025, 2, 10)),  # a credit
+        ("c", "0.07", "USD", t(2025, 2, 1), t(2025, 2, 8)),  # fewer cents than days
+        ("d", "1234.567891", "USD", t(2025, 2, 2, 13), t(2025, 3, 3, 1)),  # finer than cents
+        ("e", "4.99", "USD", t(2025, 2, 5, 12), t(2025, 2, 5, 12)),  # an instant: its day
+        ("f", "0.0012345", "USD", t(2025, 2, 6, 23, 59), t(2025, 2, 7, 0, 1)),
+        ("g", "1001", "JPY", t(2025, 2, 1, 3), t(2025, 2, 4, 3)),
+        ("h", "77.777", "KWD", t(2025, 2, 26, 5), t(2025, 3, 1, 17)),
+    ]
+    lines = [cost(ids, f"inv:1:{n}", amount, feb, start=start, end=end, billing_currency=cur)
+             for n, amount, cur, start, end in odd]
+    lines.append(cost(ids, "inv:1:i", "19.99", feb, billing_currency="EUR",
+                      start=t(2025, 2, 27, 16), end=t(2025, 3, 2, 9)))
+    store.write_cost_lines(lines)
+    store.write(Batch(PENDING_CHARGES, [
+        cost(ids, "pending:2025-03:0", "8.41", mar, estimate=True, billing_currency="EUR",
+             start=t(2025, 3, 1), end=t(2025, 3, 13, 11))]))
+
+    stored = store.read_rows(COST_LINES, customer_id=customer)
+    days = store.costs("day", customer_id=customer)
+    by_provider = store.costs("provider", customer_id=customer)
+    assert {t.currency for t in days} == {"USD", "JPY", "KWD", "EUR"}
+    for currency in ("USD", "JPY", "KWD", "EUR"):
+        mine = [d for d in days if d.currency == currency]
+        billed = sum(r.billed_cost for r in stored if r.billing_currency == currency)
+        assert sum(d.billed_cost for d in mine) == billed, currency
+        assert sum(d.estimated_cost for d in mine) == (Decimal("8.41") if currency == "EUR" else 0)
+        (total,) = [p for p in by_provider if p.currency == currency]
+        assert (total.billed_cost, total.estimated_cost) == (
+            billed, sum(d.estimated_cost for d in mine))
+        # Whole units of the currency on each day, unless a line has finer digits.
+        if currency != "USD":
+            places = {"JPY": 0, "KWD": 3, "EUR": 2}[currency]
+            assert all(d.total == d.total.quantize(Decimal(1).scaleb(-places)) for d in mine)
+
+    usd = {d.key: d for d in days if d.currency == "USD"}
+    assert min(usd) == "2025-01-31" and max(usd) == "2025-03-03" and len(usd) == 32
+    assert usd["2025-01-31"].billed_cost == Decimal("0.06")  # 4 of 672 hours of 10.01
+    assert usd["2025-02-05"].rows == 5  # a, b, c, d and the instant e
+    # 1001 yen over 21, 24, 24 and 3 hours: 291.96, 333.67, 333.67 and 41.71, in whole yen.
+    jpy = [(d.key, d.billed_cost) for d in days if d.currency == "JPY"]
+    assert jpy == [("2025-02-01", 292), ("2025-02-02", 334), ("2025-02-03", 333),
+                   ("2025-02-04", 42)]
+    with pytest.raises(ValueError, match="several currencies"):
+        store.total(customer)  # one figure would add yen to dollars
 
 
 def test_estimates_among_invoice_lines_clear_only_the_invoiced_months(store, ids):
@@ -382,7 +451,7 @@ def test_buffered_writer_coalesces_and_flushes(store, ids):
         assert store.count_rows(COST_LINES, customer) == 300
         w.write(Batch(PENDING_CHARGES, [pending(ids, "0", "1", date(2025, 3, 1))]))
         assert store.count_rows(COST_LINES, customer) == 400  # pending flushes first
-    assert store.total(customer) == CostTotal(customer, Decimal("4.00"), Decimal("1"), 401)
+    assert store.total(customer) == CostTotal(customer, "USD", Decimal("4.00"), Decimal("1"), 401)
 
 
 def test_buffered_writer_flush_waits_for_the_insert_in_flight(store, ids, monkeypatch):
@@ -453,7 +522,7 @@ def test_concurrent_writers_and_readers(store, ids):
     for t in threads:
         t.join()
     assert errors == []
-    assert store.total(customer) == CostTotal(customer, Decimal("120.00"), Decimal(0), 1200)
+    assert store.total(customer) == CostTotal(customer, "USD", Decimal("120.00"), Decimal(0), 1200)
 
 
 # --- opening ----------------------------------------------------------------------------------

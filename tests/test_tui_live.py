@@ -40,7 +40,7 @@ async def test_c_enter_runs_a_vultr_collection_live_and_costs_come_from_chdb(
             assert "success" in screen_text(app)
             # The costs panel read the rows back from chDB.
             await until(pilot, lambda: app.costs is not None and app.costs.error is None
-                        and app.costs.month_to_date is not None, timeout=15)
+                        and app.costs.summary, timeout=15)
             await pilot.press("enter")
             await until(pilot, lambda: isinstance(app.screen, RunDetailScreen)
                         and app.screen.detail is not None)

@@ -18,6 +18,7 @@ from optiinfra_tui.storage.history import (
     WorkerHeartbeat,
     db,
 )
+from optiinfra_tui.storage.queries import CostSummary, CostTotal
 from optiinfra_tui.tui.source import Source
 
 FROZEN_NOW = datetime(2026, 11, 20, 12, 0, 0)
@@ -133,28 +134,44 @@ class StubMetrics:
     def __init__(self, today: date = FROZEN_TODAY) -> None:
         self.today = today
 
-    def spend_by_day_and_provider(self, days: int = 30):
+    def spend_by_day_and_provider(self, days: int = 30, customer_id=None, today=None):
+        today = today or self.today
         out = []
         for i in range(days):
-            d = self.today - timedelta(days=days - 1 - i)
-            out.append((d, "vultr", Decimal(20 + (i * 7) % 13) + Decimal("0.37")))
+            d = today - timedelta(days=days - 1 - i)
+            out.append((d, "vultr", "USD", Decimal(20 + (i * 7) % 13) + Decimal("0.37")))
         return out
 
-    def month_to_date(self) -> Decimal:
-        return Decimal("412.58")
-
-    def pending_estimate(self) -> Decimal:
-        return Decimal("96.10")
+    def summary(self, today=None):
+        today = today or self.today
+        return [CostSummary("USD", Decimal("1830.40"), Decimal("96.10"), Decimal("412.58"),
+                            today.replace(day=1), today, 512)]
 
     def costs(self, by: str = "provider", since=None):
-        from types import SimpleNamespace as NS
-
         if by == "provider":
-            return [NS(key="vultr", billed_cost=Decimal("1830.40"),
-                       estimated_cost=Decimal("96.10"), rows=512)]
-        return [NS(key=k, billed_cost=Decimal(v), estimated_cost=Decimal(0), rows=r)
+            return [CostTotal("vultr", "USD", Decimal("1830.40"), Decimal("96.10"), 512)]
+        return [CostTotal(k, "USD", Decimal(v), Decimal(0), r)
                 for k, v, r in (("Vultr Cloud Compute", "1210.00", 300),
                                 ("Block Storage", "330.40", 120), ("Load Balancer", "290.00", 92))]
+
+    def close(self) -> None:
+        pass
+
+
+class OneCustomer:
+    """A real metrics store read for one customer: tests sharing chDB don't see each other."""
+
+    def __init__(self, store, customer_id: str) -> None:
+        self.store, self.customer_id = store, customer_id
+
+    def spend_by_day_and_provider(self, days: int = 30, today=None):
+        return self.store.spend_by_day_and_provider(days, self.customer_id, today)
+
+    def summary(self, today=None):
+        return self.store.summary(today, self.customer_id)
+
+    def costs(self, by: str = "provider", since=None):
+        return self.store.costs(by, since, self.customer_id)
 
     def close(self) -> None:
         pass

@@ -1,9 +1,9 @@
-"""Text formatting shared by the panels: durations, ages, money, status colours."""
+"""Text formatting shared by the panels: durations, ages, status colours (money, clipping and
+the rest shared with the CLI are in `optiinfra_tui.formats`)."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal
 
 STATUS_STYLE = {
     "queued": "bold #5fafff",
@@ -69,9 +69,23 @@ def _span(s: int) -> str:
     return f"{s // 86400}d"
 
 
-def money(value: Decimal | None) -> str:
-    return "-" if value is None else f"${value:,.2f}"
-
-
 def rate(value: float | None) -> str:
     return "-" if value is None else f"{value:.0%}"
+
+
+def fit_columns(columns: tuple[tuple[str, str, int], ...], available: int, flex: str,
+                drop_order: tuple[str, ...], padding: int = 1) -> tuple[tuple[str, str, int], ...]:
+    """The columns that fit in `available` cells, with fixed widths (DataTable adds `padding`
+    each side): those in `drop_order` go whole, first to last, until the rest fit at their
+    widths, and the `flex` column (given at its narrowest) takes every cell left."""
+    shown = list(columns)
+
+    def needed(cols: list) -> int:
+        return sum(width + 2 * padding for _, _, width in cols)
+
+    for key in drop_order:
+        if needed(shown) <= available:
+            break
+        shown = [c for c in shown if c[0] != key]
+    spare = max(0, available - needed(shown))
+    return tuple((k, label, width + spare if k == flex else width) for k, label, width in shown)

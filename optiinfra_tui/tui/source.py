@@ -16,6 +16,7 @@ from optiinfra_tui import monitor, runs
 from optiinfra_tui.health import Health, backend_labels
 from optiinfra_tui.monitor import QueueInfo, ScheduleInfo, Stats, WorkerInfo
 from optiinfra_tui.storage.history import CollectionRun, utcnow
+from optiinfra_tui.storage.queries import CostSummary
 
 log = logging.getLogger("optiinfra.tui")
 
@@ -97,9 +98,8 @@ class DashState:
 
 @dataclass
 class CostsData:
-    by_day: list[tuple[date, str, Decimal]] = field(default_factory=list)
-    month_to_date: Decimal | None = None
-    pending: Decimal | None = None
+    by_day: list[tuple[date, str, str, Decimal]] = field(default_factory=list)  # provider, currency
+    summary: list[CostSummary] = field(default_factory=list)  # one per currency, largest first
     by_provider: list = field(default_factory=list)
     by_service: list = field(default_factory=list)
     today: date | None = None
@@ -189,12 +189,12 @@ class Source:
     def costs(self, days: int = 30) -> CostsData:
         try:
             store = self._metrics()
-            return CostsData(by_day=list(store.spend_by_day_and_provider(days=days)),
-                             month_to_date=store.month_to_date(),
-                             pending=store.pending_estimate(),
+            today = self.clock().date()
+            return CostsData(by_day=list(store.spend_by_day_and_provider(days=days, today=today)),
+                             summary=list(store.summary(today)),
                              by_provider=list(store.costs(by="provider")),
                              by_service=list(store.costs(by="service"))[:12],
-                             today=self.clock().date())
+                             today=today)
         except Exception as exc:
             log.warning("costs view: metrics unavailable: %s", short_error(exc))
             return CostsData(error=short_error(exc))

@@ -1,4 +1,5 @@
-"""Costs panel: month to date, the current month's pending estimate, spend by day and provider."""
+"""Costs panel: month to date, the pending estimate, spend per day and provider (charges spread
+over their periods)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import Static
 
-from optiinfra_tui.tui.fmt import money
+from optiinfra_tui.formats import money
 from optiinfra_tui.tui.source import CostsData
 
 PROVIDER_COLOURS = {"vultr": "#5fafff", "aws": "#ffaf00", "azure": "#af87ff", "gcp": "#5fd75f"}
@@ -42,27 +43,35 @@ class CostsPanel(Static, can_focus=True):
         self.update(render_costs(costs, self.days, self.chart_height))
 
 
-def render_costs(c: CostsData, days: int, height: int, bar: int = 1) -> Text:
+def render_costs(c: CostsData, days: int, height: int) -> Text:
+    """The panel: the main currency's month to date and estimate, over its daily spend."""
     if c.error:
         return Text.assemble(("metrics unavailable\n", "bold #ff5f5f"), (c.error, "dim"))
+    if not c.summary:
+        return Text("no cost data yet: press c to collect", style="dim")
+    main = c.summary[0]
     t = Text()
     t.append("MTD ", style="dim")
-    t.append(money(c.month_to_date), style="bold")
-    t.append("  pending est. ", style="dim")
-    t.append(money(c.pending), style="bold #ffaf00")
+    t.append(money(main.month_to_date, main.currency), style="bold")
+    t.append("  est. ", style="dim")
+    t.append(money(main.estimated_cost, main.currency), style="bold #ffaf00")
     t.append("\n")
-    t.append_text(spend_chart(c.by_day, c.today, days, height, bar))
+    t.append_text(spend_chart(c.by_day, main.currency, c.today, days, height))
+    if len(c.summary) > 1:
+        t.append(f"  +{len(c.summary) - 1} currency: enter", style="dim")
     return t
 
 
-def spend_chart(by_day: list[tuple[date, str, Decimal]], today: date | None, days: int,
-                height: int, bar: int = 1) -> Text:
-    """Stacked bars, one per day (`bar` cells wide), one colour per provider, with a legend."""
-    today = today or max((d for d, _, _ in by_day), default=date.today())
+def spend_chart(by_day: list[tuple[date, str, str, Decimal]], currency: str, today: date | None,
+                days: int, height: int, bar: int = 1) -> Text:
+    """Stacked bars of one currency, one per day (`bar` cells wide), one colour per provider,
+    with a legend; each charge counts on the days of its charge period."""
+    mine = [(d, p, amount) for d, p, cur, amount in by_day if cur == currency]
+    today = today or max((d for d, _, _ in mine), default=date.today())
     first = today - timedelta(days=days - 1)
     per_day: dict[date, dict[str, Decimal]] = defaultdict(dict)
     providers: list[str] = []
-    for d, provider, amount in by_day:
+    for d, provider, amount in mine:
         if first <= d <= today:
             per_day[d][provider] = per_day[d].get(provider, Decimal(0)) + amount
             if provider not in providers:
@@ -71,11 +80,12 @@ def spend_chart(by_day: list[tuple[date, str, Decimal]], today: date | None, day
     peak = max(totals.values(), default=Decimal(0))
     t = Text()
     if peak <= 0:
-        t.append(f"no spend in the last {days} days", style="dim")
+        t.append(f"no {currency} spend in the last {days} days", style="dim")
         return t
-    label_w = len(f"${peak:,.0f}")
+    top = f"{peak:,.0f}"  # the legend names the currency
+    label_w = len(top)
     for level in range(height, 0, -1):
-        t.append((f"${peak:,.0f}" if level == height else "").rjust(label_w) + "│", style="dim")
+        t.append((top if level == height else "").rjust(label_w) + "│", style="dim")
         for i in range(days):
             char, style = _cell(per_day.get(first + timedelta(days=i), {}), peak, height, level)
             t.append(char * bar + (" " if bar > 1 else ""), style)
@@ -87,7 +97,7 @@ def spend_chart(by_day: list[tuple[date, str, Decimal]], today: date | None, day
     for p in providers:
         t.append("■ ", style=PROVIDER_COLOURS.get(p, "white"))
         t.append(p + "  ")
-    t.rstrip()
+    t.append(f"{currency}/day", style="dim")
     return t
 
 

@@ -1,0 +1,114 @@
+"""Formatting shared by the CLI and the dashboard: money, timestamps, clipped cells, attempts.
+
+Pure functions of their arguments, so every interface shows a figure the same way.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from optiinfra_tui.settings import ordered_types
+from optiinfra_tui.storage.history import FINAL_STATUSES
+
+ELLIPSIS = "…"
+# ISO 4217 minor units of the currencies that don't have two; every other currency has two.
+CURRENCY_DIGITS = {
+    "BHD": 3, "BIF": 0, "CLP": 0, "DJF": 0, "GNF": 0, "IQD": 3, "ISK": 0, "JOD": 3, "JPY": 0,
+    "KMF": 0, "KRW": 0, "KWD": 3, "LYD": 3, "OMR": 3, "PYG": 0, "RWF": 0, "TND": 3, "UGX": 0,
+    "UYI": 0, "VND": 0, "VUV": 0, "XAF": 0, "XOF": 0, "XPF": 0,
+}
+_SYMBOLS = {"USD": "$"}
+_SPACES = re.compile(r"\s+")
+
+
+def currency_digits(currency: str) -> int:
+    """Digits after the point in `currency`'s smallest unit (2 unless ISO 4217 says otherwise)."""
+    return CURRENCY_DIGITS.get(currency.upper(), 2)
+
+
+def normalise(value: Decimal, currency: str = "USD") -> Decimal:
+    """`value` at the currency's precision, keeping any further digits it really has.
+
+    68643.900000 -> 68643.90; 5 -> 5.00; 0.0012345 stays 0.0012345.
+    """
+    places = currency_digits(currency)
+    exponent = value.normalize().as_tuple().exponent
+    if isinstance(exponent, int):
+        places = max(places, -exponent)
+    return value.quantize(Decimal(1).scaleb(-places))
+
+
+def amount_text(value: Decimal, currency: str = "USD") -> str:
+    """A decimal string for JSON: normalised, no exponent, no thousands separators."""
+    return f"{normalise(value, currency):f}"
+
+
+def money(value: Decimal | None, currency: str = "USD", symbol: bool = True) -> str:
+    """'$1,234.50', '-$5.00', '1,234 JPY'; without `symbol` '1,234.50'; '-' for no value."""
+    if value is None:
+        return "-"
+    text = f"{abs(normalise(value, currency)):,f}"
+    sign = "-" if value < 0 else ""
+    if not symbol:
+        return sign + text
+    prefix = _SYMBOLS.get(currency.upper())
+    return f"{sign}{prefix}{text}" if prefix else f"{sign}{text} {currency}"
+
+
+def rfc3339(value: datetime) -> str:
+    """RFC 3339 in UTC with a `Z`; a naive datetime is UTC, as everywhere in this project."""
+    value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return value.isoformat().replace("+00:00", "Z")
+
+
+def cell_width(text: str) -> int:
+    """Terminal cells `text` takes: East Asian wide characters take two."""
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+def clip(text: str, width: int, words: bool = False) -> str:
+    """`text` in at most `width` cells, ending in `…` where it was cut.
+
+    `words` cuts at a space when one is in the second half, so a message ends on whole words.
+    Runs of whitespace (newlines too) become one space.
+    """
+    text = _SPACES.sub(" ", text).strip()
+    if cell_width(text) <= width:
+        return text
+    if width <= 1:
+        return ELLIPSIS[:width]
+    cut, used = 0, 0
+    for ch in text:
+        w = cell_width(ch)
+        if used + w > width - 1:
+            break
+        cut, used = cut + 1, used + w
+    head = text[:cut]
+    if words:
+        space = text.rfind(" ", 0, cut + 1)  # a space right at the cut ends a whole word too
+        if space > width // 2:
+            head = text[:space]
+    return head.rstrip(" ,;:-") + ELLIPSIS
+
+
+def types_label(provider: str, data_types: str | list[str] | tuple[str, ...]) -> str:
+    """'cost,account,resource': the types of a run, comma-separated, in canonical order."""
+    return ",".join(ordered_types(provider, data_types))
+
+
+def attempts_label(status: str, attempt: int, max_attempts: int) -> str:
+    """'2/4' while more attempts may come; a final run shows the attempts it made ('1/1')."""
+    if status in FINAL_STATUSES:
+        return f"{attempt}/{attempt}" if attempt else "-"
+    return f"{attempt}/{max_attempts}"
+
+
+def error_text(kind: str | None, message: str | None) -> str:
+    """'config: VULTR_API_KEY is not set…': an error's kind, then its message."""
+    if not kind:
+        return ""
+    message = _SPACES.sub(" ", message or "").strip()
+    return f"{kind}: {message}" if message else kind
