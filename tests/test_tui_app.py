@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import io
+import os
 import re
 import threading
+from datetime import date, datetime
+from decimal import Decimal
 
 import pytest
 from rich.console import Console
@@ -39,8 +42,28 @@ def rt(tmp_path):
 
 
 @pytest.fixture
+def quiet_rt(tmp_path):
+    """A runtime whose schedule list is empty: nothing runs that the test didn't ask for."""
+    config = tmp_path / "no-schedules.toml"
+    config.write_text("schedules = []\n")
+    rt = make_runtime(tmp_path / "home", OPTIINFRA_CONFIG=str(config))
+    yield rt
+    rt.close()
+
+
+@pytest.fixture
 def seeded(rt):
     return seed_showcase()
+
+
+async def open_detail(pilot, run_id: int) -> str:
+    """Select a run, press enter, wait for its detail; returns the screen's text."""
+    app = pilot.app
+    await select_run(pilot, run_id)
+    await pilot.press("enter")
+    await until(pilot, lambda: isinstance(app.screen, RunDetailScreen)
+                and app.screen.detail is not None and app.screen.detail.run.id == run_id)
+    return screen_text(app)
 
 
 def newest_run() -> CollectionRun:
@@ -63,11 +86,7 @@ async def test_enter_opens_run_detail_with_attempts_error_and_advice(rt, seeded)
     app = make_app(rt)
     async with app.run_test(size=SIZE) as pilot:
         await loaded(pilot)
-        await select_run(pilot, seeded["transient_failed"])
-        await pilot.press("enter")
-        await until(pilot, lambda: isinstance(app.screen, RunDetailScreen)
-                    and app.screen.detail is not None)
-        text = screen_text(app)
+        text = await open_detail(pilot, seeded["transient_failed"])
         assert f"Run {seeded['transient_failed']}" in text
         assert "503 Service Unavailable" in text and "What to do" in text
         assert app.screen.query_one("#attempts").row_count == 3
@@ -300,6 +319,164 @@ async def test_costs_view_tolerates_metrics_being_unavailable(rt):
         assert "metrics unavailable" in screen_text(app)
         app.main.action_costs()
         await until(pilot, lambda: "ClickHouse is unreachable" in screen_text(app))
+
+
+async def test_costs_view_shows_billed_estimated_total_and_month_to_date_per_currency(
+        quiet_rt, chdb_url):
+    # Real chDB, read for this test's customer. FROZEN_TODAY is 2026-11-20.
+    from tui_data import FROZEN_TODAY, OneCustomer
+
+    from optiinfra_tui.collectors.base import COST_LINES, PENDING_CHARGES, Batch, CostRow
+    from optiinfra_tui.storage.metrics import open_metrics
+
+    customer = f"tuicosts{os.getpid()}"
+
+    def line(n, amount, currency, start, end, estimate=False):
+        return CostRow(f"{'pending' if estimate else 'inv'}:{n}", customer, "vultr", customer,
+                       "" if estimate else "7", Decimal(amount), Decimal(amount), Decimal(amount),
+                       Decimal(0), currency, start, end, start.replace(day=1) if estimate
+                       else date(2026, 10, 1), "Usage", "line", "Compute", "", "", "",
+                       Decimal(1), "Hours", estimate, 1, datetime(2026, 11, 20, 11))
+
+    store = open_metrics(chdb_url)
+    try:
+        store.write(Batch(COST_LINES, [
+            line(0, "31.00", "USD", datetime(2026, 10, 1), datetime(2026, 11, 1)),
+            line(1, "12.34", "EUR", datetime(2026, 10, 1), datetime(2026, 11, 1))]))
+        store.write(Batch(PENDING_CHARGES, [
+            line(2, "30.00", "USD", datetime(2026, 11, 1), datetime(2026, 12, 1), True)]))
+        app = make_app(quiet_rt, metrics=OneCustomer(store, customer))
+        async with app.run_test(size=SIZE) as pilot:
+            await loaded(pilot)
+            # The chart's days: October's invoice and November's estimate, spread per day.
+            usd = {d: v for d, p, c, v in app.costs.by_day if c == "USD"}
+            assert len(usd) == 30 and usd[FROZEN_TODAY] == Decimal("1.00")
+            assert usd[date(2026, 10, 22)] == Decimal("1.00")
+            # Month to date: 20 of November's 30 days of the estimate, not the estimate.
+            assert "MTD $20.00  est. $30.00" in screen_text(app)
+            app.main.action_costs()
+            await until(pilot, lambda: isinstance(app.screen, CostsScreen)
+                        and "month to date" in screen_text(app))
+            lines = [t.split() for t in screen_text(app).splitlines()]
+            # A column per currency (never added together), each figure with its meaning.
+            assert ["USD", "EUR"] in lines
+            rows = {t[0]: t[1:] for t in lines if t and t[0] in ("billed", "estimated", "total")}
+            assert rows["billed"][:3] == ["$31.00", "12.34", "EUR"]
+            assert rows["billed"][3:6] == ["invoice", "lines,", "every"]
+            assert rows["estimated"][:5] == ["$30.00", "0.00", "EUR", "pending", "charges"]
+            assert rows["total"][:3] == ["$61.00", "12.34", "EUR"]
+            mtd = next(t for t in lines if t[:3] == ["month", "to", "date"])
+            # 20 of November's 30 days of the estimate, not the estimate itself.
+            assert mtd[3:11] == ["$20.00", "0.00", "EUR", "11-01", "to", "11-20:", "each",
+                                 "charge"]
+            text = screen_text(app)
+            assert "EUR per day" in text and "USD per day" in text
+    finally:
+        store.close()
+
+
+LONG_MESSAGE = ("VULTR_API_KEY is not set: the vultr API key for customer "
+                "'a-customer-with-a-long-name' is missing. Export VULTR_API_KEY=<key>.")
+
+
+def seed_cut_values() -> dict[str, int]:
+    """Runs whose values don't fit: a long customer, three types stored out of order, a final
+    config failure after one of four attempts, and a retrying run."""
+    from tui_data import FROZEN_NOW, _run
+
+    failed = CollectionRun.insert(_run(
+        3, FROZEN_NOW, "failed", customer_id="a-customer-with-a-long-name",
+        data_types="account,resource,cost", trigger="manual", attempt=1, max_attempts=4,
+        error_kind="config", error_message=LONG_MESSAGE)).execute()
+    retrying = CollectionRun.insert(_run(
+        2, FROZEN_NOW, "retrying", attempt=1, max_attempts=4, error_kind="transient",
+        error_message="Vultr answered 429 Too Many Requests")).execute()
+    return {"failed": failed, "retrying": retrying}
+
+
+def shown_cells(table) -> list[list[str]]:
+    return [[c.plain if hasattr(c, "plain") else str(c) for c in table.get_row_at(i)]
+            for i in range(table.row_count)]
+
+
+def full_values(run) -> dict[str, str]:
+    """What each column would show with room enough."""
+    from optiinfra_tui.tui.fmt import duration
+
+    return {"id": str(run.id), "status": run.status, "provider": run.provider,
+            "customer": run.customer_id, "types": "cost,account,resource"
+            if run.data_types.count(",") == 2 else run.data_types, "trigger": run.trigger,
+            "try": "1/1" if run.status == "failed" else f"{run.attempt}/{run.max_attempts}",
+            "rows": f"{run.rows:,}", "took": duration(run.duration_ms),
+            "queued": f"{run.queued_at:%m-%d %H:%M:%S}",
+            "error": f"{run.error_kind}: {run.error_message}" if run.error_kind else ""}
+
+
+@pytest.mark.parametrize("size,hidden", [
+    ((180, 50), []),
+    ((120, 40), ["TRIGGER", "TRY", "TOOK", "PROVIDER"]),
+    ((80, 24), ["TRIGGER", "TRY", "TOOK", "PROVIDER", "ROWS", "TYPES", "CUSTOMER"]),
+])
+async def test_history_cuts_cells_with_an_ellipsis_and_drops_whole_columns(quiet_rt, size,
+                                                                           hidden):
+    ids = seed_cut_values()
+    app = make_app(quiet_rt)
+    async with app.run_test(size=size) as pilot:
+        await loaded(pilot)
+        table = app.main.history
+        # The columns fit the panel: nothing is cut off by its edge.
+        assert table.virtual_size.width <= table.scrollable_content_region.width
+        keys = [key for key, _, _ in table.fitted]
+        assert table.hidden == tuple(hidden)
+        assert [c.label.plain for c in table.columns.values()][-1] == "ERROR"
+        for run, cells in zip(table.page.rows, shown_cells(table), strict=True):
+            full = full_values(run)
+            for key, cell in zip(keys, cells, strict=True):
+                whole = " ".join(full[key].split())
+                # Whole, or a start of it that ends in "…" (a message cut at a word).
+                assert cell == whole or (cell.endswith("…") and whole.startswith(
+                    cell[:-1].rstrip(" ,;:-"))), (key, cell, whole)
+        text = screen_text(app)
+        if hidden:
+            assert f"{len(hidden)} columns hidden, enter: all of a run" in text
+        failed = next(c for r, c in zip(table.page.rows, shown_cells(table), strict=True)
+                      if r.id == ids["failed"])
+        # The error column shows the message's first words, not only the kind.
+        assert failed[keys.index("error")].startswith("config: VULTR_API_KEY is")
+        if size[0] >= 180:
+            assert failed[keys.index("types")] == "cost,account,resource"
+            assert failed[keys.index("try")] == "1/1"
+            assert failed[keys.index("customer")] == "a-customer-with…"
+
+
+async def test_history_refits_its_columns_when_the_terminal_is_resized(quiet_rt):
+    seed_cut_values()
+    app = make_app(quiet_rt)
+    async with app.run_test(size=(180, 50)) as pilot:
+        await loaded(pilot)
+        table = app.main.history
+        await select_run(pilot, table.page.rows[1].id)
+        wide = table.fitted[-1][2]
+        await pilot.resize_terminal(80, 24)
+        await until(pilot, lambda: "types" not in [k for k, _, _ in table.fitted])
+        assert table.fitted[-1][2] < wide and table.cursor_row == 1
+        assert table.virtual_size.width <= table.scrollable_content_region.width
+        await pilot.resize_terminal(180, 50)
+        await until(pilot, lambda: table.fitted[-1][2] == wide)
+        assert not table.hidden and table.cursor_row == 1
+
+
+async def test_detail_of_a_final_failure_says_no_attempt_will_follow(quiet_rt):
+    ids = seed_cut_values()
+    app = make_app(quiet_rt)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        text = await open_detail(pilot, ids["failed"])
+        assert "1/1 (final: config errors are not retried)" in text
+        assert "[cost,account,resource]" in text and "1 of 4" not in text
+        await pilot.press("escape")
+        await until(pilot, lambda: app.screen is app.main)
+        assert "attempts      1 of 4" in await open_detail(pilot, ids["retrying"])
 
 
 async def test_history_pages_by_key_through_a_long_history(rt):

@@ -12,7 +12,7 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
-from optiinfra_tui.formats import clip, money
+from optiinfra_tui.formats import money
 from optiinfra_tui.tui.source import CostsData
 from optiinfra_tui.tui.widgets.costs import spend_chart
 
@@ -29,6 +29,10 @@ MEANINGS = (
 class CostsScreen(Screen):
     BINDINGS = [Binding("escape,q", "close", "Back")]
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.costs: CostsData | None = None
+
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="costs-view"):
             yield Static("Costs (from ClickHouse)", id="costs-title")
@@ -42,55 +46,73 @@ class CostsScreen(Screen):
             self.show(self.app.costs)
         self.app.poller.wake(costs=True)
 
+    def on_resize(self) -> None:
+        if self.costs is not None:
+            self.show(self.costs)
+
     def show(self, costs: CostsData) -> None:
+        self.costs = costs
+        width = self.query_one("#costs-view").content_region.width or self.size.width
         self.query_one("#costs-figures", Static).update(figures(costs))
-        self.query_one("#costs-chart", Static).update(charts(costs))
-        self.query_one("#costs-tables", Static).update(totals(costs))
+        self.query_one("#costs-chart", Static).update(charts(costs, width))
+        self.query_one("#costs-tables", Static).update(totals(costs, width))
 
     def action_close(self) -> None:
         self.dismiss()
 
 
 def figures(c: CostsData) -> Table | Text:
-    """Per currency: billed, estimated, total and month to date, with what each one means."""
+    """Per currency (a column each): billed, estimated, total and month to date, each with
+    what it means."""
     if c.error:
         return Text.assemble(("metrics unavailable\n", "bold #ff5f5f"), (c.error, "dim"))
     if not c.summary:
         return Text("No cost data yet: collect with c (or `optiinfra-tui collect vultr`).",
                     style="dim")
-    s0 = c.summary[0]
     t = Table(box=None, header_style="bold dim", padding=(0, 2, 0, 0))
-    t.add_column("CURRENCY", no_wrap=True)
-    for label in ("BILLED", "ESTIMATED", "TOTAL",
-                  f"MONTH TO DATE ({s0.month_start:%m-%d} to {s0.today:%m-%d})"):
-        t.add_column(label, justify="right", no_wrap=True)
+    t.add_column("", style="bold", no_wrap=True)
     for s in c.summary:
-        t.add_row(s.currency, money(s.billed_cost, s.currency),
-                  Text(money(s.estimated_cost, s.currency), style="#ffaf00"),
-                  Text(money(s.total, s.currency), style="bold"),
-                  Text(money(s.month_to_date, s.currency), style="bold"))
-    notes = Text(style="dim")
-    for name, meaning in MEANINGS:
-        notes.append(f"\n{name}: ", style="bold dim")
-        notes.append(meaning)
-    return Group(t, notes, Text(""))
+        t.add_column(s.currency, justify="right", no_wrap=True)
+    t.add_column("", style="dim", ratio=1)
+    s0 = c.summary[0]
+    meanings = dict(MEANINGS)
+    for name, figure, style in (("billed", "billed_cost", ""),
+                                ("estimated", "estimated_cost", "#ffaf00"),
+                                ("total", "total", "bold"), ("month to date", "month_to_date", "bold")):
+        meaning = meanings[name]
+        if name == "month to date":
+            meaning = f"{s0.month_start:%m-%d} to {s0.today:%m-%d}: {meaning}"
+        t.add_row(name, *(Text(money(getattr(s, figure), s.currency), style=style)
+                          for s in c.summary), meaning)
+    return t
 
 
-def charts(c: CostsData) -> Group | Text:
+def chart_bar(width: int) -> int:
+    """The widest bars (1-3 cells a day) that fit DAYS days and the axis in `width` cells."""
+    for bar in (3, 2):
+        if DAYS * (bar + 1) + 10 <= width:
+            return bar
+    return 1
+
+
+def charts(c: CostsData, width: int) -> Group | Text:
     if c.error or not c.summary:
         return Text("")
-    parts: list = []
+    parts: list = [Text("")]
     for s in c.summary:
         parts.append(Text(f"{s.currency} per day, last {DAYS} days (charges spread over their "
                           "periods)", style="bold"))
-        parts.append(spend_chart(c.by_day, s.currency, c.today, DAYS, 12, bar=3))
+        parts.append(spend_chart(c.by_day, s.currency, c.today, DAYS, 12, bar=chart_bar(width)))
         parts.append(Text(""))
     return Group(*parts)
 
 
-def totals(c: CostsData) -> Table:
+def totals(c: CostsData, width: int) -> Table | Group:
+    provider, service = _totals("provider", c.by_provider), _totals("service", c.by_service)
+    if width < 130:  # side by side, they would squeeze each other's figures
+        return Group(provider, Text(""), service)
     grid = Table.grid(padding=(0, 4))
-    grid.add_row(_totals("provider", c.by_provider), _totals("service", c.by_service))
+    grid.add_row(provider, service)
     return grid
 
 
@@ -98,12 +120,11 @@ def _totals(by: str, rows: list) -> Table | Text:
     if not rows:
         return Text(f"no cost rows by {by} yet", style="dim")
     t = Table(title=f"by {by}", title_justify="left", box=None, header_style="bold dim")
-    t.add_column(by.upper(), no_wrap=True)
-    t.add_column("BILLED", justify="right")
-    t.add_column("ESTIMATED", justify="right")
-    t.add_column("TOTAL", justify="right")
-    t.add_column("ROWS", justify="right")
+    # Narrow, a long name wraps; the figures never do.
+    t.add_column(by.upper(), max_width=34)
+    for label in ("BILLED", "ESTIMATED", "TOTAL", "ROWS"):
+        t.add_column(label, justify="right", no_wrap=True)
     for r in rows:
-        t.add_row(clip(str(r.key), 34), money(r.billed_cost, r.currency),
+        t.add_row(str(r.key), money(r.billed_cost, r.currency),
                   money(r.estimated_cost, r.currency), money(r.total, r.currency), f"{r.rows:,}")
     return t

@@ -12,6 +12,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from optiinfra_tui.actions import can_retry, can_revoke
+from optiinfra_tui.formats import attempts_label, clip, error_text, types_label
 from optiinfra_tui.tui.fmt import ERROR_ADVICE, STATUS_STYLE, duration
 from optiinfra_tui.tui.source import RunDetail
 
@@ -74,18 +75,21 @@ class RunDetailScreen(Screen):
         run = d.run
         title = Text(f"Run {run.id}  ")
         title.append(f" {run.status} ", style=f"reverse {STATUS_STYLE.get(run.status, '')}")
-        title.append(f"  {run.provider} / {run.customer_id}  [{run.data_types}]")
+        title.append(f"  {run.provider} / {run.customer_id}  "
+                     f"[{types_label(run.provider, run.data_types)}]")
         self.query_one("#detail-title", Static).update(title)
         self.query_one("#detail-fields", Static).update(fields(run))
         self.query_one("#detail-error", Static).update(error_box(run))
         table = self.query_one("#attempts", DataTable)
         table.clear()
+        widths = dict(ATTEMPT_COLUMNS)
         for a in d.attempts:
+            # The error box above has the whole message; the table names each attempt's.
             table.add_row(str(a.attempt), Text(a.status, style=STATUS_STYLE.get(a.status, "")),
-                          a.worker or "-", _ts(a.started_at), _ts(a.finished_at),
-                          duration(a.duration_ms), f"{a.rows:,}",
-                          Text(f"{a.error_kind}: {a.error_message}" if a.error_kind else "",
-                               style="#ff5f5f"))
+                          clip(a.worker or "-", widths["WORKER"]), _ts(a.started_at),
+                          _ts(a.finished_at), duration(a.duration_ms), f"{a.rows:,}",
+                          Text(clip(error_text(a.error_kind, a.error_message), widths["ERROR"],
+                                    words=True), style="#ff5f5f"))
         if not d.attempts:
             table.add_row("-", "-", Text("no attempt yet", style="dim"), *[""] * 5)
         retries = Text()
@@ -128,7 +132,7 @@ def fields(run) -> Table:
     t.add_column()
     rows = [
         ("trigger", run.trigger, "task id", run.task_id or "-"),
-        ("attempt", f"{run.attempt} of {run.max_attempts}", "worker", run.worker or "-"),
+        ("attempts", attempts_text(run), "worker", run.worker or "-"),
         ("rows written", f"{run.metrics_collected:,}", "duration", duration(run.duration_ms)),
         ("queued", _ts(run.queued_at), "started", _ts(run.started_at)),
         ("finished", _ts(run.finished_at), "next attempt", _ts(run.next_attempt_at)),
@@ -137,6 +141,16 @@ def fields(run) -> Table:
     for row in rows:
         t.add_row(*row)
     return t
+
+
+def attempts_text(run) -> str:
+    """'2 of 4' while more may come; a final run says why no more will."""
+    label = attempts_label(run.status, run.attempt, run.max_attempts)
+    if run.status == "failed" and run.attempt < run.max_attempts:
+        return f"{label} (final: {run.error_kind or 'this'} errors are not retried)"
+    if run.status == "failed":
+        return f"{label} (every attempt allowed was used)"
+    return label if run.is_final else f"{run.attempt} of {run.max_attempts}"
 
 
 def error_box(run) -> Text:

@@ -12,6 +12,7 @@ from textual.widgets import Static
 
 from optiinfra_tui.settings import Settings
 from optiinfra_tui.storage.history import describe_url
+from optiinfra_tui.tui.widgets.history import DROP_ORDER, LABELS
 
 KEYS = (
     ("c", "collect: choose provider, customer and data types (enter: defaults)"),
@@ -44,6 +45,13 @@ class HelpScreen(ModalScreen[None]):
         self.dismiss(None)
 
 
+def history_columns_note() -> str:
+    """How the history table fits a narrow terminal, from the table's own drop order."""
+    order = ", ".join(LABELS[key] for key in DROP_ORDER)
+    return (f"narrow terminals drop whole columns, first to last: {order}. A value cut short "
+            "ends in …; enter shows all of a run.")
+
+
 def render_help(s: Settings) -> Table:
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold #5fafff", no_wrap=True)
@@ -52,6 +60,7 @@ def render_help(s: Settings) -> Table:
     for key, what in KEYS:
         table.add_row(key, what)
     table.add_row("", "")
+    table.add_row(Text("History", style="bold"), history_columns_note())
     table.add_row(Text("Log file", style="bold"), str(s.log_path))
     table.add_row("", Text("Everything the dashboard and its workers log goes there, "
                            "never to the terminal.", style="dim"))

@@ -110,7 +110,7 @@ class MainScreen(Screen):
         table.show(page, cursor)
         where = f"page {page.query.page + 1}"
         flt = page.query.filter.describe()
-        table.border_title = f"History · filter: {flt}" if flt else "History"
+        table.set_filter_text(flt)
         table.border_subtitle = page.error or (where + (", more below" if page.has_more else ""))
         if self.selected != before:
             self._bindings_may_have_changed()

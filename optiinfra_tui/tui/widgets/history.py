@@ -1,33 +1,56 @@
 """History panel: one window of runs, newest first, paged from the database by key.
 
 The table never holds more than one window; moving past either end asks the app for the
-next window, so 100,000 runs cost the same as 100.
+next window, so 100,000 runs cost the same as 100. Columns have fixed widths, fitted to the
+panel on every resize: narrow panels drop whole columns (DROP_ORDER) and the error takes the
+width left; a cut cell ends in `…`, and the run detail (`enter`) shows everything.
 """
 
 from __future__ import annotations
 
 from rich.text import Text
+from textual import events
 from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import DataTable
 
-from optiinfra_tui.tui.fmt import STATUS_STYLE, duration
+from optiinfra_tui.formats import attempts_label, clip, error_text, types_label
+from optiinfra_tui.tui.fmt import STATUS_STYLE, duration, fit_columns
 from optiinfra_tui.tui.source import HistoryPage, RunRow
 
+# (key, label, width); the error column's is its narrowest: it takes the width left.
 COLUMNS = (("id", "ID", 7), ("status", "STATUS", 8), ("provider", "PROVIDER", 8),
-           ("customer", "CUSTOMER", 18), ("types", "TYPES", 16), ("trigger", "TRIGGER", 8),
+           ("customer", "CUSTOMER", 16), ("types", "TYPES", 21), ("trigger", "TRIGGER", 8),
            ("try", "TRY", 5), ("rows", "ROWS", 8), ("took", "TOOK", 8),
-           ("queued", "QUEUED (UTC)", 14), ("error", "ERROR", 12))
-KEYS = tuple(c[0] for c in COLUMNS)
+           ("queued", "QUEUED (UTC)", 14), ("error", "ERROR", 24))
+# Columns a narrow panel drops, first to last; ID, STATUS and ERROR always stay.
+DROP_ORDER = ("trigger", "try", "took", "provider", "rows", "types", "customer", "queued")
+LABELS = {key: label for key, label, _ in COLUMNS}
+WIDE = 176  # the width assumed until the panel is laid out
 
 
-def cells(r: RunRow) -> tuple:
-    style = STATUS_STYLE.get(r.status, "")
-    return (Text(str(r.id), justify="right"), Text(r.status, style=style), r.provider,
-            r.customer_id[:18], r.data_types[:16], r.trigger, f"{r.attempt}/{r.max_attempts}",
-            Text(f"{r.rows:,}", justify="right"), Text(duration(r.duration_ms), justify="right"),
-            f"{r.queued_at:%m-%d %H:%M:%S}",
-            Text(r.error_kind or "", style="#ff5f5f" if r.status == "failed" else "#ffaf00"))
+def layout_for(width: int) -> tuple[tuple[str, str, int], ...]:
+    """The columns shown in a panel `width` cells wide, with their widths."""
+    return fit_columns(COLUMNS, width, "error", DROP_ORDER)
+
+
+def cells(r: RunRow, layout: tuple[tuple[str, str, int], ...]) -> tuple:
+    """The row's cells for the shown columns, each cut to its width with `…`."""
+    values = {
+        "id": lambda w: Text(clip(str(r.id), w), justify="right"),
+        "status": lambda w: Text(clip(r.status, w), style=STATUS_STYLE.get(r.status, "")),
+        "provider": lambda w: clip(r.provider, w),
+        "customer": lambda w: clip(r.customer_id, w),
+        "types": lambda w: clip(types_label(r.provider, r.data_types), w),
+        "trigger": lambda w: clip(r.trigger, w),
+        "try": lambda w: clip(attempts_label(r.status, r.attempt, r.max_attempts), w),
+        "rows": lambda w: Text(clip(f"{r.rows:,}", w), justify="right"),
+        "took": lambda w: Text(clip(duration(r.duration_ms), w), justify="right"),
+        "queued": lambda w: clip(f"{r.queued_at:%m-%d %H:%M:%S}", w),
+        "error": lambda w: Text(clip(error_text(r.error_kind, r.error_message), w, words=True),
+                                style="#ff5f5f" if r.status == "failed" else "#ffaf00"),
+    }
+    return tuple(values[key](width) for key, _, width in layout)
 
 
 class HistoryTable(DataTable):
@@ -48,11 +71,47 @@ class HistoryTable(DataTable):
     def __init__(self, **kwargs) -> None:
         super().__init__(cursor_type="row", **kwargs)
         self.page: HistoryPage | None = None
-        self.border_title = "History"
+        self.filter_text = ""
         self.border_subtitle = "connecting…"
         # Columns exist before mount: the first page can arrive before on_mount runs.
-        for key, label, width in COLUMNS:
+        self.fitted = layout_for(WIDE)
+        for key, label, width in self.fitted:
             self.add_column(label, width=width, key=key)
+        self._retitle()
+
+    @property
+    def hidden(self) -> tuple[str, ...]:
+        """Labels of the columns this width leaves out."""
+        shown = {key for key, _, _ in self.fitted}
+        return tuple(LABELS[key] for key in DROP_ORDER if key not in shown)
+
+    def set_filter_text(self, text: str) -> None:
+        self.filter_text = text
+        self._retitle()
+
+    def _retitle(self) -> None:
+        title = "History"
+        if self.filter_text:
+            title += f" · filter: {self.filter_text}"
+        if self.hidden:
+            title += f" · {len(self.hidden)} columns hidden, enter: all of a run"
+        self.border_title = title
+
+    def on_resize(self, event: events.Resize) -> None:
+        layout = layout_for(self.scrollable_content_region.width)
+        if layout == self.fitted:
+            return
+        self.fitted = layout
+        keep = self.cursor_row
+        with self.app.batch_update():
+            self.clear(columns=True)
+            for key, label, width in layout:
+                self.add_column(label, width=width, key=key)
+            if self.page is not None:
+                self.add_rows([cells(r, layout) for r in self.page.rows])
+                if self.page.rows:
+                    self.move_cursor(row=min(keep, len(self.page.rows) - 1), animate=False)
+        self._retitle()
 
     @property
     def selected(self) -> RunRow | None:
@@ -73,16 +132,17 @@ class HistoryTable(DataTable):
         else:
             with self.app.batch_update():
                 self.clear()
-                self.add_rows([cells(r) for r in page.rows])
+                self.add_rows([cells(r, self.fitted) for r in page.rows])
                 # add_rows gives no keys; rows are addressed by index through self.page.
         self._place_cursor(page, cursor, keep)
         return True
 
     def _update_changed(self, old: tuple[RunRow, ...], new: tuple[RunRow, ...]) -> None:
         keys = list(self.rows)
+        columns = [key for key, _, _ in self.fitted]
         for i, (a, b) in enumerate(zip(old, new, strict=True)):
             if a != b:
-                for col, value in zip(KEYS, cells(b), strict=True):
+                for col, value in zip(columns, cells(b, self.fitted), strict=True):
                     self.update_cell(keys[i], col, value)
 
     def _place_cursor(self, page: HistoryPage, cursor: str, keep: int | None) -> None:

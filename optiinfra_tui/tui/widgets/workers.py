@@ -1,32 +1,56 @@
-"""Workers panel: every worker thread of this process and of every consumer sharing the queue."""
+"""Workers panel: every worker thread of this process and of every consumer sharing the queue.
+
+Columns have fixed widths fitted to the panel on resize: the task takes the width left, a
+narrow panel drops whole columns (DROP_ORDER), and a cut cell ends in `…`.
+"""
 
 from __future__ import annotations
 
 from rich.text import Text
+from textual import events
 from textual.widgets import DataTable
 
+from optiinfra_tui.formats import clip
 from optiinfra_tui.monitor import WorkerInfo
-from optiinfra_tui.tui.fmt import STATE_STYLE
+from optiinfra_tui.tui.fmt import STATE_STYLE, fit_columns
 
-COLUMNS = (("where", "HOST:PID", 14), ("kind", "KIND", 8), ("thread", "THREAD", 8),
+# (key, label, width); the task column's is its narrowest: it takes the width left.
+COLUMNS = (("where", "HOST:PID", 14), ("kind", "KIND", 9), ("thread", "THREAD", 8),
            ("state", "STATE", 5), ("task", "TASK", 12), ("since", "SINCE", 8),
            ("done", "DONE", 4), ("failed", "FAIL", 4))
+DROP_ORDER = ("failed", "done", "since", "kind", "thread")
+WIDE = 100  # the width assumed until the panel is laid out
 
 
 class WorkersPanel(DataTable):
-    """Rows are rebuilt only when a worker's shown state changes."""
+    """Rows are rebuilt only when a worker's shown state (or the panel's width) changes."""
 
     def __init__(self, **kwargs) -> None:
         super().__init__(cursor_type="none", show_cursor=False, **kwargs)
+        self._workers: list[WorkerInfo] = []
         self._rows: list[tuple] | None = None
         self.border_title = "Workers"
         self.border_subtitle = "connecting…"
         # Columns exist before mount: the first poll can arrive before on_mount runs.
-        for key, label, width in COLUMNS:
+        self.fitted = fit_columns(COLUMNS, WIDE, "task", DROP_ORDER)
+        self._add_columns()
+
+    def _add_columns(self) -> None:
+        for key, label, width in self.fitted:
             self.add_column(label, width=width, key=key)
 
+    def on_resize(self, event: events.Resize) -> None:
+        fitted = fit_columns(COLUMNS, self.scrollable_content_region.width, "task", DROP_ORDER)
+        if fitted != self.fitted:
+            self.fitted = fitted
+            self.clear(columns=True)
+            self._add_columns()
+            self._rows = None
+            self.show(self._workers)
+
     def show(self, workers: list[WorkerInfo]) -> None:
-        rows = [worker_row(w) for w in workers]
+        self._workers = workers
+        rows = [worker_row(w, self.fitted) for w in workers]
         if rows == self._rows:
             return
         self._rows = rows
@@ -35,11 +59,24 @@ class WorkersPanel(DataTable):
             for row in rows:
                 self.add_row(*row)
             if not rows:
-                self.add_row(Text("no workers (--workers 0?)", style="dim"), *[""] * 7)
+                hint = {"where": "no workers", "task": "--workers 0?"}
+                self.add_row(*(Text(clip(hint.get(key, ""), width), style="dim")
+                               for key, _, width in self.fitted))
         busy = sum(w.state == "busy" for w in workers)
         self.border_subtitle = f"{len(workers)} threads, {busy} busy"
 
 
-def worker_row(w: WorkerInfo) -> tuple:
-    return (f"{w.host[:8]}:{w.pid}", w.kind, w.thread, Text(w.state, style=STATE_STYLE.get(w.state, "")),
-            w.task or "-", f"{w.since:%H:%M:%S}", str(w.processed), str(w.failed))
+def worker_row(w: WorkerInfo, fitted: tuple[tuple[str, str, int], ...]) -> tuple:
+    """The worker's cells for the shown columns, each cut to its width with `…`."""
+    pid = f":{w.pid}"
+    values = {
+        "where": lambda n: clip(w.host, max(1, n - len(pid))) + pid,
+        "kind": lambda n: clip(w.kind, n),
+        "thread": lambda n: clip(w.thread, n),
+        "state": lambda n: Text(clip(w.state, n), style=STATE_STYLE.get(w.state, "")),
+        "task": lambda n: clip(w.task or "-", n),
+        "since": lambda n: f"{w.since:%H:%M:%S}",
+        "done": lambda n: clip(str(w.processed), n),
+        "failed": lambda n: clip(str(w.failed), n),
+    }
+    return tuple(values[key](width) for key, _, width in fitted)
