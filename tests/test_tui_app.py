@@ -44,9 +44,7 @@ def rt(tmp_path):
 @pytest.fixture
 def quiet_rt(tmp_path):
     """A runtime whose schedule list is empty: nothing runs that the test didn't ask for."""
-    config = tmp_path / "no-schedules.toml"
-    config.write_text("schedules = []\n")
-    rt = make_runtime(tmp_path / "home", OPTIINFRA_CONFIG=str(config))
+    rt = make_runtime(tmp_path / "home", schedules="schedules = []\n")
     yield rt
     rt.close()
 
