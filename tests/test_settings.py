@@ -87,7 +87,7 @@ interval = 600
     assert s.credential("acme", "vultr") == "acme-secret"
     assert [(x.name, x.cron, x.interval) for x in s.schedules] == [
         ("nightly-resources", "0 2 * * *", None), ("cost", None, 600)]
-    assert s.schedules[0].data_types == ("resource", "account")
+    assert s.schedules[0].data_types == ("account", "resource")  # the canonical order
 
 
 @pytest.mark.parametrize("body,expect", [
