@@ -324,7 +324,7 @@ async def test_costs_view_shows_billed_estimated_total_and_month_to_date_per_cur
     # Real chDB, read for this test's customer. FROZEN_TODAY is 2026-11-20.
     from tui_data import FROZEN_TODAY, OneCustomer
 
-    from optiinfra_tui.collectors.base import COST_LINES, PENDING_CHARGES, Batch, CostRow
+    from optiinfra_tui.rows import COST_LINES, PENDING_CHARGES, Batch, CostRow
     from optiinfra_tui.storage.metrics import open_metrics
 
     customer = f"tuicosts{os.getpid()}"
