@@ -49,7 +49,7 @@ def test_keyboard_collect_takes_good_input(make_env, tmp_path):
     rt = Runtime(load_settings(make_env(OPTIINFRA_CONFIG=str(cfg))))
     rt.history()
     run = actions.collect(rt, "vultr", "acme-eu.1", ["resource", "cost", "resource"])
-    assert (run.customer_id, run.types, run.status) == ("acme-eu.1", ("resource", "cost"), "queued")
+    assert (run.customer_id, run.types, run.status) == ("acme-eu.1", ("cost", "resource"), "queued")
 
 
 def cli(args: list[str], home, **env) -> subprocess.CompletedProcess:
