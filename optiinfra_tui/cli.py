@@ -73,7 +73,8 @@ def run_to_dict(run) -> dict:
 def _run_line(run) -> str:
     took = f"{run.duration_ms / 1000:.1f}s" if run.duration_ms is not None else "-"
     line = (f"run {run.id} {run.status}: {run.provider}/{run.customer_id} [{run.data_types}] "
-            f"attempt {run.attempt}/{run.max_attempts}, {run.metrics_collected} rows, {took}")
+            f"attempt {attempts_label(run.status, run.attempt, run.max_attempts)}, "
+            f"{run.metrics_collected} rows, {took}")
     if run.error_message and run.status != "success":
         line += f"\n  {run.error_kind}: {run.error_message}"
     return line
@@ -316,7 +317,8 @@ def _wait(rt, run_id: int, timeout: float | None, quiet: bool, hinted: bool = Fa
     while True:
         run = runs.wait_for(run_id, timeout=1.0, poll=0.1)
         if run.status != last_status and not quiet and run.status not in ("queued",):
-            click.echo(f"  {run.status} (attempt {run.attempt}/{run.max_attempts})", err=True)
+            label = attempts_label(run.status, run.attempt, run.max_attempts)
+            click.echo(f"  {run.status} (attempt {label})", err=True)
         last_status = run.status
         if run.is_final:
             return run
