@@ -8,7 +8,9 @@ import sys
 from optiinfra_tui.agent import attach_to_plain_consumer
 from optiinfra_tui.errors import OptiInfraError
 from optiinfra_tui.runtime import get_runtime
+from optiinfra_tui.startup import prepare_process
 
+prepare_process()  # before huey_consumer starts its worker threads
 try:
     runtime = get_runtime()
 except OptiInfraError as exc:

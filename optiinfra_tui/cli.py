@@ -475,6 +475,9 @@ def _costs_line(key: str, currency: str, billed: Decimal, estimated: Decimal,
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: every error becomes a message and an exit code, never a traceback."""
+    from optiinfra_tui.startup import prepare_process
+
+    prepare_process()  # before the dashboard, headless or an inline run starts a thread
     import peewee
 
     if not logging.getLogger().handlers:

@@ -6,13 +6,11 @@ what happens next (TransientError retries, everything else fails at once).
 
 from __future__ import annotations
 
-import gc
 import logging
 import random
 import threading
 import time
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from optiinfra_tui import runs, telemetry
@@ -98,8 +96,7 @@ def execute_run(rt, run_id: int) -> Outcome:
     outcome = Outcome("failed")
     began = time.monotonic()
     try:
-        with _young_gc_deferred():
-            _collect(rt, run, written)
+        _collect(rt, run, written)
         runs.finish_success(run, written[0])
         outcome = Outcome("success", rows=written[0])
         log.info("run %d: %s for %s collected %d rows (attempt %d)", run.id, run.provider,
@@ -117,37 +114,6 @@ def execute_run(rt, run_id: int) -> Outcome:
         rt.activity.ended(outcome.status in ("success", "retrying"))
         telemetry.record_run(run.provider, outcome.status, time.monotonic() - began)
     return outcome
-
-
-_gc_lock = threading.Lock()
-_gc_users = 0
-_gc_saved = (0, 0, 0)
-YOUNG_GC_THRESHOLD = 10_000
-
-
-@contextmanager
-def _young_gc_deferred() -> Iterator[None]:
-    """While any collection runs in this process, collect the young generation every 10,000
-    net allocations instead of 700.
-
-    Each line is a JSON object and a row that die with their page: with 700, several passes
-    per page scanned them (and promoted them to be scanned again), a tenth of the ingest time.
-    The previous thresholds come back when the last collection ends.
-    """
-    global _gc_users, _gc_saved
-    with _gc_lock:
-        if _gc_users == 0:
-            _gc_saved = gc.get_threshold()
-            if _gc_saved[0]:  # 0: the application turned automatic collection off
-                gc.set_threshold(max(_gc_saved[0], YOUNG_GC_THRESHOLD), *_gc_saved[1:])
-        _gc_users += 1
-    try:
-        yield
-    finally:
-        with _gc_lock:
-            _gc_users -= 1
-            if _gc_users == 0 and _gc_saved[0]:
-                gc.set_threshold(*_gc_saved)
 
 
 def _collect(rt, run: CollectionRun, written: list[int]) -> None:

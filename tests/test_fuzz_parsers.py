@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from optiinfra_tui import runs
 from optiinfra_tui.collection import execute_run
-from optiinfra_tui.collectors import vultr
+from optiinfra_tui.collectors import fields, vultr
 from optiinfra_tui.errors import DataError
 from optiinfra_tui.runtime import Runtime
 from optiinfra_tui.settings import load_settings
@@ -47,14 +47,14 @@ def test_known_edge_cases_are_data_errors():
     # Found by fuzzing: dates past the calendar's ends, and a huge integral id.
     for text in ("0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"):
         with pytest.raises(DataError):
-            vultr.parse_datetime(text, "end_date")
+            fields.parse_datetime(text, "end_date")
     item = {"description": "x", "total": 1, "end_date": "0001-01-01 00:00:00"}
     with pytest.raises(DataError):
         vultr.parse_pending_charge(item, vf.CTX, 0)
     with pytest.raises(DataError):
-        vultr.parse_id(Decimal("1E+5000"), "id")
+        fields.parse_id(Decimal("1E+5000"), "id")
     with pytest.raises(DataError):
-        vultr.parse_text("\ud800", "description")
+        fields.parse_text("\ud800", "description")
 
 
 @pytest.fixture(scope="module")

@@ -558,11 +558,14 @@ def test_same_path_is_shared_and_another_path_is_refused_in_process(store, chdb_
 
 
 def test_opening_chdb_loads_no_pyarrow_numpy_or_pandas(tmp_path):
-    # In a fresh process: ~40 MB resident and a tenth of a second we don't need (lists only).
+    # In a fresh process prepared as every entry point prepares it: ~45 MB resident and a
+    # tenth of a second we don't need (lists only): bench/process_setup.py.
     result = _run(f"""
         import sys
         from datetime import datetime
         from decimal import Decimal
+        from optiinfra_tui.startup import prepare_process
+        prepare_process()
         from optiinfra_tui.rows import COST_LINES, Batch, CostRow
         from optiinfra_tui.storage.metrics import open_metrics
         s = open_metrics("chdb://{tmp_path / 'db'}")
@@ -576,6 +579,50 @@ def test_opening_chdb_loads_no_pyarrow_numpy_or_pandas(tmp_path):
         """)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "1 []"
+
+
+def test_another_thread_importing_pyarrow_while_chdb_opens_gets_the_real_module(tmp_path):
+    # The moment chDB loads the module that would import pyarrow, another thread imports it:
+    # keeping pyarrow from chDB must never keep it from anyone else.
+    result = _run(f"""
+        import importlib.machinery, sys, threading
+        from optiinfra_tui.startup import prepare_process
+        prepare_process()
+        got = []
+
+        def import_pyarrow():
+            try:
+                import pyarrow
+                got.append(pyarrow.__name__)
+            except ImportError as exc:
+                got.append(f"ImportError: {{exc}}")
+
+        class Meanwhile:
+            # Runs the other thread as the module starts executing (not in find_spec, which
+            # holds the global import lock).
+            def find_spec(self, name, path=None, target=None):
+                if name != "chdb.state.sqlitelike":
+                    return None
+                sys.meta_path.remove(self)
+                spec = importlib.machinery.PathFinder.find_spec(name, path)
+                execute = spec.loader.exec_module
+
+                def exec_module(module):
+                    other = threading.Thread(target=import_pyarrow)
+                    other.start()
+                    other.join()
+                    execute(module)
+
+                spec.loader.exec_module = exec_module
+                return spec
+
+        sys.meta_path.insert(0, Meanwhile())
+        from optiinfra_tui.storage.metrics import open_metrics
+        s = open_metrics("chdb://{tmp_path / 'db'}")
+        print(got, s.count_rows("cost_lines"))
+        """)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "['pyarrow'] 0"
 
 
 def test_a_path_can_change_once_the_first_is_closed(tmp_path):

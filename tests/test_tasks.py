@@ -195,13 +195,26 @@ def test_redis_queue_payload_has_no_secret(make_env, redis_url, fake_vultr):
     assert flat and fake_vultr.token.encode() not in flat
 
 
-def test_young_gc_passes_are_rarer_only_while_collections_run():
+def test_a_collection_leaves_the_gc_thresholds_as_start_up_set_them(make_env, fake_vultr):
+    # Process-wide settings are made once at start-up (startup.prepare_process): a collection
+    # in one worker must not change them under the other threads (the UI's included).
+    rt = Runtime(load_settings(make_env(VULTR_API_KEY=fake_vultr.token,
+                                        VULTR_API_URL=fake_vultr.url)))
+    rt.history()
+    run = runs.create_run(rt.settings.default_customer_id, "vultr", ("cost",), "cli", 1)
     before = gc.get_threshold()
-    with collection._young_gc_deferred():
-        assert gc.get_threshold()[0] == max(before[0], collection.YOUNG_GC_THRESHOLD)
-        with collection._young_gc_deferred():  # another collection, in another worker
-            pass
-        assert gc.get_threshold()[0] == max(before[0], collection.YOUNG_GC_THRESHOLD)
+    seen: set[tuple[int, ...]] = set()
+
+    def watch(phase: str, info: dict) -> None:
+        seen.add(gc.get_threshold())
+
+    gc.callbacks.append(watch)
+    try:
+        outcome = collection.execute_run(rt, run.id)
+    finally:
+        gc.callbacks.remove(watch)
+    assert outcome.status == "success", outcome.message
+    assert seen == {before}  # passes ran during the collection, all under the same thresholds
     assert gc.get_threshold() == before
 
 

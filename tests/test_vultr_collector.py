@@ -16,9 +16,9 @@ from fake_vultr import FakeVultr
 
 from optiinfra_tui.collectors import get_collector
 from optiinfra_tui.collectors.base import CollectContext
-from optiinfra_tui.collectors.http import ApiClient
+from optiinfra_tui.collectors.http import ApiClient, PageRequest
 from optiinfra_tui.collectors.ratelimit import RateLimiter, key_id, limiter_for
-from optiinfra_tui.collectors.vultr import VultrCollector
+from optiinfra_tui.collectors.vultr import VultrCollector, next_cursor
 from optiinfra_tui.errors import AuthError, ConfigError, DataError, TransientError
 from optiinfra_tui.rows import (
     ACCOUNT_SNAPSHOTS,
@@ -323,8 +323,8 @@ def test_repeated_cursor_ends_the_walk_with_a_warning(fake_vultr, tmp_path, capl
 def test_page_cap_ends_the_walk_with_a_warning(fake_vultr, caplog):
     client = ApiClient(fake_vultr.url, fake_vultr.token, RateLimiter(1000))
     with client, caplog.at_level(logging.WARNING, logger="optiinfra.collectors"):
-        pages = list(client.paginate("/billing/history", "billing_history", per_page=1,
-                                     max_pages=2))
+        pages = list(client.pages(PageRequest("/billing/history", {"per_page": 1}),
+                                  next_cursor, max_pages=2))
     assert len(pages) == 2
     assert any("2-page cap" in r.getMessage() for r in caplog.records)
 

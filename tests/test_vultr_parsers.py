@@ -9,13 +9,11 @@ from decimal import Decimal
 import pytest
 
 from optiinfra_tui.collectors.base import CollectContext
-from optiinfra_tui.collectors.http import decode_json
+from optiinfra_tui.collectors.fields import decode_json, parse_datetime, parse_decimal
 from optiinfra_tui.collectors.vultr import (
     billing_period_of,
     parse_account,
     parse_billing_entry,
-    parse_datetime,
-    parse_decimal,
     parse_instance,
     parse_invoice_item,
     parse_pending_charge,

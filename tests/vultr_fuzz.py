@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from fake_vultr import to_json
 from hypothesis import strategies as st
 
-from optiinfra_tui.collectors import vultr
+from optiinfra_tui.collectors import fields, vultr
 from optiinfra_tui.collectors.base import CollectContext
 from optiinfra_tui.errors import DataError
 
@@ -112,12 +112,12 @@ CTX = CollectContext(customer_id="acme", run_id=1, collected_at=datetime(2024, 3
 
 # parser name -> (strategy, call)
 PARSERS = {
-    "parse_decimal": (json_values, lambda v: vultr.parse_decimal(v, "f")),
-    "parse_int": (json_values, lambda v: vultr.parse_int(v, "f", 0)),
-    "parse_text": (json_values, lambda v: vultr.parse_text(v, "f", required=True)),
-    "parse_id": (json_values, lambda v: vultr.parse_id(v, "f")),
-    "parse_datetime": (json_values, lambda v: vultr.parse_datetime(v, "f")),
-    "parse_optional_datetime": (json_values, lambda v: vultr.parse_optional_datetime(v, "f")),
+    "parse_decimal": (json_values, lambda v: fields.parse_decimal(v, "f")),
+    "parse_int": (json_values, lambda v: fields.parse_int(v, "f", 0)),
+    "parse_text": (json_values, lambda v: fields.parse_text(v, "f", required=True)),
+    "parse_id": (json_values, lambda v: fields.parse_id(v, "f")),
+    "parse_datetime": (json_values, lambda v: fields.parse_datetime(v, "f")),
+    "parse_optional_datetime": (json_values, lambda v: fields.parse_optional_datetime(v, "f")),
     "parse_invoice_item": (charge, lambda v: vultr.parse_invoice_item(
         v, CTX, "42", 0, datetime(2024, 3, 1))),
     "parse_pending_charge": (charge, lambda v: vultr.parse_pending_charge(v, CTX, 0)),

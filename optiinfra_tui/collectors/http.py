@@ -1,17 +1,18 @@
-"""A small JSON-over-HTTPS client: paced, retrying inside one request, Decimal-exact, secret-free.
+"""A provider-neutral JSON-over-HTTPS client: paced, retrying inside one request, Decimal-exact,
+secret-free. GET and POST; each provider brings its paging as a `NextPage` callable.
 
 Errors come out as errors.* kinds so the task layer can decide about retries.
 """
 
 from __future__ import annotations
 
-import json
+import fnmatch
 import logging
 import random
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import Decimal
 from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -19,6 +20,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from optiinfra_tui import __version__
+from optiinfra_tui.collectors.fields import decode_json
 from optiinfra_tui.collectors.ratelimit import RateLimiter
 from optiinfra_tui.errors import AuthError, ConfigError, DataError, TransientError
 
@@ -27,13 +29,40 @@ log = logging.getLogger("optiinfra.collectors")
 _RETRY_STATUSES = {408, 425, 429}
 
 
-def _reject_constant(name: str) -> Any:
-    raise DataError(f"the response holds the non-number {name}")
+@dataclass(frozen=True, slots=True)
+class PageRequest:
+    """One page's request: a path under the base URL or an absolute URL on the same host."""
+
+    url: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+    body: Any = None  # a JSON body makes it a POST (Azure's query API pages that way)
+
+    def key(self) -> tuple[str, str, str]:
+        """What makes two requests the same page: a server that asks for it again loops."""
+        return (self.url, repr(sorted(self.params.items())), repr(self.body))
 
 
-def decode_json(content: bytes) -> Any:
-    """JSON with every non-integer number as a Decimal (money never passes through float)."""
-    return json.loads(content, parse_float=Decimal, parse_constant=_reject_constant)
+# The provider's paging: the request for the page after `body` (the answer to `request`), or
+# None when `body` was the last page. Raises DataError for a next-page field it can't use.
+NextPage = Callable[[dict, PageRequest], "PageRequest | None"]
+
+
+def next_link(*keys: str) -> NextPage:
+    """Paging by an absolute next-page URL found at body[keys[0]][keys[1]]..., re-sending
+    the same body (Azure: `properties.nextLink`, POSTed again with the query)."""
+    where = ".".join(keys)
+
+    def next_page(body: dict, request: PageRequest) -> PageRequest | None:
+        value: Any = body
+        for key in keys:
+            value = value.get(key) if isinstance(value, dict) else None
+        if value is None or value == "":
+            return None
+        if not isinstance(value, str):
+            raise DataError(f"{where} is a {type(value).__name__}, expected a URL")
+        return PageRequest(value, {}, request.body)
+
+    return next_page
 
 
 def _release(resp: httpx.Response) -> None:
@@ -84,8 +113,16 @@ def _host_port(url: str) -> str:
     return f"{parts.hostname or ''}:{port}" if port else (parts.hostname or "")
 
 
+def _origin(url: str) -> tuple[str, str]:
+    return urlsplit(url).scheme.lower(), _host_port(url)
+
+
+def _is_absolute(url: str) -> bool:
+    return urlsplit(url).scheme in ("http", "https")
+
+
 class ApiClient:
-    """GET JSON objects from one API with one bearer token."""
+    """JSON objects from one API with one bearer token: GET, POST, and paged listings."""
 
     def __init__(
         self,
@@ -98,10 +135,14 @@ class ApiClient:
         service: str = "the API",
         key_env: str | None = None,
         url_env: str | None = None,
+        url_hint: str = "",
         default_url: str | None = None,
+        retry_after_headers: Sequence[str] = ("Retry-After",),
         max_wait: float = 60.0,
         backoff_base: float = 0.5,
     ) -> None:
+        """`rate_limiter` is shared by every client of one key (the provider picks the key);
+        `retry_after_headers` are header names, `*` allowed, read on 429/5xx (largest wins)."""
         self._limiter = rate_limiter
         self._max_retries = max(0, max_inner_retries)
         self._max_wait = max_wait
@@ -109,7 +150,10 @@ class ApiClient:
         self._service = service
         self._key_env = key_env
         self._url_env = url_env
+        self._url_hint = url_hint
+        self._retry_headers = tuple(h.lower() for h in retry_after_headers)
         self._base = _safe_url(base_url.rstrip("/"))
+        self._origin = _origin(base_url)
         self._host = _host_port(base_url)
         self._default_url = default_url.rstrip("/") if default_url else None
         self._url_is_default = self._default_url == base_url.rstrip("/")
@@ -137,8 +181,29 @@ class ApiClient:
     def close(self) -> None:
         self._client.close()
 
-    def get_json(self, path: str, params: Mapping[str, Any] | None = None) -> dict:
+    def get_json(self, url: str, params: Mapping[str, Any] | None = None) -> dict:
         """One GET answered by a JSON object; 429/5xx/network failures are retried here first."""
+        return self.request_json("GET", url, params)
+
+    def post_json(self, url: str, body: Any, params: Mapping[str, Any] | None = None) -> dict:
+        """One POST of a JSON query answered by a JSON object, retried as a GET is: for read-only
+        query APIs (Azure's), never for requests that change anything."""
+        return self.request_json("POST", url, params, body)
+
+    def request_json(self, method: str, url: str, params: Mapping[str, Any] | None = None,
+                     body: Any = None) -> dict:
+        """`url` is a path under the base URL, or an absolute URL on the base URL's host."""
+        if _is_absolute(url):
+            if _origin(url) != self._origin:
+                # The token goes with every request: never to a host the user didn't name.
+                raise DataError(f"{self._service} answered with a link to {_safe_url(url)}, "
+                                f"outside {self._base}; not following it with the credential.")
+            target = url
+        else:
+            target = url.lstrip("/")
+        where = f"{self._service} {method} {_shown(url)}"
+        # httpx replaces a URL's own query (a next link's) with `params`: merge them here.
+        query = httpx.URL(target).copy_merge_params(params) if params else target
         attempt = 0
         while True:
             self._limiter.acquire()
@@ -146,23 +211,22 @@ class ApiClient:
             status: int | None = None
             unreachable: httpx.TransportError | None = None
             try:
-                resp = self._client.get(path.lstrip("/"), params=dict(params or {}))
+                resp = self._client.request(method, query, json=body)
             except httpx.TransportError as exc:
                 problem = f"{type(exc).__name__}: {self._scrub(str(exc)) or 'no detail'}"
                 unreachable = exc
             except httpx.RequestError as exc:  # e.g. a body that won't decompress
-                raise DataError(f"{self._service} GET {path}: {type(exc).__name__}: "
+                raise DataError(f"{where}: {type(exc).__name__}: "
                                 f"{self._scrub(str(exc))}") from None
             else:
                 status = resp.status_code
                 try:
                     if status < 500 and status not in _RETRY_STATUSES:
-                        return self._decode(resp, path)
-                    retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+                        return self._decode(resp, where)
+                    retry_after = self._retry_after(resp.headers)
                     problem = f"HTTP {status}{self._error_text(resp)}"
                 finally:
                     _release(resp)
-            where = f"{self._service} GET {path}"
             if retry_after is not None and retry_after > self._max_wait:
                 # Worth a later task retry, not a blocked worker thread.
                 raise TransientError(
@@ -185,59 +249,47 @@ class ApiClient:
                 time.sleep(wait)
             attempt += 1
 
-    def paginate(
-        self,
-        path: str,
-        list_key: str,
-        params: Mapping[str, Any] | None = None,
-        per_page: int = 500,
-        max_pages: int = 10000,
-    ) -> Iterator[list[dict]]:
-        """Yield each page's `list_key` list, following meta.links.next until it is empty."""
-        query = dict(params or {})
-        query["per_page"] = max(1, min(int(per_page), 500))
-        seen: set[str] = set()
+    def pages(self, first: PageRequest, next_page: NextPage,
+              max_pages: int = 10000) -> Iterator[dict]:
+        """Yield each page's JSON object, from `first` on, as `next_page` leads.
+
+        A page requested twice, or the page cap, ends the walk with a warning: never a loop.
+        """
+        request = first
+        seen = {request.key()}
         pages = 0
         while True:
-            body = self.get_json(path, query)
-            items = body.get(list_key)
-            if not isinstance(items, list):
-                found = "is missing" if list_key not in body else f"is a {type(items).__name__}"
-                raise DataError(f"{self._service} GET {path}: '{list_key}' {found}, "
-                                "expected a list")
-            if not all(isinstance(item, dict) for item in items):
-                raise DataError(f"{self._service} GET {path}: '{list_key}' holds a non-object")
-            yield items
+            method = "GET" if request.body is None else "POST"
+            body = self.request_json(method, request.url, request.params, request.body)
+            yield body
             pages += 1
-            cursor = self._next_cursor(body, path)
-            if not cursor:
+            following = next_page(body, request)
+            if following is None:
                 return
-            if cursor in seen:
-                log.warning("%s GET %s: the server repeated a page cursor after %d pages; "
-                            "stopping this listing here", self._service, path, pages)
+            if following.key() in seen:
+                log.warning("%s %s %s: the server repeated a page cursor after %d pages; "
+                            "stopping this listing here", self._service, method,
+                            _shown(first.url), pages)
                 return
             if pages >= max_pages:
-                log.warning("%s GET %s: stopped at the %d-page cap; the listing may be "
-                            "incomplete", self._service, path, max_pages)
+                log.warning("%s %s %s: stopped at the %d-page cap; the listing may be "
+                            "incomplete", self._service, method, _shown(first.url), max_pages)
                 return
-            seen.add(cursor)
-            query["cursor"] = cursor
+            seen.add(following.key())
+            request = following
 
     # --- helpers ---------------------------------------------------------------------------
 
-    def _next_cursor(self, body: dict, path: str) -> str:
-        meta = body.get("meta")
-        links = meta.get("links") if isinstance(meta, dict) else None
-        cursor = links.get("next") if isinstance(links, dict) else None
-        if cursor is None:
-            return ""
-        if not isinstance(cursor, str):
-            raise DataError(f"{self._service} GET {path}: meta.links.next is not a string")
-        try:
-            cursor.encode("utf-8")  # it goes back in a URL: a lone surrogate can't
-        except UnicodeEncodeError:
-            raise DataError(f"{self._service} GET {path}: meta.links.next is not text") from None
-        return cursor
+    def _retry_after(self, headers: httpx.Headers) -> float | None:
+        """The longest wait any of the provider's retry-after headers asks for."""
+        waits = []
+        for pattern in self._retry_headers:
+            names = fnmatch.filter(headers.keys(), pattern) if "*" in pattern else (pattern,)
+            for name in names:
+                wait = parse_retry_after(headers.get(name))
+                if wait is not None:
+                    waits.append(wait)
+        return max(waits, default=None)
 
     def _unreachable(self, where: str, exc: httpx.TransportError, problem: str) -> str:
         """What failed, at which host:port, where that address comes from, and what to do."""
@@ -273,13 +325,14 @@ class ApiClient:
         except (ValueError, RecursionError, DataError):
             return ""
         message = body.get("error") if isinstance(body, dict) else None
+        if isinstance(message, dict):  # {"error": {"code": ..., "message": ...}} (Azure)
+            message = message.get("message")
         if not isinstance(message, str) or not message.strip():
             return ""
         return f" ({self._scrub(message.strip()[:200])})"
 
-    def _decode(self, resp: httpx.Response, path: str) -> dict:
+    def _decode(self, resp: httpx.Response, where: str) -> dict:
         status = resp.status_code
-        where = f"{self._service} GET {path}"
         if status in (401, 403):
             fix = f"check {self._key_env}" if self._key_env else "check the API key"
             raise AuthError(
@@ -289,9 +342,9 @@ class ApiClient:
         if status == 404 and not self._seen_success:
             # Nothing has worked yet with this base URL: the URL is the likelier culprit.
             setting = self._url_env or "the base URL"
+            hint = f" ({self._url_hint})" if self._url_hint else ""  # e.g. "it ends in /v2"
             raise ConfigError(
-                f"{where} answered 404 Not Found at {self._base}: check {setting} "
-                "(for Vultr it ends in /v2)."
+                f"{where} answered 404 Not Found at {self._base}: check {setting}{hint}."
             )
         if status == 407:
             setting = self._url_env or "the base URL"
@@ -312,3 +365,7 @@ class ApiClient:
             raise DataError(f"{where}: expected a JSON object, got a {type(body).__name__}.")
         self._seen_success = True
         return body
+
+
+def _shown(url: str) -> str:
+    return _safe_url(url) if _is_absolute(url) else "/" + url.lstrip("/")

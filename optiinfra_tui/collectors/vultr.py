@@ -8,13 +8,24 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from dataclasses import replace
+from datetime import date, datetime, timedelta
+from decimal import Decimal
 from functools import lru_cache
 from urllib.parse import quote
 
 from optiinfra_tui.collectors.base import CollectContext
-from optiinfra_tui.collectors.http import ApiClient
+from optiinfra_tui.collectors.fields import (
+    MISSING,
+    parse_datetime,
+    parse_decimal,
+    parse_id,
+    parse_int,
+    parse_object,
+    parse_optional_datetime,
+    parse_text,
+)
+from optiinfra_tui.collectors.http import ApiClient, PageRequest
 from optiinfra_tui.collectors.ratelimit import limiter_for
 from optiinfra_tui.errors import ConfigError, DataError
 from optiinfra_tui.rows import (
@@ -34,136 +45,12 @@ from optiinfra_tui.rows import (
 from optiinfra_tui.settings import VULTR_API_URL_DEFAULT, Settings
 
 PROVIDER = "vultr"
-_MAX_MAGNITUDE = Decimal(10) ** 12
-_NUMBER_RE = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d{1,4})?$")
 _BRACKETS_RE = re.compile(r"\[([^\[\]]+)\]")
 _PARENS_RE = re.compile(r"\(([^()]+)\)")
-_MISSING = object()
 _ZERO = Decimal(0)
-_MIN_MAGNITUDE = -_MAX_MAGNITUDE
-_MAX_INT = 10**12
 
 
-# --- field parsers ---------------------------------------------------------------------------
-
-
-def parse_decimal(value: object, field: str, default: Decimal | None = None) -> Decimal:
-    """A finite Decimal of sane size from a JSON number or numeric string; None/absent -> default."""
-    # The common cases first (a million lines are millions of calls): what decode_json gives.
-    kind = type(value)
-    if kind is Decimal:
-        try:
-            if _MIN_MAGNITUDE <= value <= _MAX_MAGNITUDE:
-                return value
-        except InvalidOperation:  # NaN: said below
-            pass
-    elif kind is int and -_MAX_INT <= value <= _MAX_INT:
-        return Decimal(value)
-    if value is None or value is _MISSING:
-        if default is None:
-            raise DataError(f"{field} is missing")
-        return default
-    if isinstance(value, bool):
-        raise DataError(f"{field} is a boolean ({value}), expected a number")
-    if isinstance(value, float):
-        # Never produced by our JSON decoding; a float here means the text was already lost.
-        raise DataError(f"{field} arrived as a binary float; expected an exact number")
-    if isinstance(value, int):
-        number = Decimal(value) if abs(value) <= _MAX_MAGNITUDE else None
-    elif isinstance(value, Decimal):
-        number = value
-    elif isinstance(value, str) and _NUMBER_RE.match(value.strip()):
-        try:
-            number = Decimal(value.strip())
-        except InvalidOperation:
-            raise DataError(f"{field} is not a number: {value[:40]!r}") from None
-    else:
-        shown = repr(value)[:40] if isinstance(value, str) else type(value).__name__
-        raise DataError(f"{field} is not a number: {shown}")
-    if number is None or not number.is_finite() or abs(number) > _MAX_MAGNITUDE:
-        raise DataError(f"{field} is out of range (non-finite or above 1e12): {str(value)[:40]}")
-    return number
-
-
-def parse_int(value: object, field: str, default: int | None = None) -> int:
-    """A whole number (int, integral Decimal or digits) for counts such as vCPUs or MB."""
-    number = parse_decimal(value, field, None if default is None else Decimal(default))
-    if number != number.to_integral_value():
-        raise DataError(f"{field} is not a whole number: {number}")
-    return int(number)
-
-
-def parse_text(value: object, field: str, required: bool = False) -> str:
-    """A string; absent or null is '' unless required."""
-    if type(value) is str and value.isascii() and (not required or value.strip()):
-        return value  # the common case; empty (if required) and non-ASCII take the long way
-    if value is None or value is _MISSING:
-        if required:
-            raise DataError(f"{field} is missing")
-        return ""
-    if not isinstance(value, str):
-        raise DataError(f"{field} is a {type(value).__name__}, expected text")
-    if required and not value.strip():
-        raise DataError(f"{field} is empty")
-    if not value.isascii() and not _is_utf8(value):
-        raise DataError(f"{field} holds an unpaired surrogate (\\ud800-\\udfff), not text")
-    return value
-
-
-def _is_utf8(text: str) -> bool:
-    # JSON's "\ud800" escape decodes to a lone surrogate, which no store can encode.
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def parse_id(value: object, field: str) -> str:
-    """An identifier given as an integer or a non-empty string."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    # adjusted() first: int() of 1E+999999999 would build a billion-digit number.
-    if (isinstance(value, Decimal) and value.is_finite() and value.adjusted() < 30
-            and value == value.to_integral_value()):
-        return str(int(value))
-    if isinstance(value, str) and value.strip():
-        return parse_text(value, field).strip()
-    raise DataError(f"{field} is missing or not an id")
-
-
-def parse_datetime(value: object, field: str) -> datetime:
-    """'2021-08-31 20:00:00' (taken as UTC) or ISO 8601 with an offset -> naive UTC datetime."""
-    text = parse_text(value, field, required=True).strip()
-    try:
-        return _datetime_of(text)
-    except (ValueError, OverflowError):  # OverflowError: an offset past the calendar's end
-        raise DataError(f"{field} is not a date-time: {text[:40]!r}") from None
-
-
-@lru_cache(maxsize=4096)
-def _datetime_of(text: str) -> datetime:
-    # Cached: an invoice's lines share a handful of period dates, and a million lines is
-    # a million parses otherwise.
-    parsed = datetime.fromisoformat(text.strip())
-    if parsed.tzinfo is not None:
-        parsed = parsed.astimezone(UTC).replace(tzinfo=None)
-    # What ClickHouse's Date columns hold (billing_period); also keeps date arithmetic
-    # such as billing_period_of() away from the calendar's ends.
-    if not 1970 <= parsed.year <= 2148:
-        raise ValueError("year out of range")
-    return parsed
-
-
-def parse_optional_datetime(value: object, field: str) -> datetime | None:
-    if type(value) is str and value:
-        try:
-            return _datetime_of(value)  # the common case, cached on the text as given
-        except (ValueError, OverflowError):  # parse_datetime says what is wrong
-            pass
-    if value is None or value is _MISSING or value == "":
-        return None
-    return parse_datetime(value, field)
+# --- Vultr-specific fields ------------------------------------------------------------------
 
 
 @lru_cache(maxsize=4096)
@@ -180,10 +67,33 @@ def resource_name_of(description: str) -> str:
     return found[-1].strip() if found else ""
 
 
-def _object(value: object, where: str) -> dict:
-    if not isinstance(value, dict):
-        raise DataError(f"{where} is a {type(value).__name__}, expected an object")
-    return value
+def next_cursor(body: dict, request: PageRequest) -> PageRequest | None:
+    """Vultr's paging: the next cursor is in meta.links.next (empty when done), sent back as
+    `cursor=`."""
+    meta = body.get("meta")
+    links = meta.get("links") if isinstance(meta, dict) else None
+    cursor = links.get("next") if isinstance(links, dict) else None
+    if cursor is None or cursor == "":
+        return None
+    where = f"Vultr GET {request.url}: meta.links.next"
+    if not isinstance(cursor, str):
+        raise DataError(f"{where} is not a string")
+    try:
+        cursor.encode("utf-8")  # it goes back in a URL: a lone surrogate can't
+    except UnicodeEncodeError:
+        raise DataError(f"{where} is not text") from None
+    return replace(request, params={**request.params, "cursor": cursor})
+
+
+def page_items(body: dict, list_key: str, request: PageRequest) -> list[dict]:
+    """The page's `list_key` list of objects."""
+    items = body.get(list_key)
+    if not isinstance(items, list):
+        found = "is missing" if list_key not in body else f"is a {type(items).__name__}"
+        raise DataError(f"Vultr GET {request.url}: '{list_key}' {found}, expected a list")
+    if not all(isinstance(item, dict) for item in items):
+        raise DataError(f"Vultr GET {request.url}: '{list_key}' holds a non-object")
+    return items
 
 
 # --- row parsers -----------------------------------------------------------------------------
@@ -200,13 +110,13 @@ def parse_charge(
     where: str,
 ) -> CostRow:
     """One invoice item (or pending charge, same shape) as a CostRow."""
-    item = _object(item, where)
+    item = parse_object(item, where)
     get = item.get
     # Fields are named bare and `where` is prefixed only on failure: formatting nine labels
     # per line was a fifth of the parse time.
     try:
-        total = parse_decimal(get("total", _MISSING), "total")
-        description = parse_text(get("description", _MISSING), "description", required=True)
+        total = parse_decimal(get("total", MISSING), "total")
+        description = parse_text(get("description", MISSING), "description", required=True)
         unit_type = parse_text(get("unit_type"), "unit_type")
         units = parse_decimal(get("units"), "units", _ZERO)
         unit_price = parse_decimal(get("unit_price"), "unit_price", _ZERO)
@@ -267,12 +177,12 @@ def parse_pending_charge(item: object, ctx: CollectContext, position: int) -> Co
 
 def parse_account(body: object, ctx: CollectContext) -> AccountSnapshot:
     """The 'account' object of GET /account."""
-    account = _object(_object(body, "/account response").get("account"), "account")
+    account = parse_object(parse_object(body, "/account response").get("account"), "account")
     return AccountSnapshot(
         customer_id=ctx.customer_id,
         provider_name=PROVIDER,
-        balance=parse_decimal(account.get("balance", _MISSING), "account: balance"),
-        pending_charges=parse_decimal(account.get("pending_charges", _MISSING),
+        balance=parse_decimal(account.get("balance", MISSING), "account: balance"),
+        pending_charges=parse_decimal(account.get("pending_charges", MISSING),
                                       "account: pending_charges"),
         last_payment_date=parse_optional_datetime(account.get("last_payment_date"),
                                                   "account: last_payment_date"),
@@ -285,7 +195,7 @@ def parse_account(body: object, ctx: CollectContext) -> AccountSnapshot:
 
 def parse_billing_entry(item: object, ctx: CollectContext) -> LedgerEntry:
     """One entry of /billing/history (invoice, payment, credit)."""
-    item = _object(item, "billing history entry")
+    item = parse_object(item, "billing history entry")
     entry_id = parse_id(item.get("id"), "billing history entry: id")
     where = f"billing history entry {entry_id}"
     return LedgerEntry(
@@ -296,7 +206,7 @@ def parse_billing_entry(item: object, ctx: CollectContext) -> LedgerEntry:
         entry_date=parse_datetime(item.get("date"), f"{where}: date"),
         entry_type=parse_text(item.get("type"), f"{where}: type"),
         description=parse_text(item.get("description"), f"{where}: description"),
-        amount=parse_decimal(item.get("amount", _MISSING), f"{where}: amount"),
+        amount=parse_decimal(item.get("amount", MISSING), f"{where}: amount"),
         balance=parse_decimal(item.get("balance"), f"{where}: balance", Decimal(0)),
         run_id=ctx.run_id,
         collected_at=ctx.collected_at,
@@ -305,7 +215,7 @@ def parse_billing_entry(item: object, ctx: CollectContext) -> LedgerEntry:
 
 def parse_instance(item: object, ctx: CollectContext) -> ResourceRow:
     """One entry of /instances."""
-    item = _object(item, "instance")
+    item = parse_object(item, "instance")
     instance_id = parse_id(item.get("id"), "instance: id")
     where = f"instance {instance_id}"
     return ResourceRow(
@@ -354,6 +264,7 @@ class VultrCollector:
             service="Vultr",
             key_env=settings.customer(customer_id).credential_vars.get(PROVIDER),
             url_env="VULTR_API_URL",
+            url_hint="for Vultr it ends in /v2",
             default_url=VULTR_API_URL_DEFAULT,
         )
 
@@ -381,7 +292,10 @@ class VultrCollector:
         self._client.close()
 
     def _pages(self, path: str, list_key: str) -> Iterator[list[dict]]:
-        return self._client.paginate(path, list_key, per_page=self._per_page)
+        """Each page's `list_key` list, walked by cursor (Vultr allows 500 per page)."""
+        first = PageRequest(path, {"per_page": max(1, min(self._per_page, 500))})
+        for body in self._client.pages(first, next_cursor):
+            yield page_items(body, list_key, first)
 
     def _costs(self, ctx: CollectContext) -> Iterator[Batch]:
         for invoices in self._pages("/billing/invoices", "billing_invoices"):

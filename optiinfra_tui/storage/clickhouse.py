@@ -201,8 +201,7 @@ def _open_chdb(url: str, store_type: type[S]) -> S:
             import clickhouse_connect
 
             _lists_not_dataframes()
-            with _chdb_without_pyarrow():
-                client = clickhouse_connect.get_client(dsn=f"chdb://{path}")
+            client = clickhouse_connect.get_client(dsn=f"chdb://{path}")
         except Exception as exc:
             os.close(fd)
             raise ConfigError(f"chDB could not open {path}: {str(exc).splitlines()[0][:300]}") from None
@@ -227,18 +226,32 @@ def _lists_not_dataframes() -> None:
             setattr(options, attr, None)
 
 
-@contextmanager
-def _chdb_without_pyarrow() -> Iterator[None]:
-    """chdb imports pyarrow, and with it numpy (~40 MB resident, a tenth of a second), as it
-    loads, for Arrow results we never ask for: keep them out unless this process has them."""
-    block = "pyarrow" not in sys.modules and "chdb.state.sqlitelike" not in sys.modules
-    if block:
-        sys.modules["pyarrow"] = None  # type: ignore[assignment]  # import pyarrow: ImportError
-    try:
-        yield
-    finally:
-        if block and "pyarrow" in sys.modules and sys.modules["pyarrow"] is None:
-            del sys.modules["pyarrow"]
+# chdb 4.x: this module imports pyarrow as it loads, only for Arrow results, and works without it.
+_CHDB_ARROW_MODULE = "chdb.state.sqlitelike"
+
+
+class _PyarrowNotForChdb:
+    """An import finder that answers chDB's `import pyarrow` with ImportError, and only chDB's:
+    any other importer, in any thread, finds the real pyarrow."""
+
+    def find_spec(self, fullname: str, path: object = None, target: object = None) -> None:
+        if fullname == "pyarrow":
+            frame = sys._getframe(1)
+            while frame is not None:
+                if frame.f_globals.get("__name__") == _CHDB_ARROW_MODULE:
+                    raise ModuleNotFoundError("pyarrow is not loaded for chDB", name=fullname)
+                frame = frame.f_back
+        return None
+
+
+def keep_pyarrow_from_chdb() -> None:
+    """Open chDB without pyarrow and numpy (~45 MB peak resident) unless something else loads them.
+
+    Installed once, at start-up (startup.prepare_process): the finder stays for the process's
+    life, so no thread ever sees the import system change under it.
+    """
+    if not any(isinstance(finder, _PyarrowNotForChdb) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _PyarrowNotForChdb())
 
 
 def _lock_path(path: str) -> int:
