@@ -63,6 +63,7 @@ def run_to_dict(run) -> dict:
         "customer_id": run.customer_id, "provider": run.provider,
         "data_types": list(ordered_types(run.provider, run.types)), "trigger": run.trigger, "attempt": run.attempt,
         "max_attempts": run.max_attempts, "rows": run.metrics_collected,
+        "requests": run.requests,
         "error_kind": run.error_kind, "error_message": run.error_message,
         "queued_at": run.queued_at, "started_at": run.started_at,
         "finished_at": run.finished_at, "duration_ms": run.duration_ms, "worker": run.worker,

@@ -127,16 +127,17 @@ def _collect(rt, run: CollectionRun, written: list[int]) -> None:
                              if data_type == "cost" else (frozenset(), None))
             ctx = CollectContext(customer_id=run.customer_id, run_id=run.id,
                                  collected_at=utcnow(), known_invoice_ids=known,
-                                 latest_invoice_id=latest)
+                                 latest_invoice_id=latest,
+                                 state=store.collector_state(run.customer_id, run.provider))
             with store.buffered() as writer:
                 # Rows reach ClickHouse in inserts of thousands (a chDB insert costs ~10 ms
                 # however small); an invoice counts as complete only once its rows are flushed.
                 invoices = _InvoiceTracker(store, writer, run)
                 try:
                     for batch in collector.collect(data_type, ctx):
-                        writer.write(batch, customer_id=run.customer_id, provider=run.provider,
-                                     collected_at=ctx.collected_at)
-                        written[0] += len(batch.rows)
+                        written[0] += writer.write(batch, customer_id=run.customer_id,
+                                                   provider=run.provider,
+                                                   collected_at=ctx.collected_at)
                         if batch.table == COST_LINES:
                             invoices.saw(batch.rows)
                         if time.monotonic() > deadline:
@@ -149,6 +150,12 @@ def _collect(rt, run: CollectionRun, written: list[int]) -> None:
                 invoices.finish(last_complete=True)
     finally:
         collector.close()
+        requests = getattr(collector, "requests", 0)  # collectors that count them
+        if requests:
+            try:
+                runs.add_requests(run.id, requests)
+            except Exception:  # keep the run's own outcome; the count is only lost
+                log.warning("could not record run %d's %d requests", run.id, requests)
 
 
 class _InvoiceTracker:

@@ -6,7 +6,7 @@ Collectors and storage both import this module and never each other.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 
@@ -22,6 +22,16 @@ RESOURCES = "resources"
 # window, nor a Cost Explorer window an export's.
 INVOICE = "invoice"
 PENDING = "pending"
+COST_EXPLORER = "cost_explorer"  # AWS Cost Explorer: daily totals per service, revised for weeks
+DATA_EXPORT = "data_export"  # AWS Data Exports (FOCUS 1.0 / CUR 2.0) in S3: line items
+# A month holding rows of the key source counts none of the value source's rows: both describe
+# the same spend, the key source in more detail.
+SUPERSEDES = {DATA_EXPORT: COST_EXPLORER}
+
+# Instructions a collector yields between its rows (a Batch of one each): storage carries them
+# out after storing every row yielded before them.
+REPLACE_WINDOW = "replace_window"  # rows: [Window]
+IMPORT_FILES = "import_files"  # rows: [FileImport]
 
 
 @dataclass(slots=True)
@@ -98,6 +108,42 @@ class ResourceRow:
     created_at: datetime | None
     run_id: int
     collected_at: datetime
+
+
+@dataclass(slots=True)
+class Window:
+    """One source's whole answer for some billing periods: rows of those periods that this run
+    did not write (older than `collected_at`) leave every total. `state` is remembered for the
+    collector's next runs (CollectContext.state) once the window is stored."""
+
+    customer_id: str
+    provider_name: str
+    source: str
+    billing_periods: tuple[date, ...]  # first days of months
+    collected_at: datetime  # the version this run's rows carry
+    state: dict[str, str]
+
+
+@dataclass(slots=True)
+class FileImport:
+    """Files that ClickHouse reads itself into cost_lines, rows never passing through Python.
+
+    `select` maps cost_lines columns to SQL expressions over the files' columns; storage adds
+    the run's columns (customer, provider, source, run, collected_at). `credentials` (access key
+    id, secret, session token) sign the reads: they are never logged or stored.
+    """
+
+    customer_id: str
+    provider_name: str
+    source: str
+    billing_period: date
+    urls: tuple[str, ...]  # https:// object URLs, path-style or virtual-hosted
+    file_format: str  # ClickHouse input format: Parquet, CSVWithNames (gzip by extension)
+    select: dict[str, str]
+    line_id_prefix: str  # line_id = prefix:file:row, unique within the period
+    run_id: int
+    collected_at: datetime
+    credentials: tuple[str, str, str] = field(default=("", "", ""), repr=False)
 
 
 @dataclass(slots=True)

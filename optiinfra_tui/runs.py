@@ -149,6 +149,13 @@ def _finish(run: CollectionRun, status: str, rows: int, kind: str | None,
         ).where(CollectionRun.id == run.id).execute()
 
 
+def add_requests(run_id: int, count: int) -> None:
+    """Add an attempt's provider requests to its run's count."""
+    if count:
+        durable(lambda: CollectionRun.update(requests=CollectionRun.requests + count)
+                .where(CollectionRun.id == run_id).execute(), what=f"run {run_id} requests")
+
+
 def schedule_retry(run: CollectionRun, kind: str, message: str, delay: float,
                    rows: int = 0) -> datetime:
     """Record a failed attempt that will be retried after `delay` seconds."""
@@ -229,7 +236,7 @@ def wait_for(run_id: int, timeout: float | None = None, poll: float = 0.2) -> Co
 __all__ = [
     "QUEUED", "RUNNING", "RETRYING", "SUCCESS", "FAILED", "CANCELED",
     "create_run", "attach_task", "delete_run", "get_run", "start_attempt", "finish_success",
-    "finish_failure", "schedule_retry", "cancel_run", "attempts", "list_runs", "wait_for",
+    "finish_failure", "schedule_retry", "add_requests", "cancel_run", "attempts", "list_runs", "wait_for",
 ]
 
 

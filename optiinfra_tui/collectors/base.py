@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -19,6 +19,9 @@ class CollectContext:
     collected_at: datetime
     known_invoice_ids: frozenset[str] = field(default_factory=frozenset)
     latest_invoice_id: str | None = None  # re-read every run: it may have grown
+    # What this collector asked to remember at its earlier runs (Window.state): closed months,
+    # manifests already read.
+    state: Mapping[str, str] = field(default_factory=dict)
 
 
 class Collector(Protocol):

@@ -6,7 +6,15 @@ import logging
 import threading
 from typing import TYPE_CHECKING
 
-from optiinfra_tui.rows import ACCOUNT_SNAPSHOTS, COST_LINES, LEDGER, PENDING_CHARGES, RESOURCES
+from optiinfra_tui.rows import (
+    ACCOUNT_SNAPSHOTS,
+    COST_LINES,
+    IMPORT_FILES,
+    LEDGER,
+    PENDING_CHARGES,
+    REPLACE_WINDOW,
+    RESOURCES,
+)
 from optiinfra_tui.storage.metrics_schema import TABLES, extend_columns
 
 if TYPE_CHECKING:
@@ -15,6 +23,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("optiinfra.metrics")
 
+_AT_ONCE = (PENDING_CHARGES, REPLACE_WINDOW, IMPORT_FILES)
 _BUFFERED = {name: TABLES[name] for name in (COST_LINES, ACCOUNT_SNAPSHOTS, LEDGER, RESOURCES)}
 
 
@@ -45,11 +54,16 @@ class BufferedWriter:
         self._failed: BaseException | None = None
 
     def write(self, batch: Batch, **pending_context) -> int:
-        """Buffer a batch; `pending_context` (customer_id, provider, collected_at) names an
-        empty pending-charges snapshot."""
-        if batch.table == PENDING_CHARGES:
+        """Buffer a batch; returns the rows it adds to the run's count. `pending_context`
+        (customer_id, provider, collected_at) names an empty pending-charges snapshot.
+
+        A window's replacement and an import from files are carried out at once, after a
+        flush: a window replaces only what is stored before it.
+        """
+        if batch.table in _AT_ONCE:
             self.flush()
-            return self._store.write(batch, **pending_context)
+            written = self._store.write(batch, **pending_context)
+            return len(batch.rows) if batch.table == PENDING_CHARGES else written
         table = _BUFFERED.get(batch.table)
         if table is None:
             raise ValueError(f"unknown metrics table {batch.table!r}")

@@ -62,6 +62,9 @@ class CollectionRun(BaseModel):
     next_attempt_at = pw.DateTimeField(null=True)
     retry_of = pw.IntegerField(null=True)
     schedule = pw.CharField(max_length=64, null=True)
+    # Requests sent to the provider over all attempts (AWS Cost Explorer bills each one).
+    # A database default too: the PostgreSQL fast path inserts runs without naming it.
+    requests = pw.IntegerField(default=0, constraints=[pw.SQL("DEFAULT 0")])
 
     class Meta:
         table_name = "collection_runs"
@@ -171,8 +174,18 @@ def _v1(database: pw.Database) -> None:
     database.create_tables(ALL_MODELS, safe=True)
 
 
+def _v2(database: pw.Database) -> None:
+    # A database made at version 1 by this code already has the column (create_tables above).
+    if "requests" not in {c.name for c in database.get_columns("collection_runs")}:
+        from playhouse.migrate import SchemaMigrator
+        from playhouse.migrate import migrate as run_steps
+
+        run_steps(SchemaMigrator.from_database(database).add_column(
+            "collection_runs", "requests", CollectionRun.requests))
+
+
 # Forward steps: version -> function. Append; never edit a released step.
-MIGRATIONS = {1: _v1}
+MIGRATIONS = {1: _v1, 2: _v2}
 SCHEMA_VERSION = max(MIGRATIONS)
 
 _lock = threading.Lock()

@@ -24,6 +24,7 @@ from optiinfra_tui.rows import (
 )
 
 COMPLETE_INVOICES = "complete_invoices"
+COLLECTOR_STATE = "collector_state"
 SCHEMA_VERSIONS = "schema_version"
 
 _S = "String"
@@ -42,6 +43,17 @@ class InvoiceMark:
     provider_name: str
     invoice_id: str
     completed_at: datetime
+
+
+@dataclasses.dataclass(frozen=True)
+class StateEntry:
+    """What a collector asked to remember for its next runs (rows.Window.state)."""
+
+    customer_id: str
+    provider_name: str
+    key: str
+    value: str
+    updated_at: datetime
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,6 +122,9 @@ TABLES: dict[str, Table] = {t.name: t for t in (
     _table(COMPLETE_INVOICES, InvoiceMark, {
         "customer_id": _LC, "provider_name": _LC, "invoice_id": _S, "completed_at": _TS,
     }, "ReplacingMergeTree(completed_at) ORDER BY (customer_id, provider_name, invoice_id)"),
+    _table(COLLECTOR_STATE, StateEntry, {
+        "customer_id": _LC, "provider_name": _LC, "key": _S, "value": _S, "updated_at": _TS,
+    }, "ReplacingMergeTree(updated_at) ORDER BY (customer_id, provider_name, key)"),
     # Replacing: processes opening one server at once may both record a step.
     _table(SCHEMA_VERSIONS, SchemaVersion, {"version": "UInt32", "applied_at": _TS},
            "ReplacingMergeTree(applied_at) ORDER BY version"),

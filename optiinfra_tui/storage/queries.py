@@ -12,7 +12,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 from optiinfra_tui.formats import CURRENCY_DIGITS
-from optiinfra_tui.rows import COST_LINES, PENDING_CHARGES
+from optiinfra_tui.rows import COST_LINES, INVOICE, PENDING, PENDING_CHARGES, SUPERSEDES
 from optiinfra_tui.storage.clickhouse import ClickHouse
 from optiinfra_tui.storage.metrics_schema import TABLES
 
@@ -80,10 +80,17 @@ class Queries(ClickHouse):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         db = self.database
-        # Estimates count only for months without invoice lines, even if a race left some.
-        self._counted = (f"(NOT is_estimate OR (customer_id, provider_name, billing_period) NOT IN "
-                         f"(SELECT customer_id, provider_name, billing_period FROM {db}.{COST_LINES} "
-                         f"WHERE NOT is_estimate))")
+        month = "(customer_id, provider_name, billing_period)"
+        # Pending estimates count only for months without invoice lines, even if a race left
+        # some ('': rows stored before sources were recorded).
+        counted = [f"(NOT is_estimate OR source NOT IN ('{PENDING}', '') OR {month} NOT IN "
+                   f"(SELECT {month} FROM {db}.{COST_LINES} "
+                   f"WHERE NOT is_estimate AND source IN ('{INVOICE}', '')))"]
+        # A month one source describes in more detail counts none of a coarser source's rows.
+        for better, coarser in SUPERSEDES.items():
+            counted.append(f"(source != '{coarser}' OR {month} NOT IN (SELECT {month} FROM "
+                           f"{db}.{COST_LINES} WHERE source = '{better}' AND is_deleted = 0))")
+        self._counted = " AND ".join(counted)
 
     # --- reads --------------------------------------------------------------------------------
 

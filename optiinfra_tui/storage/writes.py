@@ -13,25 +13,46 @@ from collections.abc import Iterable
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING
 
-from optiinfra_tui.rows import ACCOUNT_SNAPSHOTS, COST_LINES, LEDGER, PENDING_CHARGES, RESOURCES
-from optiinfra_tui.storage.clickhouse import ClickHouse
+from optiinfra_tui.errors import DataError, OptiInfraError
+from optiinfra_tui.rows import (
+    ACCOUNT_SNAPSHOTS,
+    COST_LINES,
+    IMPORT_FILES,
+    INVOICE,
+    LEDGER,
+    PENDING,
+    PENDING_CHARGES,
+    REPLACE_WINDOW,
+    RESOURCES,
+)
+from optiinfra_tui.storage.clickhouse import ClickHouse, _scrub
 from optiinfra_tui.storage.metrics_schema import (
+    COLLECTOR_STATE,
     COMPLETE_INVOICES,
     TABLES,
     InvoiceMark,
+    StateEntry,
     pivot,
     ticks,
 )
 
 if TYPE_CHECKING:
-    from optiinfra_tui.rows import Batch
+    from optiinfra_tui.rows import Batch, FileImport, Window
 
 log = logging.getLogger("optiinfra.metrics")
 
 _CP = "customer_id = {c:String} AND provider_name = {p:String}"
+# Invoice lines retire the pending estimate of their month; no other source takes part ('':
+# rows stored before sources were recorded, all of them invoices or pending charges).
+_RETIRING = (INVOICE, "")
+_INVOICES = f"source IN ('{INVOICE}', '')"
+_PENDING = f"source IN ('{PENDING}', '')"
 _COST_COLUMNS = TABLES[COST_LINES].columns
-_IS_ESTIMATE, _COLLECTED_AT, _CUSTOMER, _PROVIDER, _PERIOD = map(_COST_COLUMNS.index, (
-    "is_estimate", "collected_at", "customer_id", "provider_name", "billing_period"))
+_IS_ESTIMATE, _COLLECTED_AT, _CUSTOMER, _PROVIDER, _PERIOD, _SOURCE = map(_COST_COLUMNS.index, (
+    "is_estimate", "collected_at", "customer_id", "provider_name", "billing_period", "source"))
+# Settings of an import from files: CSV columns stay text (no float on the way to a Decimal).
+_IMPORT_SETTINGS = ("input_format_csv_use_best_effort_in_schema_inference = 0, "
+                    "schema_inference_make_columns_nullable = 0")
 
 
 class Writes(ClickHouse):
@@ -49,7 +70,16 @@ class Writes(ClickHouse):
             f"SELECT customer_id, provider_name, line_id, invoice_id, billing_period, source, "
             f"true, greatest(collected_at + toIntervalMicrosecond(1), "
             f"fromUnixTimestamp64Micro({{v:Int64}}, 'UTC')), 1 "
-            f"FROM {db}.{COST_LINES} FINAL WHERE {_CP} AND is_estimate")
+            f"FROM {db}.{COST_LINES} FINAL WHERE {_CP} AND is_estimate AND {_PENDING}")
+        # Rows of a window that its newest answer didn't write (older than it) leave totals.
+        self._window_tombstone = (
+            f"INSERT INTO {db}.{COST_LINES} (customer_id, provider_name, line_id, invoice_id, "
+            f"billing_period, source, is_estimate, collected_at, is_deleted) "
+            f"SELECT customer_id, provider_name, line_id, invoice_id, billing_period, source, "
+            f"is_estimate, fromUnixTimestamp64Micro({{v:Int64}}, 'UTC'), 1 "
+            f"FROM {db}.{COST_LINES} FINAL WHERE {_CP} AND source = {{s:String}} "
+            f"AND billing_period IN {{m:Array(Date)}} "
+            f"AND collected_at < fromUnixTimestamp64Micro({{v:Int64}}, 'UTC')")
 
     # --- writes -------------------------------------------------------------------------------
 
@@ -71,6 +101,12 @@ class Writes(ClickHouse):
                                                     collected_at or datetime.now(UTC))
             log.warning("an empty pending-charges batch without customer and provider: ignored")
             return 0
+        if batch.table == REPLACE_WINDOW:
+            for window in rows:
+                self.replace_window(window)
+            return 0
+        if batch.table == IMPORT_FILES:
+            return sum(self.import_files(job) for job in rows)
         writer = {COST_LINES: self.write_cost_lines, ACCOUNT_SNAPSHOTS: self.write_account_snapshots,
                   LEDGER: self.write_ledger, RESOURCES: self.write_resources}.get(batch.table)
         if writer is None:
@@ -98,10 +134,13 @@ class Writes(ClickHouse):
         n = len(data[0])
         if not n:
             return 0
-        estimate, stamps = data[_IS_ESTIMATE], data[_COLLECTED_AT]
+        estimate, stamps, sources = data[_IS_ESTIMATE], data[_COLLECTED_AT], data[_SOURCE]
         months = zip(data[_CUSTOMER], data[_PROVIDER], data[_PERIOD], strict=True)
-        if any(estimate):  # only the invoice lines among them clear estimates
-            final = [(m, t) for m, t, e in zip(months, stamps, estimate, strict=True) if not e]
+        if any(estimate) or not set(sources).issubset(_RETIRING):
+            # Only the invoice lines among them clear estimates.
+            final = [(m, t) for m, t, e, src in zip(months, stamps, estimate, sources,
+                                                      strict=True)
+                     if not e and src in _RETIRING]
             months, stamps = (m for m, _ in final), [t for _, t in final]
         months = set(months)
         with self._write_lock:
@@ -117,7 +156,8 @@ class Writes(ClickHouse):
                 params = {"c": cid, "p": provider, "v": version, "m": periods}
                 # Most months never had an estimate: this read costs far less than the insert.
                 if self._rows(f"SELECT count() FROM {self._t(COST_LINES)} WHERE {_CP} AND "
-                              f"is_estimate AND billing_period IN {{m:Array(Date)}}",
+                              f"is_estimate AND {_PENDING} AND billing_period IN "
+                              f"{{m:Array(Date)}}",
                               params)[0][0]:
                     self._command(self._tombstone + " AND billing_period IN {m:Array(Date)}",
                                   params)
@@ -139,20 +179,80 @@ class Writes(ClickHouse):
         with self._write_lock:
             # Without FINAL: tombstones carry the time of the snapshot that replaced them.
             newest = self._rows(f"SELECT toUnixTimestamp64Micro(max(collected_at)) FROM "
-                                f"{self._t(COST_LINES)} WHERE {_CP} AND is_estimate", params)
+                                f"{self._t(COST_LINES)} WHERE {_CP} AND is_estimate AND "
+                                f"{_PENDING}", params)
             if newest and newest[0][0] and newest[0][0] > version:
                 log.info("pending charges for %s/%s from %s are older than the stored ones: "
                          "ignored", customer_id, provider, collected_at)
                 return 0
             invoiced = {m for (m,) in self._rows(
                 f"SELECT DISTINCT billing_period FROM {self._t(COST_LINES)} "
-                f"WHERE {_CP} AND NOT is_estimate", params)}
+                f"WHERE {_CP} AND NOT is_estimate AND {_INVOICES}", params)}
             keep = [r for r in rows if r.billing_period not in invoiced]
             if keep:
                 self._insert(COST_LINES, keep, all_estimates=True)
             self._command(self._tombstone + " AND line_id NOT IN {keep:Array(String)}",
                           {**params, "v": version, "keep": [r.line_id for r in keep]})
         return len(keep)
+
+    def replace_window(self, window: Window) -> None:
+        """Make the rows written at `window.collected_at` the whole of its source's answer for
+        its billing periods; then remember its state for the collector's next runs."""
+        params = {"c": window.customer_id, "p": window.provider_name, "s": window.source,
+                  "m": [p.isoformat() for p in window.billing_periods],
+                  "v": ticks(window.collected_at)}
+        with self._write_lock:
+            if window.billing_periods:
+                self._command(self._window_tombstone, params)
+            if window.state:
+                now = datetime.now(UTC)
+                self._insert(COLLECTOR_STATE, [
+                    StateEntry(window.customer_id, window.provider_name, key, value, now)
+                    for key, value in window.state.items()])
+
+    def import_files(self, job: FileImport) -> int:
+        """Let ClickHouse read the job's files into cost_lines (INSERT ... SELECT); returns the
+        rows stored. Errors never carry the job's credentials."""
+        columns = [c for c in _COST_COLUMNS if c in job.select]
+        line_id = (f"concat({_quote(job.line_id_prefix)}, ':', _file, ':', "
+                   f"toString(_row_number))")
+        fixed = {"line_id": line_id, "customer_id": "{c:String}", "provider_name": "{p:String}",
+                 "run_id": "{run:Int64}", "source": "{s:String}",
+                 "collected_at": "fromUnixTimestamp64Micro({v:Int64}, 'UTC')",
+                 "billing_period": "{m:Date}"}
+        names = list(fixed) + [c for c in columns if c not in fixed]
+        exprs = [fixed.get(c) or job.select[c] for c in names]
+        key, secret, token = job.credentials
+        auth = ([_quote(key), _quote(secret)] + ([_quote(token)] if token else [])
+                if key else ["NOSIGN"])
+        params = {"c": job.customer_id, "p": job.provider_name, "run": job.run_id,
+                  "s": job.source, "v": ticks(job.collected_at),
+                  "m": job.billing_period.isoformat()}
+        secrets = tuple(s for s in (key, secret, token) if s)
+        with self._write_lock:
+            for url in job.urls:
+                source = f"s3({', '.join([_quote(url), *auth, _quote(job.file_format)])})"
+                sql = (f"INSERT INTO {self._t(COST_LINES)} ({', '.join(names)}) "
+                       f"SELECT {', '.join(exprs)} FROM {source} SETTINGS {_IMPORT_SETTINGS}")
+                try:
+                    self._command(sql, params)
+                except OptiInfraError as exc:
+                    raise type(exc)(_scrub(str(exc), secrets)) from None
+                except Exception as exc:
+                    # ClickHouse's own message (a missing column, a value that doesn't parse):
+                    # a bad export, not a bug of ours.
+                    raise DataError(f"ClickHouse could not read {url}: "
+                                    f"{_scrub(str(exc), secrets)}") from None
+            return int(self._rows(
+                f"SELECT count() FROM {self._t(COST_LINES)} WHERE {_CP} AND source = {{s:String}} "
+                f"AND billing_period = {{m:Date}} AND collected_at = "
+                f"fromUnixTimestamp64Micro({{v:Int64}}, 'UTC') AND is_deleted = 0", params)[0][0])
+
+    def collector_state(self, customer_id: str, provider: str) -> dict[str, str]:
+        """What the provider's collector asked to remember for this customer (Window.state)."""
+        return dict(self._rows(
+            f"SELECT key, value FROM {self._t(COLLECTOR_STATE)} FINAL WHERE {_CP}",
+            {"c": customer_id, "p": provider}))
 
     def write_account_snapshots(self, rows: list) -> int:
         if rows:
@@ -191,3 +291,8 @@ class Writes(ClickHouse):
             f"ORDER BY max(charge_period_end) DESC, length(invoice_id) DESC, invoice_id DESC "
             f"LIMIT 1", params)
         return known, (latest[0][0] if latest else None)
+
+
+def _quote(text: str) -> str:
+    """A ClickHouse string literal."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"

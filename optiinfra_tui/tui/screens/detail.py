@@ -137,6 +137,7 @@ def fields(run) -> Table:
         ("queued", _ts(run.queued_at), "started", _ts(run.started_at)),
         ("finished", _ts(run.finished_at), "next attempt", _ts(run.next_attempt_at)),
         ("schedule", run.schedule or "-", "retry of", str(run.retry_of or "-")),
+        ("requests", f"{run.requests:,}", "", ""),
     ]
     for row in rows:
         t.add_row(*row)
