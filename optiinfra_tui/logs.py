@@ -164,7 +164,9 @@ def setup_logging(settings: Settings, stdout: bool = False, fmt: str = "text",
         root.addHandler(out)
 
     # Libraries that are chatty at INFO (every request, every dequeue).
-    for name in ("httpx", "httpcore", "huey", "peewee", "urllib3", "clickhouse_connect"):
+    # botocore at DEBUG would log request headers, session tokens among them.
+    for name in ("httpx", "httpcore", "huey", "peewee", "urllib3", "clickhouse_connect",
+                 "botocore"):
         logging.getLogger(name).setLevel(logging.WARNING)
     logging.captureWarnings(True)
 

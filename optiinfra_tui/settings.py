@@ -21,8 +21,9 @@ from optiinfra_tui.errors import ConfigError
 
 PROVIDERS: dict[str, tuple[str, ...]] = {
     "vultr": ("cost", "account", "resource"),
+    "aws": ("cost", "export"),
 }
-DEFAULT_TYPES: dict[str, tuple[str, ...]] = {"vultr": ("cost",)}
+DEFAULT_TYPES: dict[str, tuple[str, ...]] = {"vultr": ("cost",), "aws": ("cost",)}
 PROVIDER_KEY_VARS = {"vultr": "VULTR_API_KEY"}
 VULTR_API_URL_DEFAULT = "https://api.vultr.com/v2"
 
@@ -31,7 +32,9 @@ VULTR_API_URL_DEFAULT = "https://api.vultr.com/v2"
 # A dict is a table of known keys, ANY_KEY inside it stands for keys the user names (customer
 # ids), a one-element list is an array of tables, and None a value checked by its own parser.
 ANY_KEY = "*"
-_CUSTOMER_KEYS: dict = {f"{p}_api_key_env": None for p in PROVIDERS}
+# Providers keyed by one API key (AWS access is more than a key: its sub-table comes with
+# the provider plug-ins).
+_CUSTOMER_KEYS: dict = {f"{p}_api_key_env": None for p in PROVIDER_KEY_VARS}
 _SCHEDULE_KEYS: dict = dict.fromkeys(("name", "provider", "data_types", "interval", "cron"))
 CONFIG_SCHEMA: dict = {
     "customers": {ANY_KEY: _CUSTOMER_KEYS},

@@ -1,0 +1,98 @@
+"""The AWS collector: `cost` from Cost Explorer, `export` from a Data Export in S3."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, date, datetime
+
+from optiinfra_tui.collectors.aws import (
+    DATA_TYPES,
+    MAX_REQUESTS_VAR,
+    PROVIDER,
+    AwsAccount,
+    cost_explorer,
+    default_account,
+    max_requests,
+)
+from optiinfra_tui.collectors.aws.session import AwsSession, RequestMeter, require_botocore
+from optiinfra_tui.collectors.base import CollectContext
+from optiinfra_tui.errors import ConfigError
+from optiinfra_tui.rows import Batch
+from optiinfra_tui.settings import Settings
+
+
+def utc_today() -> date:
+    return datetime.now(UTC).date()
+
+
+class AwsCollector:
+    """Collects one customer's AWS costs. `requests` counts the HTTP requests sent."""
+
+    provider = PROVIDER
+    data_types = DATA_TYPES
+    # Which day it is for the Cost Explorer window (tests bring their own).
+    clock: Callable[[], date] = staticmethod(utc_today)
+
+    def __init__(self, settings: Settings, customer_id: str,
+                 account: AwsAccount | None = None) -> None:
+        require_botocore()
+        if account is None:
+            if customer_id != settings.default_customer_id:
+                settings.customer(customer_id)  # ConfigError for an unknown customer
+                raise ConfigError(
+                    f"Customer {customer_id!r} has no AWS access configured: add "
+                    f"[customers.{customer_id}.aws] with access_key_id_env and "
+                    "secret_access_key_env to the OPTIINFRA_CONFIG file.")
+            account = default_account(settings.env)
+        self.customer_id = customer_id
+        self.account = account
+        self.meter = RequestMeter(budget=max_requests(settings.env), what="AWS Cost Explorer",
+                                  budget_var=MAX_REQUESTS_VAR)
+        self._session = AwsSession(settings.env, account, customer_id, self.meter)
+        self._clients: dict[str, object] = {}
+
+    def __repr__(self) -> str:
+        return f"AwsCollector(customer_id={self.customer_id!r})"
+
+    @property
+    def requests(self) -> int:
+        """HTTP requests sent to AWS so far (retries included)."""
+        return self.meter.count
+
+    def collect(self, data_type: str, ctx: CollectContext) -> Iterator[Batch]:
+        """Yield batches of one data type; bad arguments fail here, before any request."""
+        if ctx.customer_id != self.customer_id:
+            raise ConfigError(f"This collector holds customer {self.customer_id!r}'s access, "
+                              f"not {ctx.customer_id!r}'s.")
+        if data_type == "cost":
+            return cost_explorer.collect(self._client("ce"), ctx, self.clock(), self._ce_error)
+        raise ConfigError(f"Unknown data type {data_type!r} for aws. "
+                          f"Choose from: {', '.join(self.data_types)}.")
+
+    def ping(self) -> float:
+        """Seconds for one request that costs nothing: STS GetCallerIdentity."""
+        started = time.monotonic()
+        sts = self._client("sts")
+        try:
+            sts.get_caller_identity()
+        except Exception as exc:
+            raise self._session.translate(exc, "STS GetCallerIdentity",
+                                          "sts:GetCallerIdentity") from None
+        return time.monotonic() - started
+
+    def close(self) -> None:
+        for client in self._clients.values():
+            client.close()
+        self._clients.clear()
+
+    def _client(self, service: str):
+        client = self._clients.get(service)
+        if client is None:
+            client = self._clients[service] = self._session.client(service,
+                                                                   billed=service == "ce")
+        return client
+
+    def _ce_error(self, exc: BaseException) -> Exception:
+        return self._session.translate(exc, "Cost Explorer GetCostAndUsage",
+                                       "ce:GetCostAndUsage")
