@@ -8,11 +8,13 @@ from datetime import UTC, date, datetime
 
 from optiinfra_tui.collectors.aws import (
     DATA_TYPES,
+    EXPORT_URI_VAR,
     MAX_REQUESTS_VAR,
     PROVIDER,
     AwsAccount,
     cost_explorer,
     default_account,
+    exports,
     max_requests,
 )
 from optiinfra_tui.collectors.aws.session import AwsSession, RequestMeter, require_botocore
@@ -67,6 +69,16 @@ class AwsCollector:
                               f"not {ctx.customer_id!r}'s.")
         if data_type == "cost":
             return cost_explorer.collect(self._client("ce"), ctx, self.clock(), self._ce_error)
+        if data_type == "export":
+            if not self.account.export_uri:
+                raise ConfigError(
+                    f"Customer {self.customer_id!r} has no AWS Data Export configured: set "
+                    f"{EXPORT_URI_VAR}=s3://bucket/prefix/export-name (the default customer) "
+                    f"or export_uri in [customers.{self.customer_id}.aws].")
+            return exports.collect(self._client("s3"), ctx, self.account.export_uri,
+                                   self._session.frozen(),
+                                   cost_explorer.first_of_month(self.clock()),
+                                   self._session.translate)
         raise ConfigError(f"Unknown data type {data_type!r} for aws. "
                           f"Choose from: {', '.join(self.data_types)}.")
 

@@ -64,18 +64,27 @@ def request(start: date, end: date, token: str | None = None) -> dict:
     return params
 
 
+# FOCUS ChargeCategory of a RECORD_TYPE (or a CUR line item type), lower-cased without spaces
+# or underscores: ends with "usage" (Usage, DiscountedUsage, SavingsPlanCoveredUsage); is a
+# credit or refund; is tax; holds "fee" or "upfront" (RIFee, Recurring/Upfront reservation
+# fee, ...); else Adjustment (negations, discounts). exports.category_sql is the same in SQL.
+CATEGORY_RULES = (("Usage", "usage"), ("Credit", ("credit", "refund")), ("Tax", ("tax",)),
+                  ("Purchase", ("fee", "upfront")))
+
+
 def charge_category(record_type: str) -> str:
     """FOCUS ChargeCategory of a RECORD_TYPE (or CUR line item type)."""
     key = record_type.replace(" ", "").replace("_", "").lower()
-    if key.endswith("usage"):  # Usage, DiscountedUsage, SavingsPlanCoveredUsage
-        return "Usage"
-    if key in ("credit", "refund"):
-        return "Credit"
-    if key == "tax":
-        return "Tax"
-    if "fee" in key or "upfront" in key:  # RIFee, Recurring/Upfront reservation fee, ...
-        return "Purchase"
-    return "Adjustment"  # negations, discounts, rounding
+    (usage, suffix), (credit, credits), (tax, taxes), (purchase, words) = CATEGORY_RULES
+    if key.endswith(suffix):
+        return usage
+    if key in credits:
+        return credit
+    if key in taxes:
+        return tax
+    if any(w in key for w in words):
+        return purchase
+    return "Adjustment"
 
 
 def _day(value: object, field: str) -> date:

@@ -1,0 +1,155 @@
+"""AWS Data Exports end to end: FOCUS Parquet and CUR 2.0 gzip CSV written into moto's S3 by the
+test, read by chDB's s3() through the real task path; Python reads only the manifests."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from decimal import Decimal
+
+import pytest
+from aws_truth import (
+    ExportWriter,
+    ce_pages,
+    cur_rows,
+    focus_rows,
+    seeded_truth,
+    totals,
+)
+from test_aws_cost import (  # noqa: F401 (fixtures)
+    FEB,
+    MAR,
+    by_day_and_service,
+    clock,
+    collect,
+    live_rows,
+    reported_by_day,
+    runtime,
+    stored,
+)
+
+from optiinfra_tui.collectors.aws.cost_explorer import charge_category
+from optiinfra_tui.collectors.aws.exports import category_sql
+from optiinfra_tui.rows import COST_EXPLORER, DATA_EXPORT
+
+JAN = date(2026, 1, 1)
+
+
+def month(truth, first: date):
+    return {k: v for k, v in truth.items() if first <= k[0] < (first + timedelta(days=32))
+            .replace(day=1)}
+
+
+@pytest.fixture
+def focus(aws) -> ExportWriter:
+    return ExportWriter(aws.s3(), "billing-exports", "cur/focus-daily")
+
+
+def test_focus_parquet_totals_equal_the_truth_and_unchanged_manifests_are_skipped(
+        runtime, aws, clock, focus):
+    truth = seeded_truth(JAN, 59)  # Jan 1 .. Feb 28
+    focus.put_parquet(JAN, focus_rows(month(truth, JAN)))
+    focus.put_parquet(FEB, focus_rows(month(truth, FEB)))
+    rt = runtime(AWS_EXPORT_URI=focus.uri)
+
+    done = collect(rt, ("export",))
+    assert done.status == "success", done.error_message
+    lines = len(focus_rows(truth))
+    assert done.metrics_collected == lines
+    assert done.requests == 3  # the listing and two manifests; ClickHouse read the files
+    assert stored(rt) == {k: (b, e, n) for k, (b, e, _) in by_day_and_service(truth).items()
+                          for n in [sum(1 for r in focus_rows(truth)
+                                        if (r["ChargePeriodStart"].date(), r["ServiceName"],
+                                            r["BillingCurrency"]) == k)]}
+    by_day = totals(truth, lambda day, service, currency: day.isoformat())
+    assert reported_by_day(rt) == {d: v[0] for d, v in by_day.items()}
+    rows = live_rows(rt)
+    assert {r.source for r in rows} == {DATA_EXPORT} and not any(r.is_estimate for r in rows)
+    assert {r.billing_period for r in rows} == {JAN, FEB}
+
+    again = collect(rt, ("export",))
+    assert (again.status, again.metrics_collected, again.requests) == ("success", 0, 1)
+    assert len(live_rows(rt)) == lines
+    assert reported_by_day(rt) == {d: v[0] for d, v in by_day.items()}
+
+
+def test_a_changed_manifest_replaces_its_period_whole(runtime, aws, clock, focus):
+    truth = seeded_truth(JAN, 59)
+    focus.put_parquet(JAN, focus_rows(month(truth, JAN)))
+    focus.put_parquet(FEB, focus_rows(month(truth, FEB)))
+    rt = runtime(AWS_EXPORT_URI=focus.uri)
+    assert collect(rt, ("export",)).status == "success"
+
+    restated = dict(truth)
+    feb = sorted(k for k in restated if k[0].month == 2)
+    del restated[feb[2]]
+    restated[feb[7]] = (restated[feb[7]][0] - Decimal("3.5"), restated[feb[7]][1])
+    focus.put_parquet(FEB, focus_rows(month(restated, FEB)), files=3)
+    done = collect(rt, ("export",))
+    assert done.status == "success", done.error_message
+    assert done.requests == 2  # the listing, and February's new manifest only
+    expected = by_day_and_service(restated)
+    assert {k: v[:2] for k, v in stored(rt).items()} == {k: v[:2] for k, v in expected.items()}
+    assert len(live_rows(rt)) == len(focus_rows(restated))
+
+
+def test_cur2_gzip_csv_maps_as_focus_says(runtime, aws, clock):
+    cur = ExportWriter(aws.s3(), "billing-exports", "cur2/legacy-shaped")
+    truth = seeded_truth(FEB, 28, seed=11)
+    lines, seen = cur_rows(truth)
+    cur.put_csv(FEB, lines, files=3)
+    rt = runtime(AWS_EXPORT_URI=cur.uri)
+    done = collect(rt, ("export",))
+    assert done.status == "success", done.error_message
+    assert done.metrics_collected == len(lines)
+    assert stored(rt) == by_day_and_service(seen)
+    rows = live_rows(rt)
+    assert {r.charge_category for r in rows} == {"Usage", "Credit", "Tax", "Purchase",
+                                                 "Adjustment"}
+    assert all(r.is_estimate for r in rows)  # no invoice id yet: provisional
+    assert collect(rt, ("export",)).requests == 1
+    assert stored(rt) == by_day_and_service(seen)
+
+
+def test_an_export_month_counts_instead_of_cost_explorer(runtime, aws, clock, focus):
+    """Both describe February's spend: its total comes from the export alone."""
+    export_truth = seeded_truth(JAN, 59, seed=3)
+    focus.put_parquet(JAN, focus_rows(month(export_truth, JAN)))
+    focus.put_parquet(FEB, focus_rows(month(export_truth, FEB)))
+    ce_truth = seeded_truth(FEB, 37, seed=5)  # Feb 1 .. Mar 9
+    aws.inject_ce(ce_pages(ce_truth, estimated=set(ce_truth_days(ce_truth, MAR))))
+    rt = runtime(AWS_EXPORT_URI=focus.uri)
+    done = collect(rt, ("cost", "export"))
+    assert done.status == "success", done.error_message
+    expected = {**{d: v[0] for d, v in totals(export_truth, lambda d, s, c: d.isoformat())
+                   .items()},
+                **{d: v[0] for d, v in totals(month(ce_truth, MAR),
+                                              lambda d, s, c: d.isoformat()).items()}}
+    assert reported_by_day(rt) == expected
+    sources = {r.source for r in live_rows(rt)}
+    assert sources == {DATA_EXPORT, COST_EXPLORER}  # both stored, one counted per month
+
+
+def ce_truth_days(truth, first: date) -> list[date]:
+    return sorted({k[0] for k in truth if k[0] >= first})
+
+
+def test_the_sql_charge_categories_are_the_python_ones(runtime, aws):
+    rt = runtime()
+    kinds = ["Usage", "DiscountedUsage", "SavingsPlanCoveredUsage", "Credit", "Refund", "Tax",
+             "RIFee", "Fee", "SavingsPlanRecurringFee", "SavingsPlanUpfrontFee",
+             "SavingsPlanNegation", "BundledDiscount", "EdpDiscount", "Recurring reservation fee"]
+    sql = ", ".join(category_sql(f"'{k}'") for k in kinds)
+    (row,) = rt.metrics()._rows(f"SELECT {sql}")
+    assert list(row) == [charge_category(k) for k in kinds]
+
+
+def test_a_bad_export_uri_is_a_clear_error(runtime, aws, clock):
+    rt = runtime(AWS_EXPORT_URI="s3://billing-exports/nothing/here")
+    aws.s3().create_bucket(Bucket="billing-exports")
+    done = collect(rt, ("export",))
+    assert (done.status, done.error_kind) == ("failed", "config")
+    assert "No Data Exports manifest under s3://billing-exports/nothing/here/metadata/" in (
+        done.error_message)
+    rt2 = runtime()
+    undone = collect(rt2, ("export",))
+    assert undone.error_kind == "config" and "AWS_EXPORT_URI" in undone.error_message
