@@ -15,14 +15,24 @@ import os
 import re
 import secrets
 import threading
+from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import date
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from aws_truth import totals
 from services import free_port
 
+from optiinfra_tui import collection, runs
+from optiinfra_tui.rows import COST_LINES, PENDING_CHARGES
+from optiinfra_tui.runtime import Runtime
+from optiinfra_tui.settings import load_settings
+
+TODAY = date(2026, 3, 10)  # the day the collector thinks it is, unless a test moves `clock`
+FEB, MAR = date(2026, 2, 1), date(2026, 3, 1)
 _KEY_RE = re.compile(r"Credential=([A-Z0-9]+)/")
 
 
@@ -193,3 +203,67 @@ def aws(moto_port, monkeypatch) -> Iterator[LocalAws]:
     local.reset()
     yield local
     local.close()
+
+
+# --- running AWS collections and reading back what they stored ---------------------------
+
+
+@pytest.fixture
+def clock(monkeypatch) -> list[date]:
+    """The day the collector thinks it is: set `clock[0]`."""
+    from optiinfra_tui.collectors.aws.collector import AwsCollector
+
+    days = [TODAY]
+    monkeypatch.setattr(AwsCollector, "clock", staticmethod(lambda: days[0]))
+    return days
+
+
+@pytest.fixture
+def runtime(make_env, aws):
+    made = []
+
+    def make(**extra) -> Runtime:
+        rt = Runtime(load_settings(make_env(**aws.env, **extra)))
+        rt.history()
+        made.append(rt)
+        return rt
+
+    yield make
+    for rt in made:
+        rt.close()
+
+
+def collect(rt: Runtime, types: tuple[str, ...] = ("cost",)):
+    """One run through every attempt, in this process (what `collect --inline` does)."""
+    run = runs.create_run(rt.settings.default_customer_id, "aws", types, "cli",
+                          max_attempts=rt.settings.max_retries + 1)
+    return collection.run_inline(rt, run.id)
+
+
+def stored(rt: Runtime) -> dict:
+    """Live rows' sums of billed and effective cost, and counts, by (day, service, currency)."""
+    out: dict = defaultdict(lambda: [Decimal(0), Decimal(0), 0])
+    customer = rt.settings.default_customer_id
+    for table in (COST_LINES, PENDING_CHARGES):
+        for row in rt.metrics().read_rows(table, customer, "aws"):
+            k = (row.charge_period_start.date(), row.service_name, row.billing_currency)
+            out[k][0] += row.billed_cost
+            out[k][1] += row.effective_cost
+            out[k][2] += 1
+    return {k: tuple(v) for k, v in out.items()}
+
+
+def by_day_and_service(truth) -> dict:
+    return totals(truth, lambda day, service, currency: (day, service, currency))
+
+
+def reported_by_day(rt: Runtime) -> dict[str, Decimal]:
+    """What `costs --by day` shows for this customer."""
+    return {t.key: t.total for t in rt.metrics().costs(
+        by="day", customer_id=rt.settings.default_customer_id)}
+
+
+def live_rows(rt: Runtime) -> list:
+    customer = rt.settings.default_customer_id
+    return (rt.metrics().read_rows(COST_LINES, customer, "aws")
+            + rt.metrics().read_rows(PENDING_CHARGES, customer, "aws"))

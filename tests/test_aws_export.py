@@ -7,6 +7,15 @@ from datetime import date, timedelta
 from decimal import Decimal
 
 import pytest
+from aws_fixtures import (
+    FEB,
+    MAR,
+    by_day_and_service,
+    collect,
+    live_rows,
+    reported_by_day,
+    stored,
+)
 from aws_truth import (
     ExportWriter,
     ce_pages,
@@ -14,17 +23,6 @@ from aws_truth import (
     focus_rows,
     seeded_truth,
     totals,
-)
-from test_aws_cost import (  # noqa: F401 (fixtures)
-    FEB,
-    MAR,
-    by_day_and_service,
-    clock,
-    collect,
-    live_rows,
-    reported_by_day,
-    runtime,
-    stored,
 )
 
 from optiinfra_tui.collectors.aws.cost_explorer import charge_category
