@@ -90,8 +90,8 @@ def file_format(urls: list[str], where: str) -> str:
 
 
 class Columns:
-    """Expressions that read one export's columns into cost_lines' types, exactly: money goes
-    through decimal text (a CSV is all text; a Parquet double prints its shortest exact form)."""
+    """Expressions that read one export's columns into cost_lines' types (a CSV is all text;
+    a Parquet file keeps its types, as the manifest declares them)."""
 
     def __init__(self, columns: dict[str, str], fmt: str) -> None:
         self.columns, self.text = columns, fmt != "Parquet"
@@ -110,17 +110,25 @@ class Columns:
         return f"ifNull(toString({self.q(name)}), '')" if name and self.has(name) else "''"
 
     def dec(self, name: str | None, scale: int = 6) -> str:
+        """Rounded half-even to the column's scale, as Python's writes."""
         if not name or not self.has(name):
             return f"toDecimal64(0, {scale})"
-        # Exact to 12 places, then rounded half-even to the column's scale, as Python's writes.
-        return (f"toDecimal64(roundBankers(toDecimal128(ifNull(nullIf(toString("
-                f"{self.q(name)}), ''), '0'), 12), {scale}), {scale})")
+        exact = (f"ifNull({self.q(name)}, 0)" if self._typed(name, "decimal")
+                 else self.num(name))
+        return f"toDecimal64(roundBankers({exact}, {scale}), {scale})"
 
     def num(self, name: str | None) -> str:
-        """A money column for arithmetic, exact to 12 places."""
+        """A money column for arithmetic, to 12 places: text (a CSV's, or a string column) is
+        read exactly; a Parquet number is converted by value, rounded at 12 places (four times
+        faster than through its text, and the same to 6 places below a million)."""
         if not name or not self.has(name):
             return "toDecimal128(0, 12)"
-        return f"toDecimal128(ifNull(nullIf(toString({self.q(name)}), ''), '0'), 12)"
+        if self.text or self._typed(name, "string", "varchar"):
+            return f"toDecimal128(ifNull(nullIf(toString({self.q(name)}), ''), '0'), 12)"
+        return f"toDecimal128(ifNull({self.q(name)}, 0), 12)"
+
+    def _typed(self, name: str, *kinds: str) -> bool:
+        return not self.text and self.columns[name].startswith(kinds)
 
     def ts(self, name: str | None, fallback: str) -> str:
         if not name or not self.has(name):
