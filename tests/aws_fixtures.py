@@ -257,10 +257,16 @@ def by_day_and_service(truth) -> dict:
     return totals(truth, lambda day, service, currency: (day, service, currency))
 
 
-def reported_by_day(rt: Runtime) -> dict[str, Decimal]:
-    """What `costs --by day` shows for this customer."""
-    return {t.key: t.total for t in rt.metrics().costs(
+def reported_by_day(rt: Runtime) -> dict[tuple[str, str], Decimal]:
+    """What `costs --by day` shows for this customer: (day, currency) -> total."""
+    return {(t.key, t.currency): t.total for t in rt.metrics().costs(
         by="day", customer_id=rt.settings.default_customer_id)}
+
+
+def by_day(truth) -> dict[tuple[str, str], Decimal]:
+    """The truth's billed cost per (day, currency), as `reported_by_day` keys it."""
+    return {k: v[0] for k, v in totals(
+        truth, lambda day, service, currency: (day.isoformat(), currency)).items()}
 
 
 def live_rows(rt: Runtime) -> list:

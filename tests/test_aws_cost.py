@@ -15,13 +15,14 @@ from aws_fixtures import (
     FEB,
     MAR,
     TODAY,
+    by_day,
     by_day_and_service,
     collect,
     live_rows,
     reported_by_day,
     stored,
 )
-from aws_truth import ce_pages, seeded_truth, totals
+from aws_truth import ce_pages, seeded_truth
 from services import wait_until
 
 from optiinfra_tui import actions, runs
@@ -103,8 +104,7 @@ def test_totals_equal_the_seeded_truth_across_pages_and_a_second_run_changes_not
     assert aws.proxy.periods() == [("2026-02-01", "2026-03-11")] * len(pages)
     expected = by_day_and_service(truth)
     assert stored(rt) == expected  # per day, service and currency, to the last decimal
-    by_day = totals(truth, lambda day, service, currency: day.isoformat())
-    assert reported_by_day(rt) == {d: v[0] for d, v in by_day.items()}
+    assert reported_by_day(rt) == by_day(truth)
     rows = live_rows(rt)
     assert len(rows) == len(truth)
     assert {r.is_estimate for r in rows if r.billing_period == MAR} == {True}
@@ -112,7 +112,7 @@ def test_totals_equal_the_seeded_truth_across_pages_and_a_second_run_changes_not
     again = collect(rt)
     assert again.status == "success" and again.requests == len(pages)
     assert stored(rt) == expected
-    assert reported_by_day(rt) == {d: v[0] for d, v in by_day.items()}
+    assert reported_by_day(rt) == by_day(truth)
     assert len(live_rows(rt)) == len(truth)
 
 
@@ -142,9 +142,11 @@ def test_an_estimated_month_replaced_by_its_final_answer_leaves_only_the_final_f
     assert len(feb_rows) == len(feb_keys) - 1
     gone = f"ce:{vanished[0]}:{vanished[1]}:{vanished[2]}:{vanished[3]}"
     assert gone not in {r.line_id for r in live_rows(rt)}
-    total = rt.metrics().total(rt.settings.default_customer_id)
-    assert total.billed_cost == sum(v[0] for k, v in final.items() if k[0].month == 2)
-    assert total.estimated_cost == sum(v[0] for k, v in final.items() if k[0].month == 3)
+    usd = {t.currency: t for t in rt.metrics().costs(
+        by="customer", customer_id=rt.settings.default_customer_id)}["USD"]
+    assert usd.billed_cost == sum(v[0] for k, v in final.items() if k[0].month == 2
+                                  and k[3] == "USD")
+    assert usd.estimated_cost == sum(v[0] for k, v in final.items() if k[0].month == 3)
 
     # February is final: the next run doesn't read it again, and leaves it as it is.
     aws.inject_ce(ce_pages({k: v for k, v in final.items() if k[0] >= MAR},

@@ -10,6 +10,7 @@ import pytest
 from aws_fixtures import (
     FEB,
     MAR,
+    by_day,
     by_day_and_service,
     collect,
     live_rows,
@@ -22,7 +23,6 @@ from aws_truth import (
     cur_rows,
     focus_rows,
     seeded_truth,
-    totals,
 )
 
 from optiinfra_tui.collectors.aws.cost_explorer import charge_category
@@ -58,8 +58,7 @@ def test_focus_parquet_totals_equal_the_truth_and_unchanged_manifests_are_skippe
                           for n in [sum(1 for r in focus_rows(truth)
                                         if (r["ChargePeriodStart"].date(), r["ServiceName"],
                                             r["BillingCurrency"]) == k)]}
-    by_day = totals(truth, lambda day, service, currency: day.isoformat())
-    assert reported_by_day(rt) == {d: v[0] for d, v in by_day.items()}
+    assert reported_by_day(rt) == by_day(truth)
     rows = live_rows(rt)
     assert {r.source for r in rows} == {DATA_EXPORT} and not any(r.is_estimate for r in rows)
     assert {r.billing_period for r in rows} == {JAN, FEB}
@@ -67,7 +66,7 @@ def test_focus_parquet_totals_equal_the_truth_and_unchanged_manifests_are_skippe
     again = collect(rt, ("export",))
     assert (again.status, again.metrics_collected, again.requests) == ("success", 0, 1)
     assert len(live_rows(rt)) == lines
-    assert reported_by_day(rt) == {d: v[0] for d, v in by_day.items()}
+    assert reported_by_day(rt) == by_day(truth)
 
 
 def test_a_changed_manifest_replaces_its_period_whole(runtime, aws, clock, focus):
@@ -118,11 +117,7 @@ def test_an_export_month_counts_instead_of_cost_explorer(runtime, aws, clock, fo
     rt = runtime(AWS_EXPORT_URI=focus.uri)
     done = collect(rt, ("cost", "export"))
     assert done.status == "success", done.error_message
-    expected = {**{d: v[0] for d, v in totals(export_truth, lambda d, s, c: d.isoformat())
-                   .items()},
-                **{d: v[0] for d, v in totals(month(ce_truth, MAR),
-                                              lambda d, s, c: d.isoformat()).items()}}
-    assert reported_by_day(rt) == expected
+    assert reported_by_day(rt) == {**by_day(export_truth), **by_day(month(ce_truth, MAR))}
     sources = {r.source for r in live_rows(rt)}
     assert sources == {DATA_EXPORT, COST_EXPLORER}  # both stored, one counted per month
 
