@@ -146,3 +146,24 @@ def test_a_bad_export_uri_is_a_clear_error(runtime, aws, clock):
     rt2 = runtime()
     undone = collect(rt2, ("export",))
     assert undone.error_kind == "config" and "AWS_EXPORT_URI" in undone.error_message
+
+
+def test_a_failed_import_leaves_the_period_as_it_was(runtime, aws, clock):
+    cur = ExportWriter(aws.s3(), "billing-exports", "cur2/restated")
+    truth = seeded_truth(FEB, 28, seed=13)
+    lines, seen = cur_rows(truth)
+    cur.put_csv(FEB, lines, files=2)
+    rt = runtime(AWS_EXPORT_URI=cur.uri)
+    assert collect(rt, ("export",)).status == "success"
+    before = stored(rt)
+    assert before == by_day_and_service(seen)
+
+    restated, _ = cur_rows(seeded_truth(FEB, 28, seed=14))
+    restated[1]["line_item_unblended_cost"] = "not-a-number"  # in the second file
+    cur.put_csv(FEB, restated, files=2)
+    done = collect(rt, ("export",))
+    assert (done.status, done.error_kind) == ("failed", "data")
+    assert "ClickHouse could not read" in done.error_message
+    assert aws.secret not in done.error_message
+    # The first file's rows were taken back: the period is the last good export's.
+    assert stored(rt) == before

@@ -251,9 +251,12 @@ class Writes(ClickHouse):
                        f"SELECT {', '.join(exprs)} FROM {source} SETTINGS {_IMPORT_SETTINGS}")
                 try:
                     self._command(sql, params)
-                except OptiInfraError as exc:
-                    raise type(exc)(_scrub(str(exc), secrets)) from None
                 except Exception as exc:
+                    # The files read so far would count beside the period's previous rows
+                    # until its replacement: they leave again.
+                    self._undo_import(params)
+                    if isinstance(exc, OptiInfraError):
+                        raise type(exc)(_scrub(str(exc), secrets)) from None
                     # ClickHouse's own message (a missing column, a value that doesn't parse):
                     # a bad export, not a bug of ours.
                     raise DataError(f"ClickHouse could not read {url}: "
@@ -266,6 +269,21 @@ class Writes(ClickHouse):
                  job.customer_id, job.source, job.billing_period, rows, len(job.urls),
                  time.monotonic() - started)
         return rows
+
+    def _undo_import(self, params: dict) -> None:
+        """Tombstone the rows an import wrote (its version), so a failed one counts nowhere."""
+        try:
+            self._command(
+                f"INSERT INTO {self._t(COST_LINES)} (customer_id, provider_name, line_id, "
+                f"invoice_id, billing_period, source, is_estimate, collected_at, is_deleted) "
+                f"SELECT customer_id, provider_name, line_id, invoice_id, billing_period, "
+                f"source, is_estimate, collected_at + toIntervalMicrosecond(1), 1 "
+                f"FROM {self._t(COST_LINES)} WHERE {_CP} AND source = {{s:String}} AND "
+                f"billing_period = {{m:Date}} AND collected_at = "
+                f"fromUnixTimestamp64Micro({{v:Int64}}, 'UTC') AND is_deleted = 0", params)
+        except Exception:  # the store itself failed: the original error says so
+            log.warning("could not take back the rows of a failed import of %s/%s %s",
+                        params["p"], params["c"], params["m"])
 
     def collector_state(self, customer_id: str, provider: str) -> dict[str, str]:
         """What the provider's collector asked to remember for this customer (Window.state)."""
