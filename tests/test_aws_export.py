@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from aws_fixtures import (
@@ -167,3 +168,13 @@ def test_a_failed_import_leaves_the_period_as_it_was(runtime, aws, clock):
     assert aws.secret not in done.error_message
     # The first file's rows were taken back: the period is the last good export's.
     assert stored(rt) == before
+
+
+def test_the_keys_that_sign_the_reads_stay_out_of_the_metrics_store(runtime, aws, clock, focus):
+    focus.put_parquet(FEB, focus_rows(seeded_truth(FEB, 3)))
+    rt = runtime(AWS_EXPORT_URI=focus.uri)
+    assert collect(rt, ("export",)).status == "success"
+    rt.metrics()._command("SYSTEM FLUSH LOGS")
+    path = Path(rt.settings.clickhouse_url.removeprefix("chdb://"))
+    leaked = [p for p in path.rglob("*") if p.is_file() and aws.secret.encode() in p.read_bytes()]
+    assert leaked == []
