@@ -349,7 +349,10 @@ def _unknown_key(key: str, full: str, schema: dict, place: str, path: Path | Non
     known = [k for k in schema if k != ANY_KEY]
     provider = key.removesuffix("_api_key_env")
     close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
-    if provider != key and provider not in PROVIDERS:
+    if provider != key and provider in PROVIDERS and provider not in PROVIDER_KEY_VARS:
+        hint = (f" {provider} takes no API key variable: it collects for the default customer "
+                "from its own standard environment (see the README).")
+    elif provider != key and provider not in PROVIDERS:
         hint = f" {provider!r} is not a supported provider (supported: {', '.join(PROVIDERS)})."
     elif close:
         hint = f" Did you mean {close[0]}?"

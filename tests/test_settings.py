@@ -151,8 +151,10 @@ def test_cli_stops_on_bad_config_with_exit_2_and_no_traceback(tmp_path):
      "schedules[0].data_type is not a known key", "Did you mean data_types?"),
     ('[customers.acme]\nvultr_api_key_env = "K"\nfoo = 1', "customers.acme.foo is not a known key",
      "Keys allowed in [customers.acme]: vultr_api_key_env."),
+    ('[customers.acme]\ngcp_api_key_env = "K"', "customers.acme.gcp_api_key_env is not a known key",
+     "'gcp' is not a supported provider"),
     ('[customers.acme]\naws_api_key_env = "K"', "customers.acme.aws_api_key_env is not a known key",
-     "'aws' is not a supported provider"),
+     "aws takes no API key variable"),
     ('[customers.acme.vultr]\napi_key_env = "K"', "customers.acme.vultr is not a known key",
      "vultr_api_key_env"),
 ])
