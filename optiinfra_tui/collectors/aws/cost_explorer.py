@@ -13,7 +13,7 @@ from decimal import Decimal
 
 from optiinfra_tui.collectors.aws import PROVIDER
 from optiinfra_tui.collectors.base import CollectContext
-from optiinfra_tui.collectors.vultr import parse_decimal, parse_text
+from optiinfra_tui.collectors.fields import parse_decimal, parse_object, parse_text
 from optiinfra_tui.errors import DataError
 from optiinfra_tui.rows import COST_EXPLORER, COST_LINES, REPLACE_WINDOW, Batch, CostRow, Window
 
@@ -105,8 +105,7 @@ def _amount(metrics: object, name: str, where: str) -> tuple[Decimal, str]:
 
 def parse_result(result: object, ctx: CollectContext) -> tuple[date, bool, list[CostRow]]:
     """One ResultsByTime entry (a day): (its day, Estimated, its rows)."""
-    if not isinstance(result, dict):
-        raise DataError(f"ResultsByTime entry is a {type(result).__name__}, expected an object")
+    result = parse_object(result, "ResultsByTime entry")
     period = result.get("TimePeriod") if isinstance(result.get("TimePeriod"), dict) else {}
     day = _day(period.get("Start"), "TimePeriod.Start")
     end = _day(period.get("End"), f"{day} TimePeriod.End") if period.get("End") else (
@@ -123,8 +122,7 @@ def parse_result(result: object, ctx: CollectContext) -> tuple[date, bool, list[
     rows = []
     for i, group in enumerate(groups):
         where = f"{day} group {i}"
-        if not isinstance(group, dict):
-            raise DataError(f"{where} is a {type(group).__name__}, expected an object")
+        group = parse_object(group, where)
         keys = group.get("Keys")
         if not isinstance(keys, list) or len(keys) != 2:
             raise DataError(f"{where}: Keys is {keys!r}, expected [service, record type]")
