@@ -68,12 +68,9 @@ def test_the_owner_is_named_by_pid_and_host_and_its_lock_dies_with_it(tmp_path, 
 
 
 def test_a_task_picked_up_where_another_process_owns_the_data_dir_is_handed_back(
-        tmp_path, holder, fake_vultr):
-    home = tmp_path / "home"
-    (tmp_path / "none.toml").write_text("schedules = []\n")
-    env = {"OPTIINFRA_HOME": str(home), "OPTIINFRA_CONFIG": str(tmp_path / "none.toml"),
-           "VULTR_API_KEY": fake_vultr.token, "VULTR_API_URL": fake_vultr.url,
-           "PROVIDER_CHECK_INTERVAL": "0"}
+        make_env, holder, fake_vultr):
+    env = make_env(VULTR_API_KEY=fake_vultr.token, VULTR_API_URL=fake_vultr.url)
+    home = env["OPTIINFRA_HOME"]  # chDB is this test process's one engine, still embedded
     owner = holder(home)
     rt = Runtime(load_settings(env))
     rt.history()

@@ -188,7 +188,7 @@ class DashboardApp(App):
     def health_check(self) -> None:
         self._act("Health check", lambda: actions.health_check(self.rt),
                   lambda _: "Health check queued; the header shows the results."
-                  + ("" if self.pool else " (Needs a running consumer: --workers 0 here.)"))
+                  + ("" if self.pool else " (A process with workers runs it: none here.)"))
         self.poller.wake(health=True)
         self.set_timer(2.0, lambda: self.poller.wake(health=True))
 
