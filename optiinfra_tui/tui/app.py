@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable
 
 from textual import work
 from textual.app import App, SystemCommand
+from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.worker import get_current_worker
 
@@ -119,7 +120,10 @@ class DashboardApp(App):
 
     def on_state_loaded(self, msg: StateLoaded) -> None:
         if self.screen_stack:  # not while the app is being torn down
-            self.main.apply_state(msg.state)
+            try:
+                self.main.apply_state(msg.state)
+            except NoMatches:  # a poll that lands while quitting removes the panels
+                pass
 
     def on_page_loaded(self, msg: PageLoaded) -> None:
         if msg.page.query != self.poller.query or not self.screen_stack:
