@@ -13,6 +13,9 @@ from optiinfra_tui.startup import prepare_process
 prepare_process()  # before huey_consumer starts its worker threads
 try:
     runtime = get_runtime()
+    # In embedded mode (chDB) one process per data dir runs the tasks: not this one if another
+    # already does, or every task it took would be handed back.
+    runtime.claim_store("huey_consumer")
 except OptiInfraError as exc:
     print(f"optiinfra: {exc}", file=sys.stderr)
     sys.exit(2)

@@ -6,7 +6,7 @@ Each returns something to show, or raises an OptiInfraError whose message says w
 from __future__ import annotations
 
 from optiinfra_tui import runs, schedules
-from optiinfra_tui.collection import request_collection
+from optiinfra_tui.collection import FanOut, fan_out, request_collection
 from optiinfra_tui.errors import ConfigError
 from optiinfra_tui.storage.history import FAILED, QUEUED, RETRYING, CollectionRun
 
@@ -18,16 +18,18 @@ def collect(rt, provider: str, customer_id: str | None = None,
                               data_types, trigger=trigger)
 
 
-def collect_everything(rt) -> list[CollectionRun]:
-    """Queue every configured schedule's collection for every customer, now."""
-    queued = []
+def collect_everything(rt) -> FanOut:
+    """Queue every configured schedule's collection, now, for every customer with credentials.
+
+    Raises the queue's error when it took nothing.
+    """
+    out = FanOut()
     for schedule in rt.settings.schedules:
-        for customer in rt.settings.customers:
-            if schedule.provider in customer.credential_vars:
-                queued.append(request_collection(rt, customer.id, schedule.provider,
-                                                 list(schedule.data_types), trigger="manual",
-                                                 schedule=schedule.name))
-    return queued
+        fan_out(rt, schedule.provider, schedule.data_types, trigger="manual",
+                schedule=schedule.name, into=out)
+    if out.errors and not out.runs:
+        raise out.errors[0]
+    return out
 
 
 def can_retry(run: CollectionRun | None) -> bool:

@@ -12,20 +12,26 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from optiinfra_tui import recovery, runs, schedules
+from optiinfra_tui.health import BACKEND_EVERY, check_all, record, recorded
 from optiinfra_tui.logs import protect_existing_handlers, queue_outage
-from optiinfra_tui.storage.history import HEARTBEAT_STALE_AFTER, WorkerHeartbeat, utcnow
+from optiinfra_tui.storage.history import (
+    HEARTBEAT_STALE_AFTER,
+    WorkerHeartbeat,
+    close_connection,
+    utcnow,
+)
 
 log = logging.getLogger("optiinfra.agent")
 
 HEARTBEAT_EVERY = 3.0
 TICK_EVERY = 1.0
-HEALTH_EVERY = 15.0
+HEALTH_EVERY = BACKEND_EVERY
 RECOVER_EVERY = 5.0
-
-
+# The claim, one per period, that makes one consumer of all check the provider APIs.
+PROVIDER_CHECK = "__provider_health__"
 
 class ConsumerAgent:
     def __init__(self, rt, kind: str, threads: int, run_schedules: bool = True,
@@ -43,6 +49,7 @@ class ConsumerAgent:
         self._last_error: str | None = None
         self._settled: set = set()  # schedule slots already claimed or lost by this consumer
         self._prune_hour = None
+        self._providers: threading.Thread | None = None
         # Since when every loop has succeeded (the history store reachable); see _may_recover.
         self._reachable_since = time.monotonic()
 
@@ -75,6 +82,8 @@ class ConsumerAgent:
                 if now >= next_health:
                     self.check_health()
                     next_health = now + HEALTH_EVERY
+                if self.run_schedules and self.rt.settings.provider_check_interval:
+                    self.check_providers()
                 if self.run_schedules and now >= next_recover and self._may_recover(now):
                     recovery.recover(self.rt)
                     recovery.requeue_lost(self.rt)
@@ -137,17 +146,48 @@ class ConsumerAgent:
             return
         self._prune_hour = hour
         if schedules.claim("__prune__", hour, self.rt.consumer_id):
+            schedules.forget(PROVIDER_CHECK, now - timedelta(hours=1))
             deleted = runs.prune(self.rt.settings.keep_days, now)
             if deleted:
                 log.info("pruned %d runs older than %d days", deleted, self.rt.settings.keep_days)
 
     def check_health(self) -> None:
-        from optiinfra_tui.health import check_all, record
-
         results = check_all(self.rt, providers=False, metrics=self.metrics_health)
         if any(r.name == "queue" and r.ok for r in results):
             queue_outage.recovered()
         record(results)
+
+    def check_providers(self, now: datetime | None = None) -> threading.Thread | None:
+        """Once per PROVIDER_CHECK_INTERVAL across all consumers, check each provider API in
+        a thread of its own (a slow API must not hold up the heartbeat). Returns that thread,
+        if one started."""
+        if self._providers is not None and self._providers.is_alive():
+            return None
+        now = now or self.clock()
+        every = self.rt.settings.provider_check_interval
+        slot = schedules.epoch_slot(every, now)
+        if (PROVIDER_CHECK, slot) in self._settled:
+            return None
+        self._settled -= {k for k in self._settled if k[0] == PROVIDER_CHECK}
+        self._settled.add((PROVIDER_CHECK, slot))
+        if not schedules.claim(PROVIDER_CHECK, slot, self.rt.consumer_id):
+            return None
+        # A collection that ended in this period was a check already: no API call for it.
+        fresh = frozenset(h.name for h in recorded(now)
+                          if h.checked_at is not None and h.checked_at >= slot)
+        self._providers = threading.Thread(target=self._check_providers, args=(fresh,),
+                                           name="ProviderHealth", daemon=True)
+        self._providers.start()
+        return self._providers
+
+    def _check_providers(self, fresh: frozenset[str]) -> None:
+        try:
+            self.rt.history()
+            record(check_all(self.rt, providers=True, backends=False, skip=fresh))
+        except Exception as exc:
+            log.warning("provider health check failed: %s", exc)
+        finally:
+            close_connection()
 
 
 _plain_agent: ConsumerAgent | None = None

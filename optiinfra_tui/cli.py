@@ -381,6 +381,7 @@ def _history_line(widths: tuple[int, ...], values: tuple, error: str) -> str:
 def status(as_json: bool) -> int:
     """Backends, queue depth, scheduled and retrying tasks, workers, next runs."""
     from optiinfra_tui import monitor
+    from optiinfra_tui.owner import embedded_owner, needs_owner
 
     rt = _runtime()
     snap = monitor.snapshot(rt)
@@ -390,11 +391,18 @@ def status(as_json: bool) -> int:
         return EXIT_FAILED if down else EXIT_OK
     click.echo(f"mode: {snap.mode}  (queue={snap.backends['queue']}, "
                f"history={snap.backends['history']}, metrics={snap.backends['metrics']})")
+    if needs_owner(rt.settings):  # chDB: one process per data dir runs the collections
+        found = embedded_owner(rt.settings.home)
+        click.echo(f"collections run in: {found.describe()}" if found else
+                   "collections run in: no process (start optiinfra-tui or --headless)")
     click.echo("backends:")
     for h in snap.health:
         state = f"ok {h.latency_ms:.1f} ms" if h.ok and h.latency_ms is not None else (
             "ok" if h.ok else "DOWN")
-        click.echo(f"  {h.name:<22} {state:<14} {h.message}")
+        late = h.late(snap.taken_at)
+        when = f" (checked {h.checked_at:%H:%M:%S} UTC{', ' + late if late else ''})" if (
+            h.checked_at) else ""
+        click.echo(f"  {h.name:<22} {state:<14} {h.message}{when}".rstrip())
     if snap.queue:
         click.echo(f"queue: {snap.queue.pending} pending, {len(snap.queue.scheduled)} scheduled, "
                    f"{len(snap.queue.retrying)} retrying")
@@ -410,6 +418,8 @@ def status(as_json: bool) -> int:
         nxt = f"{s.next_run:%Y-%m-%d %H:%M:%S} UTC" if s.next_run else "-"
         click.echo(f"  {s.name:<20} {s.provider}/{','.join(s.data_types):<14} {s.every:<16} "
                    f"next {nxt}{'  (paused)' if s.paused else ''}")
+        if s.credentials_note():
+            click.echo(f"    {s.credentials_note()}")
     st = snap.stats
     rate = f"{st.success_rate:.0%}" if st.success_rate is not None else "-"
     click.echo(f"last hour: {st.runs} runs, success {rate}, p50 {st.p50_ms or '-'} ms, "

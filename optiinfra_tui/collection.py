@@ -10,13 +10,14 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 
 from optiinfra_tui import runs, telemetry
 from optiinfra_tui.collectors import get_collector
 from optiinfra_tui.collectors.base import CollectContext
-from optiinfra_tui.errors import BackendUnavailable, TransientError, error_kind
+from optiinfra_tui.errors import BackendUnavailable, OptiInfraError, TransientError, error_kind
+from optiinfra_tui.health import NO_CREDENTIALS, record_collection
 from optiinfra_tui.logs import scrub
 from optiinfra_tui.queue import queue_ping
 from optiinfra_tui.rows import COST_LINES
@@ -81,6 +82,43 @@ def request_collection(rt, customer_id: str, provider: str,
     return run
 
 
+@dataclass
+class FanOut:
+    """What a fan-out queued, and whom it skipped."""
+
+    runs: list[CollectionRun] = field(default_factory=list)
+    no_credentials: list[tuple[str, str]] = field(default_factory=list)  # customer, var to set
+    errors: list[OptiInfraError] = field(default_factory=list)
+
+
+def fan_out(rt, provider: str, data_types: Iterable[str], trigger: str,
+            schedule: str | None = None, into: FanOut | None = None) -> FanOut:
+    """Queue a collection of `provider` for every customer whose credential for it is set in
+    this process's environment (a scheduled fan-out runs in a worker: the worker's).
+
+    Customers without it are skipped, not failed: a newcomer without a key gets no failed
+    run per slot. A customer the queue refused doesn't stop the others.
+    """
+    out = into or FanOut()
+    for customer in rt.settings.customers:
+        if provider not in customer.credential_vars:
+            continue
+        missing = rt.settings.missing_credential(customer.id, provider)
+        if missing:
+            out.no_credentials.append((customer.id, missing))
+            log.info("%s: %s skipped for %s: no credentials (set %s)", schedule or trigger,
+                     provider, customer.id, missing)
+            continue
+        try:
+            out.runs.append(request_collection(rt, customer.id, provider, list(data_types),
+                                               trigger=trigger, schedule=schedule))
+        except OptiInfraError as exc:
+            log.warning("%s: could not queue %s for %s: %s", schedule or trigger, provider,
+                        customer.id, exc)
+            out.errors.append(exc)
+    return out
+
+
 def worker_name(rt) -> str:
     return f"{rt.consumer_id}:{threading.current_thread().name}"
 
@@ -97,6 +135,8 @@ def execute_run(rt, run_id: int) -> Outcome:
     began = time.monotonic()
     try:
         _collect(rt, run, written)
+        # The check first: whoever sees the run final sees the header agree with it.
+        _provider_checked(run, True, f"collected {written[0]} rows (run {run.id})")
         runs.finish_success(run, written[0])
         outcome = Outcome("success", rows=written[0])
         log.info("run %d: %s for %s collected %d rows (attempt %d)", run.id, run.provider,
@@ -116,9 +156,34 @@ def execute_run(rt, run_id: int) -> Outcome:
     return outcome
 
 
+PROVIDER_SIDE = "optiinfra_provider_side"
+
+
+def _provider_checked(run: CollectionRun, ok: bool, message: str) -> None:
+    """A run's outcome is a check of its provider for its customer (see health.py)."""
+    try:
+        record_collection(run.provider, run.customer_id, ok, message)
+    except Exception as exc:  # the run's own record matters more than this
+        log.warning("run %d: could not record the provider check: %s", run.id, exc)
+
+
+def _from_provider(batches: Iterable) -> Iterator:
+    """The collector's batches; a failure raised while making them is tagged as the
+    provider's (its API, its credential), unlike the store's failures while writing them."""
+    try:
+        yield from batches
+    except Exception as exc:
+        setattr(exc, PROVIDER_SIDE, True)
+        raise
+
+
 def _collect(rt, run: CollectionRun, written: list[int]) -> None:
     settings = rt.settings
-    collector = get_collector(run.provider, settings, run.customer_id)  # ConfigError: no key
+    try:
+        collector = get_collector(run.provider, settings, run.customer_id)  # ConfigError: no key
+    except Exception as exc:
+        setattr(exc, PROVIDER_SIDE, True)
+        raise
     deadline = time.monotonic() + settings.task_time_limit
     try:
         store = rt.metrics()
@@ -134,7 +199,7 @@ def _collect(rt, run: CollectionRun, written: list[int]) -> None:
                 # however small); an invoice counts as complete only once its rows are flushed.
                 invoices = _InvoiceTracker(store, writer, run)
                 try:
-                    for batch in collector.collect(data_type, ctx):
+                    for batch in _from_provider(collector.collect(data_type, ctx)):
                         written[0] += writer.write(batch, customer_id=run.customer_id,
                                                    provider=run.provider,
                                                    collected_at=ctx.collected_at)
@@ -214,6 +279,11 @@ def _record_failure(rt, run: CollectionRun, exc: Exception, rows: int) -> Outcom
         log.error("run %d: internal error", run.id, exc_info=exc)
         message = (f"Internal error ({type(exc).__name__}: {message}). This is a bug; details "
                    f"are in {settings.log_path}.")
+    if kind != "internal" and getattr(exc, PROVIDER_SIDE, False):  # not the store's, nor a bug
+        missing = settings.missing_credential(run.customer_id, run.provider)
+        # Worded as the timed check words it, so the header says one thing for one cause.
+        _provider_checked(run, False, f"{NO_CREDENTIALS}: set {missing}" if missing
+                          and kind == "config" else message)
     if isinstance(exc, TransientError) and run.attempt < run.max_attempts:
         delay = retry_delay(run.attempt, settings.retry_delay, exc.retry_after)
         runs.schedule_retry(run, kind, message, delay, rows)

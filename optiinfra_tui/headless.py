@@ -24,6 +24,7 @@ def run_headless(settings: Settings, workers: int, log_format: str = "text",
     rt = Runtime(settings)
     set_runtime(rt)
     rt.history()
+    rt.claim_store("headless")  # another process owning the data dir is a start-up error
     rt.metrics()  # open now: a chDB path held by another process is a start-up error
     stop = threading.Event()
 

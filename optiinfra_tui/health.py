@@ -1,9 +1,15 @@
-"""Reachability and latency of each backend and provider."""
+"""Reachability and latency of each backend and provider, and how old each finding is.
+
+Backends are checked by every consumer every BACKEND_EVERY seconds; provider APIs once per
+PROVIDER_CHECK_INTERVAL (at least a minute) across all consumers, and a collection's outcome
+counts as a check of its provider for its customer.
+"""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from optiinfra_tui.errors import OptiInfraError
 from optiinfra_tui.logs import scrub
@@ -11,13 +17,48 @@ from optiinfra_tui.queue import queue_ping
 from optiinfra_tui.storage import history
 from optiinfra_tui.storage.history import BackendHealth, utcnow
 
+BACKENDS = ("queue", "history", "metrics")
+BACKEND_EVERY = 15.0
+# Providers' period when their timed checks are off: collections and `h` still check them.
+PROVIDER_EVERY = 60.0
+# Recorded checks older than this are not shown at all (a customer long gone, say).
+FORGET_AFTER = timedelta(days=1)
+NO_CREDENTIALS = "no credentials"
+
 
 @dataclass
 class Health:
-    name: str  # queue | history | metrics | vultr:<customer>
+    name: str  # queue | history | metrics | <provider>:<customer>
     ok: bool
     latency_ms: float | None
     message: str = ""
+    checked_at: datetime | None = None  # None: checked live, just now
+    every: float | None = None  # seconds between two checks of this kind
+
+    def late(self, now: datetime) -> str:
+        """'3m ago' once the check is older than its period (plus half of it for the timers'
+        jitter), else ''."""
+        if self.checked_at is None or self.every is None:
+            return ""
+        seconds = (now - self.checked_at).total_seconds()
+        return f"{_coarse(seconds)} ago" if seconds > self.every * 1.5 else ""
+
+
+def _coarse(seconds: float) -> str:
+    # One unit only, so that a label changes once a minute, not every second.
+    s = max(0, int(seconds))
+    for size, unit in ((86400, "d"), (3600, "h"), (60, "m")):
+        if s >= size:
+            return f"{s // size}{unit}"
+    return f"{s}s"
+
+
+def check_name(provider: str, customer_id: str) -> str:
+    return f"{provider}:{customer_id}"
+
+
+def period(name: str, provider_every: float = 0) -> float:
+    return BACKEND_EVERY if name in BACKENDS else provider_every or PROVIDER_EVERY
 
 
 def backend_labels(rt) -> dict[str, str]:
@@ -42,33 +83,52 @@ def _timed(name: str, fn, secrets: list[str]) -> Health:
     return Health(name, True, round((time.perf_counter() - start) * 1000, 2))
 
 
-def check_all(rt, providers: bool = False, metrics: bool = True) -> list[Health]:
-    """Check queue, history and (when asked) metrics and each customer's provider API."""
-    secrets = rt.settings.secrets()
-    results = [
-        _timed("queue", lambda: queue_ping(rt.huey), secrets),
-        _timed("history", lambda: (rt.history(), history.ping()), secrets),
-    ]
-    if metrics:
+def check_all(rt, providers: bool = False, metrics: bool = True, backends: bool = True,
+              skip: frozenset[str] = frozenset()) -> list[Health]:
+    """Check queue, history and (when asked) metrics and each customer's provider API.
+
+    A customer without its credential is reported without calling the provider.
+    """
+    settings = rt.settings
+    secrets = settings.secrets()
+    results = []
+    if backends:
+        results += [_timed("queue", lambda: queue_ping(rt.huey), secrets),
+                    _timed("history", lambda: (rt.history(), history.ping()), secrets)]
+    if backends and metrics:
         results.append(_timed("metrics", lambda: rt.metrics().ping(), secrets))
     if providers:
         from optiinfra_tui.collectors import get_collector
 
-        for customer in rt.settings.customers:
+        for customer in settings.customers:
             for provider in customer.credential_vars:
+                name = check_name(provider, customer.id)
+                if name in skip:
+                    continue
+                missing = settings.missing_credential(customer.id, provider)
+                if missing:
+                    results.append(Health(name, False, None, f"{NO_CREDENTIALS}: set {missing}"))
+                    continue
+
                 def ping(customer=customer, provider=provider):
-                    collector = get_collector(provider, rt.settings, customer.id)
+                    collector = get_collector(provider, settings, customer.id)
                     try:
                         collector.ping()
                     finally:
                         collector.close()
-                results.append(_timed(f"{provider}:{customer.id}", ping, secrets))
+                results.append(_timed(name, ping, secrets))
     return results
 
 
-def record(results: list[Health]) -> None:
+def record_collection(provider: str, customer_id: str, ok: bool, message: str) -> None:
+    """A collection's outcome as a check of its provider for its customer."""
+    first = (message.strip().splitlines() or [""])[0]
+    record([Health(check_name(provider, customer_id), ok, None, first[:200])])
+
+
+def record(results: list[Health], now: datetime | None = None) -> None:
     """Store the latest result per name, for readers in other processes."""
-    now = utcnow()
+    now = now or utcnow()
     for r in results:
         (BackendHealth.insert(name=r.name, ok=r.ok, latency_ms=r.latency_ms, message=r.message,
                               checked_at=now)
@@ -78,7 +138,10 @@ def record(results: list[Health]) -> None:
          .execute())
 
 
-def recorded() -> list[tuple[Health, object]]:
-    """The last recorded result of every check, with when it was taken."""
-    return [(Health(h.name, h.ok, h.latency_ms, h.message), h.checked_at)
-            for h in BackendHealth.select().order_by(BackendHealth.name)]
+def recorded(now: datetime | None = None, provider_every: float = 0) -> list[Health]:
+    """The last recorded result of every check of the last day, with when it was taken."""
+    since = (now or utcnow()) - FORGET_AFTER
+    return [Health(h.name, h.ok, h.latency_ms, h.message, h.checked_at,
+                   period(h.name, provider_every))
+            for h in BackendHealth.select().where(BackendHealth.checked_at >= since)
+            .order_by(BackendHealth.name)]

@@ -68,6 +68,19 @@ class ScheduleInfo:
     next_run: datetime | None
     last_slot: datetime | None
     paused: bool
+    # Customers the fan-out skips here, each with the env var to set.
+    no_credentials: list[tuple[str, str]] = field(default_factory=list)
+    customers: int = 0  # customers of the provider, with or without credentials
+
+    def credentials_note(self) -> str:
+        """'no credentials: set VULTR_API_KEY' when the fan-out skips every customer, or
+        'skips acme (set ACME_KEY)' when it skips some; '' when it skips none."""
+        if not self.no_credentials:
+            return ""
+        if len(self.no_credentials) == self.customers:
+            names = ", ".join(dict.fromkeys(var for _, var in self.no_credentials))
+            return f"no credentials: set {names}"
+        return "skips " + ", ".join(f"{c} (set {v})" for c, v in self.no_credentials)
 
 
 @dataclass
@@ -152,11 +165,14 @@ def schedule_info(settings, now: datetime | None = None) -> list[ScheduleInfo]:
     for s in settings.schedules:
         last = (ScheduleSlot.select(ScheduleSlot.slot).where(ScheduleSlot.schedule == s.name)
                 .order_by(ScheduleSlot.slot.desc()).first())
+        customers = [c.id for c in settings.customers if s.provider in c.credential_vars]
+        missing = [(c, var) for c in customers
+                   if (var := settings.missing_credential(c, s.provider))]
         out.append(ScheduleInfo(
             name=s.name, provider=s.provider, data_types=s.data_types,
             every=f"every {s.interval}s" if s.interval else f"cron {s.cron}",
             next_run=sched.next_run(s, now), last_slot=last.slot if last else None,
-            paused=s.name in paused))
+            paused=s.name in paused, no_credentials=missing, customers=len(customers)))
     return out
 
 
@@ -197,7 +213,8 @@ def health(rt, live: bool = True) -> list[Health]:
     """Live checks of queue and history; metrics live only when that doesn't open chDB here.
 
     chDB is one process per path: a CLI must not open it beside a running consumer, so for
-    chDB the consumer's last recorded check is reported instead.
+    chDB the consumer's last recorded check is reported instead, with when it was taken.
+    Providers are always the consumers' recorded checks (the credentials are theirs).
     """
     embedded_metrics = rt.settings.clickhouse_url.startswith("chdb")
     results = check_all(rt, providers=False, metrics=live and not embedded_metrics) if live else []
@@ -206,10 +223,8 @@ def health(rt, live: bool = True) -> list[Health]:
         results.append(Health("metrics", False, None, missing))
     seen = {r.name for r in results}
     try:
-        for h, checked_at in recorded():
-            if h.name not in seen and (utcnow() - checked_at) < timedelta(minutes=10):
-                h.message = (h.message + " " if h.message else "") + f"(checked {checked_at:%H:%M:%S} UTC)"
-                results.append(h)
+        results += [h for h in recorded(provider_every=rt.settings.provider_check_interval)
+                    if h.name not in seen]
     except Exception:
         pass  # history down: already reported by the live check
     return results

@@ -24,6 +24,9 @@ class WorkerPool:
 
     def start(self) -> None:
         if self.consumer:
+            # Workers only where collections can run: StoreOwned when another process owns
+            # the chDB data dir, rather than tasks failing there one by one.
+            self.rt.claim_store(self.agent.kind)
             self.consumer.start()
             for i in range(self.workers):
                 self.rt.activity.register(f"Worker-{i + 1}")

@@ -12,6 +12,7 @@ import threading
 
 from huey.api import Huey
 
+from optiinfra_tui import owner
 from optiinfra_tui.activity import ActivityRegistry
 from optiinfra_tui.queue import build_huey
 from optiinfra_tui.settings import Settings, load_settings
@@ -29,7 +30,23 @@ class Runtime:
         self.consumer_id = f"{self.host}:{os.getpid()}"
         self._metrics = None
         self._metrics_lock = threading.Lock()
+        self._claim = None
         self.tasks = register_tasks(self)
+
+    def claim_store(self, kind: str) -> None:
+        """Own the data dir when the metrics store is chDB; StoreOwned names who has it."""
+        if self._claim is None and owner.needs_owner(self.settings):
+            self._claim = owner.claim_embedded(self.settings.home, kind)
+
+    def may_collect(self, kind: str = "worker") -> bool:
+        """Whether collections can run here: not when another process owns the chDB data dir."""
+        if not owner.needs_owner(self.settings) or owner.holds(self.settings.home):
+            return True
+        try:
+            self.claim_store(kind)
+        except owner.StoreOwned:
+            return False
+        return True
 
     def history(self) -> None:
         """Connect the history models to this runtime's database (idempotent)."""
@@ -48,6 +65,9 @@ class Runtime:
         if self._metrics is not None:
             self._metrics.close()
             self._metrics = None
+        if self._claim is not None:  # after chDB is closed: the next owner can open it
+            owner.release(self._claim)
+            self._claim = None
 
 
 _runtime: Runtime | None = None

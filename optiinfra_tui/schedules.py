@@ -34,7 +34,8 @@ def parse_cron(expr: str, where: str = "cron") -> str:
     return expr
 
 
-def _epoch_slot(interval: int, now: datetime) -> datetime:
+def epoch_slot(interval: int, now: datetime) -> datetime:
+    """The start of the `interval`-second slot `now` falls in (slots count from the epoch)."""
     epoch = datetime(1970, 1, 1)
     seconds = int((now - epoch).total_seconds())
     return epoch + timedelta(seconds=seconds - seconds % interval)
@@ -43,7 +44,7 @@ def _epoch_slot(interval: int, now: datetime) -> datetime:
 def current_slot(schedule: Schedule, now: datetime) -> datetime | None:
     """The start of the slot `now` falls in, if that slot is due to run (naive UTC)."""
     if schedule.interval:
-        start = _epoch_slot(schedule.interval, now)
+        start = epoch_slot(schedule.interval, now)
     else:
         # Searching back from the next whole second makes a slot starting exactly at `now` count.
         after = now.replace(microsecond=0) + timedelta(seconds=1)
@@ -54,7 +55,7 @@ def current_slot(schedule: Schedule, now: datetime) -> datetime | None:
 def next_run(schedule: Schedule, now: datetime) -> datetime | None:
     """The start of the first slot after `now` (naive UTC)."""
     if schedule.interval:
-        return _epoch_slot(schedule.interval, now) + timedelta(seconds=schedule.interval)
+        return epoch_slot(schedule.interval, now) + timedelta(seconds=schedule.interval)
     return next(CronSim(parse_cron(schedule.cron), now), None)
 
 
@@ -72,6 +73,12 @@ def unclaim(schedule_name: str, slot: datetime) -> None:
     """Give a claimed slot back (its task never reached the queue)."""
     ScheduleSlot.delete().where(ScheduleSlot.schedule == schedule_name,
                                 ScheduleSlot.slot == slot).execute()
+
+
+def forget(schedule_name: str, older_than: datetime) -> int:
+    """Delete one claim name's slots older than `older_than` (frequent internal claims)."""
+    return ScheduleSlot.delete().where(ScheduleSlot.schedule == schedule_name,
+                                       ScheduleSlot.slot < older_than).execute()
 
 
 def paused_schedules() -> set[str]:

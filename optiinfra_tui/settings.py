@@ -93,6 +93,8 @@ class Settings:
     schedules: tuple[Schedule, ...]
     config_path: Path | None = None
     env: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+    # Seconds between checks of each provider API (0: only on `h` and by collections).
+    provider_check_interval: int = 60
 
     @property
     def mode(self) -> str:
@@ -144,6 +146,14 @@ class Settings:
             )
         return value
 
+    def missing_credential(self, customer_id: str, provider: str) -> str | None:
+        """The env var to set when the customer's credential for `provider` is unset or
+        empty in this process's environment; None when it is there."""
+        var = self.customer(customer_id).credential_vars.get(provider)
+        if var is None:
+            return f"{provider}_api_key_env for {customer_id}"
+        return None if self.env.get(var, "").strip() else var
+
     def secrets(self) -> list[str]:
         """Every credential value this process knows, for scrubbing them from text."""
         names = {v for c in self.customers for v in c.credential_vars.values()}
@@ -190,6 +200,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         schedules=schedules,
         config_path=config_path,
         env=env,
+        provider_check_interval=_provider_check_interval(env),
     )
 
 
@@ -270,6 +281,16 @@ def _float(env: Mapping[str, str], var: str, default: float, minimum: float = 0.
         raise _problem(var, raw, "not a number", f"Set it to a number (default {default:g}).") from None
     if value < minimum or value != value:
         raise _problem(var, raw, "out of range", f"Set it to at least {minimum:g} (default {default:g}).")
+    return value
+
+
+def _provider_check_interval(env: Mapping[str, str]) -> int:
+    # Each check is an API request: at most one a minute (0 turns the timer off).
+    value = _int(env, "PROVIDER_CHECK_INTERVAL", 60, minimum=0)
+    if 0 < value < 60:
+        raise _problem("PROVIDER_CHECK_INTERVAL", value, "below 60 seconds",
+                       "Set 0 (no timed checks) or at least 60, so that checks don't spend "
+                       "the provider's API budget.")
     return value
 
 

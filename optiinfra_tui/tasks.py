@@ -12,13 +12,27 @@ from types import SimpleNamespace
 from huey.exceptions import RetryTask
 
 from optiinfra_tui import runs
-from optiinfra_tui.collection import execute_run, request_collection
-from optiinfra_tui.errors import BackendUnavailable, OptiInfraError
+from optiinfra_tui.collection import execute_run, fan_out
+from optiinfra_tui.errors import BackendUnavailable
 from optiinfra_tui.storage.history import UNAVAILABLE
 
 log = logging.getLogger("optiinfra.tasks")
 
 HISTORY_RETRY_DELAY = 5
+HAND_BACK_DELAY = 2
+
+
+def _hand_back(rt, task) -> None:
+    """Give a task back to the queue for the process that owns the data dir to run.
+
+    Nothing is recorded: the attempt never started here, so it costs the run no retry.
+    """
+    from optiinfra_tui.owner import embedded_owner
+
+    holder = embedded_owner(rt.settings.home)
+    log.warning("task %s handed back: the data dir %s belongs to %s", task.id,
+                rt.settings.home, holder.describe() if holder else "another process")
+    raise RetryTask(delay=HAND_BACK_DELAY)
 
 
 def register_tasks(rt) -> SimpleNamespace:
@@ -29,6 +43,8 @@ def register_tasks(rt) -> SimpleNamespace:
     def collect_data_task(customer_id, provider, data_types, run_id=None, trigger="api",
                           task=None):
         """Collect data types of one provider for one customer into ClickHouse."""
+        if not rt.may_collect():
+            _hand_back(rt, task)
         try:
             rt.history()
             if run_id is None:  # enqueued by something that didn't record a run first
@@ -51,24 +67,17 @@ def register_tasks(rt) -> SimpleNamespace:
 
     @huey.task(name="scheduled_collection_task")
     def scheduled_collection_task(provider, data_types, schedule=None):
-        """Fan out one collection per configured customer of `provider`."""
-        run_ids = []
-        for customer in rt.settings.customers:
-            if provider not in customer.credential_vars:
-                continue
-            try:
-                run = request_collection(rt, customer.id, provider, data_types,
-                                         trigger="schedule", schedule=schedule)
-                run_ids.append(run.id)
-            except OptiInfraError as exc:
-                log.warning("schedule %s: could not queue %s for %s: %s", schedule, provider,
-                            customer.id, exc)
-        return run_ids
+        """Fan out one collection per customer with a credential for `provider` here."""
+        return [run.id for run in fan_out(rt, provider, data_types, trigger="schedule",
+                                          schedule=schedule).runs]
 
-    @huey.task(name="health_check_task")
-    def health_check_task():
+    @huey.task(context=True, name="health_check_task")
+    def health_check_task(task=None):
         """Check every backend and provider; the results go to the history store."""
         from optiinfra_tui.health import check_all, record
+
+        if not rt.may_collect():
+            _hand_back(rt, task)
 
         results = check_all(rt, providers=True)
         record(results)

@@ -187,6 +187,8 @@ def make_env(tmp_path, chdb_url):
             "CLICKHOUSE_URL": chdb_url,
             "DEFAULT_CUSTOMER_ID": f"cust{os.getpid()}x{next(_customer)}",
             "RETRY_DELAY": "0.05",
+            # Nor timed provider checks: each is a request the test didn't make.
+            "PROVIDER_CHECK_INTERVAL": "0",
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         }
         env.update({k: str(v) for k, v in extra.items()})

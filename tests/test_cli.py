@@ -23,8 +23,9 @@ def cli_env(tmp_path):
             if not k.startswith(("VULTR_", "REDIS_", "DATABASE_URL", "CLICKHOUSE_URL", "OPTIINFRA_"))}
     # No schedules: a slot falling due mid-test would collect before the test's own run.
     (tmp_path / "no-schedules.toml").write_text("schedules = []\n")
+    # Nor timed provider checks: each is an API request the test didn't make.
     base.update(OPTIINFRA_HOME=str(tmp_path / "home"), RETRY_DELAY="0.05",
-                OPTIINFRA_CONFIG=str(tmp_path / "no-schedules.toml"))
+                OPTIINFRA_CONFIG=str(tmp_path / "no-schedules.toml"), PROVIDER_CHECK_INTERVAL="0")
     return base
 
 

@@ -26,7 +26,8 @@ def seeded_app(request):
     # change (one per test, since the history store stays connected to the last URL).
     home = Path(tempfile.gettempdir()) / "optiinfra-tui-snapshot" / request.node.name
     shutil.rmtree(home, ignore_errors=True)
-    rt = make_runtime(home, schedules=SHOWN_SCHEDULE)
+    rt = make_runtime(home, schedules=SHOWN_SCHEDULE,
+                      VULTR_API_KEY="snapshot-key")  # a configured user's screens
     ids = seed_showcase()
     app = make_app(rt)
     yield app, ids

@@ -250,3 +250,50 @@ def test_the_first_frame_is_drawn_before_any_backend_answers(tmux_env, silent_se
     shell = t.flag("pane_pid")
     (dashboard,) = Path(f"/proc/{shell}/task/{shell}/children").read_text().split()
     os.kill(int(dashboard), signal.SIGKILL)  # its backends never answer: nothing to wait for
+
+
+def test_beside_a_headless_process_the_dashboard_watches_and_the_headless_collects(
+        tmux_env, fake_vultr, tmp_path):
+    from procs import Consumer, worker_env
+
+    from optiinfra_tui.owner import embedded_owner
+    from optiinfra_tui.storage import history
+    from optiinfra_tui.storage.history import CollectionRun
+
+    home = tmp_path / "home"  # the tmux session's OPTIINFRA_HOME too
+    (tmp_path / "none.toml").write_text("schedules = []\n")
+    env = dict(VULTR_API_KEY=fake_vultr.token, VULTR_API_URL=fake_vultr.url,
+               OPTIINFRA_CONFIG=str(tmp_path / "none.toml"), PROVIDER_CHECK_INTERVAL="0")
+    headless = Consumer("headless", worker_env(os.environ, **env), home).start()
+    try:
+        owner = None
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (owner and owner.pid == headless.pid):
+            owner = embedded_owner(home)
+            time.sleep(0.1)
+        assert owner and owner.pid == headless.pid, headless.printed()
+        t = tmux_env(**env)
+        run_dashboard(t)
+        t.wait(lambda s: f"watching: workers in pid {headless.pid} on {owner.host} (headless)"
+               in s, 10)
+        shell = t.flag("pane_pid")
+        (dashboard,) = Path(f"/proc/{shell}/task/{shell}/children").read_text().split()
+
+        t.keys("c")
+        t.wait(lambda s: "Start a collection" in s, 5)
+        t.keys("Enter")
+        rows = fake_vultr.line_count()
+        line = re.compile(rf"│\s+1\s+success\s+vultr\s+default_customer\s+cost\s+manual\s+1/\d+"
+                          rf"\s+{rows:,}\s")
+        t.wait(line.search, 30)
+        # The dashboard ran nothing and never loaded chDB; the headless process ran the run.
+        assert "chdb" not in Path(f"/proc/{dashboard}/maps").read_text()
+        history.connect(f"sqlite:///{home / 'history.db'}")
+        done = list(CollectionRun.select())
+        assert [(r.status, r.worker.rsplit(":", 1)[0]) for r in done] == [
+            ("success", f"{owner.host}:{headless.pid}")]
+        quit_cleanly(t)
+    finally:
+        headless.stop()
+    assert headless.proc.returncode == 0, headless.printed()
+    assert "failed" not in headless.printed()

@@ -39,7 +39,7 @@ def env_for(home: Path, schedules: str = "schedules = []\n", **extra: str) -> di
     config = home / "schedules.toml"
     config.write_text(schedules)
     env = {"OPTIINFRA_HOME": str(home), "OPTIINFRA_CONFIG": str(config), "MAX_RETRIES": "2",
-           "RETRY_DELAY": "1"}
+           "RETRY_DELAY": "1", "PROVIDER_CHECK_INTERVAL": "0"}
     env.update(extra)
     return env
 

@@ -264,6 +264,15 @@ def migrate(database: pw.Database) -> int:
     return current
 
 
+def close_connection() -> None:
+    """Close this thread's connection: short-lived threads would otherwise leak theirs."""
+    try:
+        if db.obj is not None and not db.is_closed():
+            db.close()
+    except Exception:
+        pass
+
+
 def ping() -> float:
     """Seconds for one round trip to the history database."""
     import time

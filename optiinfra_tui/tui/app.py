@@ -9,13 +9,15 @@ from collections.abc import Callable, Iterable
 
 from textual import work
 from textual.app import App, SystemCommand
+from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.worker import get_current_worker
 
 from optiinfra_tui import actions
 from optiinfra_tui.errors import OptiInfraError
+from optiinfra_tui.owner import StoreOwned, needs_owner
 from optiinfra_tui.settings import Settings
-from optiinfra_tui.storage.history import db
+from optiinfra_tui.storage.history import close_connection
 from optiinfra_tui.tui.messages import Activity, CostsLoaded, PageLoaded, StateLoaded
 from optiinfra_tui.tui.poller import Poller
 from optiinfra_tui.tui.screens.collect import CollectRequest
@@ -46,12 +48,14 @@ class DashboardApp(App):
                  source: Source | None = None, poll: float = 1.0,
                  health_every: float = 5.0, costs_every: float = 60.0,
                  costs_enabled: bool = True, costs_disabled_reason: str = "",
-                 handle_signals: bool = False, start_pool: bool = False) -> None:
+                 handle_signals: bool = False, start_pool: bool = False,
+                 watcher: bool = False) -> None:
         super().__init__()
         self.rt, self.pool, self.shutdown_timeout = rt, pool, shutdown_timeout
         # start_pool: the app starts the pool once its first frame is on screen.
         self.pool_started = pool is not None and not start_pool
         self.source = source or Source(rt)
+        self.source.watcher = watcher
         self.poller = Poller(self.source, self.post_message, poll=poll,
                              health_every=health_every, costs_every=costs_every,
                              costs_enabled=costs_enabled,
@@ -116,7 +120,10 @@ class DashboardApp(App):
 
     def on_state_loaded(self, msg: StateLoaded) -> None:
         if self.screen_stack:  # not while the app is being torn down
-            self.main.apply_state(msg.state)
+            try:
+                self.main.apply_state(msg.state)
+            except NoMatches:  # a poll that lands while quitting removes the panels
+                pass
 
     def on_page_loaded(self, msg: PageLoaded) -> None:
         if msg.page.query != self.poller.query or not self.screen_stack:
@@ -173,14 +180,19 @@ class DashboardApp(App):
                                   f"for {run.customer_id}.")
 
     def collect_everything(self) -> None:
-        self._act("Collect everything", lambda: actions.collect_everything(self.rt),
-                  lambda queued: f"{len(queued)} collection(s) queued." if queued else
-                  "Nothing to queue: no schedule has a customer with credentials.")
+        def done(out) -> str:
+            skipped = "; ".join(f"{cid} has no credentials: set {var}"
+                                for cid, var in dict(out.no_credentials).items())
+            text = (f"{len(out.runs)} collection(s) queued." if out.runs
+                    else "Nothing to queue: no schedule has a customer with credentials.")
+            return f"{text} {skipped}." if skipped else text
+
+        self._act("Collect everything", lambda: actions.collect_everything(self.rt), done)
 
     def health_check(self) -> None:
         self._act("Health check", lambda: actions.health_check(self.rt),
                   lambda _: "Health check queued; the header shows the results."
-                  + ("" if self.pool else " (Needs a running consumer: --workers 0 here.)"))
+                  + ("" if self.pool else " (A process with workers runs it: none here.)"))
         self.poller.wake(health=True)
         self.set_timer(2.0, lambda: self.poller.wake(health=True))
 
@@ -257,11 +269,7 @@ class DashboardApp(App):
 
 def close_thread_connection() -> None:
     """Thread workers are short-lived: close their peewee connection rather than leak it."""
-    try:
-        if db.obj is not None and not db.is_closed():
-            db.close()
-    except Exception:
-        pass
+    close_connection()
 
 
 def run_dashboard(settings: Settings, workers: int, shutdown_timeout: float = 60.0) -> int:
@@ -274,16 +282,26 @@ def run_dashboard(settings: Settings, workers: int, shutdown_timeout: float = 60
     setup_logging(settings, stdout=False)
     rt = Runtime(settings)
     set_runtime(rt)
+    chdb = needs_owner(settings)
+    reason = ("chDB belongs to the process that collects; with --workers 0 set CLICKHOUSE_URL "
+              "to a ClickHouse server to see costs here.")
+    if workers and chdb:
+        try:
+            rt.claim_store("dashboard")
+        except StoreOwned as exc:
+            # Another process runs this data dir's collections: watch it, with no workers
+            # (they could not open chDB) and without opening chDB here.
+            log.info("watching: %s owns %s", exc.owner.describe(), settings.home)
+            workers = 0
+            reason = (f"chDB belongs to {exc.owner.describe()}, which runs the collections; "
+                      "set CLICKHOUSE_URL to a ClickHouse server to see costs here too.")
     pool = WorkerPool(rt, workers, "dashboard") if workers else None
-    chdb = settings.clickhouse_url.startswith("chdb")
     app = DashboardApp(
         rt, pool, shutdown_timeout,
         # chDB allows one process per data path: a watch-only dashboard must not take it
         # from the headless consumer that writes there.
-        costs_enabled=bool(workers) or not chdb,
-        costs_disabled_reason="chDB belongs to the process that collects; with --workers 0 "
-                              "set CLICKHOUSE_URL to a ClickHouse server to see costs here.",
-        handle_signals=True, start_pool=True)
+        costs_enabled=bool(workers) or not chdb, costs_disabled_reason=reason,
+        handle_signals=True, start_pool=True, watcher=not workers)
     use_tty_size(app)
     with quiet_terminal(settings.log_path):
         try:

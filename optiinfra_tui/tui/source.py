@@ -15,6 +15,7 @@ from decimal import Decimal
 from optiinfra_tui import monitor, runs
 from optiinfra_tui.health import Health, backend_labels
 from optiinfra_tui.monitor import QueueInfo, ScheduleInfo, Stats, WorkerInfo
+from optiinfra_tui.owner import embedded_owner, needs_owner
 from optiinfra_tui.storage.history import CollectionRun, utcnow
 from optiinfra_tui.storage.queries import CostSummary
 
@@ -94,6 +95,7 @@ class DashState:
     stats: Stats
     now: datetime
     errors: list[str] = field(default_factory=list)
+    watching: str | None = None  # set when this dashboard runs no workers of its own
 
 
 @dataclass
@@ -126,6 +128,16 @@ class Source:
         self.rt = rt
         self.clock = clock
         self._metrics = metrics or rt.metrics
+        self.watcher = False  # no workers here: say which process does the work
+
+    def watching(self) -> str | None:
+        """Who runs the collections, for a dashboard without workers of its own."""
+        if not self.watcher:
+            return None
+        if not needs_owner(self.rt.settings):
+            return "workers in other processes (see Workers)"
+        found = embedded_owner(self.rt.settings.home)
+        return f"workers in {found.describe()}" if found else "no process runs workers"
 
     def health(self, live: bool) -> list[Health]:
         try:
@@ -137,8 +149,11 @@ class Source:
         now = self.clock()
         errors: list[str] = []
         empty = Stats(60, 0, 0, 0, None, None, None, 0, [0] * 60)
+        # The default customer's checks go by the provider's name alone: 'vultr ● ok'.
+        suffix = ":" + self.rt.settings.default_customer_id
+        health = [replace(h, name=h.name.removesuffix(suffix)) for h in health]
         st = DashState(self.rt.settings.mode, backend_labels(self.rt), health,
-                       [], None, [], empty, now, errors)
+                       [], None, [], empty, now, errors, self.watching())
         try:
             self.rt.history()
             st.workers = self.workers(now)

@@ -99,7 +99,8 @@ class MainScreen(Screen):
         return self.history.selected
 
     def apply_state(self, state: DashState) -> None:
-        self.query_one(HealthHeader).show(state.mode, state.backends, state.health, state.errors)
+        self.query_one(HealthHeader).show(state.mode, state.backends, state.health, state.errors,
+                                          state.watching, state.now)
         self.query_one(WorkersPanel).show(state.workers)
         self.query_one(QueuePanel).show(state.queue, state.schedules)
         self.query_one(StatsStrip).show(state.stats)

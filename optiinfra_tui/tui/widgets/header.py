@@ -1,56 +1,91 @@
-"""The top line: mode, and each backend's health with its latency."""
+"""The top line: mode, who runs the workers when not this process, and each backend's and
+provider's health with its latency, and its age once a check is overdue."""
 
 from __future__ import annotations
+
+from datetime import datetime
 
 from rich.text import Text
 from textual.widgets import Static
 
-from optiinfra_tui.health import Health
-
-ORDER = ("queue", "history", "metrics")
+from optiinfra_tui.health import BACKENDS as ORDER
+from optiinfra_tui.health import NO_CREDENTIALS, Health
 
 
 class HealthHeader(Static):
-    """Redraws only when what it shows changes (latencies are rounded for that reason)."""
+    """Redraws only when what it shows changes (latencies are rounded for that reason).
+
+    Too wide for the terminal, it drops the labels and latencies of healthy checks, then
+    their 'ok' (the green dot stays), then ends in an ellipsis: states and ages stay in view.
+    """
 
     def __init__(self, **kwargs) -> None:
         super().__init__(Text.assemble((" OptiInfra ", "bold"), ("  connecting…", "dim")), **kwargs)
         self._shown: Text | None = None
+        self._args: tuple | None = None
 
     def show(self, mode: str, backends: dict[str, str], health: list[Health],
-             errors: list[str]) -> None:
-        text = render_header(mode, backends, health, errors)
+             errors: list[str], watching: str | None = None,
+             now: datetime | None = None) -> None:
+        self._args = (mode, backends, health, errors, watching, now)
+        self._render_fitted()
+
+    def on_resize(self) -> None:
+        if self._args is not None:
+            self._render_fitted()
+
+    def _render_fitted(self) -> None:
+        width = self.size.width
+        text = render_header(*self._args)
+        for level in (1, 2):
+            if not width or text.cell_len <= width:
+                break
+            text = render_header(*self._args, compact=level)
+        if width and text.cell_len > width:
+            text.truncate(width, overflow="ellipsis")
         if text != self._shown:
             self._shown = text
             self.update(text)
 
 
 def render_header(mode: str, backends: dict[str, str], health: list[Health],
-                  errors: list[str]) -> Text:
+                  errors: list[str], watching: str | None = None,
+                  now: datetime | None = None, compact: int = 0) -> Text:
+    """compact 1 drops healthy checks' labels and latencies, 2 their 'ok' too."""
     by_name = {h.name: h for h in health}
     t = Text(" OptiInfra ", style="bold")
     t.append(f" {mode} ", style="reverse")
+    if watching:  # first, so that a narrow terminal still shows it
+        t.append(f"  watching: {watching}", style="bold #ffaf00")
     for name in ORDER:
         t.append("  ")
-        _backend(t, name, backends.get(name, ""), by_name.get(name))
+        h = by_name.get(name)
+        # Compact: a healthy backend's label goes; a down one keeps it (which server is it?).
+        label = "" if compact and h is not None and h.ok else backends.get(name, "")
+        _backend(t, name, label, h, now, compact)
     for h in health:
-        if h.name not in ORDER:  # provider APIs, recorded by the health check task
+        if h.name not in ORDER:  # provider APIs: consumers' checks and collections' outcomes
             t.append("  ")
-            _backend(t, h.name, "", h)
+            _backend(t, h.name, "", h, now, compact)
     for err in errors:
         t.append(f"  ! {err}", style="bold #ff5f5f")
     return t
 
 
-def _backend(t: Text, name: str, label: str, h: Health | None) -> None:
+def _backend(t: Text, name: str, label: str, h: Health | None, now: datetime | None,
+             compact: int = 0) -> None:
     t.append(f"{name}", style="bold")
     if label:
         t.append(f" ({label})", style="dim")
     if h is None:
         t.append(" ? unchecked", style="dim")
     elif h.ok:
-        lat = f" {h.latency_ms:.1f} ms" if h.latency_ms is not None else ""
-        t.append(f" ● ok{lat}", style="#5fd75f")
+        lat = f" {h.latency_ms:.1f} ms" if h.latency_ms is not None and not compact else ""
+        t.append(" ●" if compact > 1 else f" ● ok{lat}", style="#5fd75f")
+    elif h.message.startswith(NO_CREDENTIALS):
+        t.append(f" ○ {h.message[:60]}", style="bold #ffaf00")
     else:
-        msg = h.message.split(" (checked")[0][:60]
-        t.append(f" ✖ DOWN {msg}", style="bold #ff5f5f")
+        t.append(f" ✖ DOWN {h.message[:60]}", style="bold #ff5f5f")
+    late = h.late(now) if h is not None and now is not None else ""
+    if late:
+        t.append(f" {late}", style="#ffaf00")

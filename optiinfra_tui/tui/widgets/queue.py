@@ -61,6 +61,9 @@ def render_queue(queue: QueueInfo | None, schedules: list[ScheduleInfo],
         else:
             t.append(f"   next {_when(s.next_run, now)}")
         t.append("\n")
+        note = s.credentials_note()
+        if note:  # what the fan-out skips, and how to fix it (one space: fits 34 columns)
+            t.append(f" {note}\n", style="bold #ffaf00")
     t.rstrip()
     return t
 
