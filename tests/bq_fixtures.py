@@ -301,3 +301,214 @@ def billing_export(bq_emulator) -> BillingExport:
 
 def dumps(obj) -> str:
     return json.dumps(obj, default=str)
+
+
+# --- Google in front of the emulator: a token endpoint and BigQuery over TLS ------------------
+
+
+def make_tls_cert(folder: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (its own CA): (cert file, key file)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.now(UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(days=1)).not_valid_after(now + timedelta(days=7))
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(__import__("ipaddress").ip_address("127.0.0.1"))]),
+                critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_file, key_file = folder / "front.crt", folder / "front.key"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_file, key_file
+
+
+@dataclass
+class ServiceAccountKey:
+    path: Path
+    private_key: str  # the secret: PEM
+    public_key: str
+    email: str
+
+    def secret_lines(self) -> list[str]:
+        """Pieces of the key that must never show up anywhere."""
+        return [line for line in self.private_key.splitlines()
+                if line and not line.startswith("-----")]
+
+
+def make_service_account(folder: Path, token_uri: str, name: str = "collector") -> ServiceAccountKey:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption()).decode()
+    public = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    email = f"{name}@{PROJECT}.iam.gserviceaccount.com"
+    path = folder / f"{name}-key.json"
+    path.write_text(json.dumps({
+        "type": "service_account", "project_id": PROJECT,
+        "private_key_id": hashlib.sha1(public.encode()).hexdigest(), "private_key": private,
+        "client_email": email, "client_id": "1234567890", "token_uri": token_uri}))
+    return ServiceAccountKey(path, private, public, email)
+
+
+@dataclass
+class Seen:
+    method: str
+    path: str
+    query: dict
+    status: int
+    at: float  # time.monotonic()
+    body: dict | None = None
+
+
+class BigQueryFront:
+    """What Google puts in front of BigQuery, for the emulator: an OAuth token endpoint that
+    checks the service account's signed assertion, and the BigQuery API over TLS that wants a
+    token it issued. It can throttle (429 with Retry-After, 403 rateLimitExceeded) and deny
+    (403 accessDenied), and records every request."""
+
+    def __init__(self, emulator: Emulator, folder: Path) -> None:
+        import ssl
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.emulator = emulator
+        self.cert_file, key_file = make_tls_cert(folder)
+        self.tokens: set[str] = set()
+        self.accounts: dict[str, str] = {}  # email -> public key PEM
+        self.seen: list[Seen] = []
+        self.throttle: list[str] = []  # '429' or '403': answers to give before forwarding
+        self.deny = False
+        self._lock = threading.Lock()
+        front = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args) -> None:
+                pass
+
+            def _answer(self, status: int, body: dict, headers: dict | None = None,
+                        request: bytes = b"") -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(data)
+                path, _, query = self.path.partition("?")
+                from urllib.parse import parse_qs
+                with front._lock:
+                    front.seen.append(Seen(self.command, path, {k: v[0] for k, v in
+                                                                parse_qs(query).items()},
+                                           status, time.monotonic(),
+                                           json.loads(request) if request else None))
+
+            def _body(self) -> bytes:
+                return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+            def do_POST(self) -> None:
+                body = self._body()
+                if self.path == "/token":
+                    return self._token(body)
+                self._bigquery(body)
+
+            def do_GET(self) -> None:
+                self._bigquery(b"")
+
+            def _token(self, body: bytes) -> None:
+                from urllib.parse import parse_qs
+
+                from google.auth import jwt
+                form = {k: v[0] for k, v in parse_qs(body.decode()).items()}
+                try:
+                    claims = jwt.decode(form.get("assertion", ""), verify=False)
+                    public = front.accounts.get(claims.get("iss"))
+                    if public is None:
+                        raise ValueError("unknown account")
+                    jwt.decode(form["assertion"], certs=public,
+                               audience="https://oauth2.googleapis.com/token")
+                except Exception:
+                    return self._answer(400, {"error": "invalid_grant",
+                                              "error_description": "Invalid JWT Signature."})
+                token = "ya29.front-" + hashlib.sha256(os.urandom(16)).hexdigest()
+                front.tokens.add(token)
+                self._answer(200, {"access_token": token, "expires_in": 3599,
+                                   "token_type": "Bearer"})
+
+            def _bigquery(self, body: bytes) -> None:
+                auth = self.headers.get("Authorization", "")
+                if not auth.startswith("Bearer ") or auth[7:] not in front.tokens:
+                    return self._answer(401, {"error": {
+                        "code": 401, "status": "UNAUTHENTICATED",
+                        "message": "Request had invalid authentication credentials.",
+                        "errors": [{"reason": "authError", "message": "Invalid Credentials"}]}})
+                if front.deny:
+                    return self._answer(403, {"error": {
+                        "code": 403, "status": "PERMISSION_DENIED",
+                        "message": "Access Denied: User does not have bigquery.jobs.create "
+                                   "permission in project.",
+                        "errors": [{"reason": "accessDenied", "message": "Access Denied"}]}})
+                with front._lock:
+                    answer = front.throttle.pop(0) if front.throttle else None
+                if answer == "429":
+                    return self._answer(429, {"error": {
+                        "code": 429, "status": "RESOURCE_EXHAUSTED", "message": "Too many requests",
+                        "errors": [{"reason": "rateLimitExceeded"}]}}, {"Retry-After": "1"})
+                if answer == "403":
+                    return self._answer(403, {"error": {
+                        "code": 403, "message": "Exceeded rate limits: too many api requests "
+                                                "per user per method for this user_method.",
+                        "errors": [{"reason": "rateLimitExceeded"}]}})
+                resp = front.emulator.client.request(
+                    self.command, f"{front.emulator.url}{self.path}", content=body or None,
+                    headers={"Content-Type": "application/json"} if body else None)
+                try:
+                    out = resp.json()
+                except ValueError:
+                    out = {"error": {"code": resp.status_code, "message": resp.text[:200]}}
+                self._answer(resp.status_code, out, request=body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(self.cert_file, key_file)
+        self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
+        self.port = self.server.server_address[1]
+        self.url = f"https://127.0.0.1:{self.port}"
+        self.token_uri = f"{self.url}/token"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def service_account(self, folder: Path, name: str = "collector") -> ServiceAccountKey:
+        key = make_service_account(folder, self.token_uri, name)
+        self.accounts[key.email] = key.public_key
+        return key
+
+    def count(self, method: str, path_part: str) -> int:
+        return sum(1 for s in self.seen if s.method == method and path_part in s.path)
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def bq_front(bq_emulator, tmp_path):
+    front = BigQueryFront(bq_emulator, tmp_path)
+    yield front
+    front.stop()
