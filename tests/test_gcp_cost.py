@@ -226,6 +226,17 @@ def test_emulator_needs_no_credentials(make_env, seeded, clock):
         rt.close()
 
 
+def test_a_missing_table_fails_at_once_naming_the_setting(make_env, billing_export, clock):
+    missing_table = billing_export.billing_table + "_nope"
+    rt = runtime(make_env, **emulator_env(billing_export, GCP_BILLING_TABLE=missing_table))
+    try:
+        done = collect(rt)
+        assert (done.status, done.attempt, done.error_kind) == ("failed", 1, "config")
+        assert "GCP_BILLING_TABLE" in done.error_message and missing_table in done.error_message
+    finally:
+        rt.close()
+
+
 # --- throttling, refusals, secrets ------------------------------------------------------------
 
 

@@ -420,9 +420,6 @@ class BigQuery:
         errors = body.get("errors")
         if not errors or body.get("rows"):
             return
-        status = (body.get("status") or {}) if isinstance(body.get("status"), dict) else {}
-        if body.get("jobComplete") and not status.get("errorResult"):
-            return  # warnings of a finished job
         first = errors[0] if isinstance(errors, list) and isinstance(errors[0], dict) else {}
         reason, message = str(first.get("reason") or ""), str(first.get("message") or "")
         code = {"notFound": 404, "invalidQuery": 400, "invalid": 400, "accessDenied": 403}.get(
