@@ -23,7 +23,7 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -31,7 +31,8 @@ import httpx
 
 from optiinfra_tui import __version__
 from optiinfra_tui.collectors.base import CollectContext
-from optiinfra_tui.collectors.http import decode_json, parse_retry_after
+from optiinfra_tui.collectors.fields import decode_json, parse_decimal
+from optiinfra_tui.collectors.http import parse_retry_after
 from optiinfra_tui.errors import AuthError, ConfigError, DataError, TransientError
 from optiinfra_tui.rows import BIGQUERY_EXPORT, COST_LINES, REPLACE_WINDOW, Batch, CostRow, Window
 from optiinfra_tui.settings import Settings
@@ -59,7 +60,6 @@ _RETRY_REASONS = {"rateLimitExceeded", "backendError", "internalError", "quotaEx
                   "jobRateLimitExceeded"}
 _CATEGORIES = {"regular": "Usage", "tax": "Tax", "adjustment": "Adjustment",
                "rounding error": "Adjustment"}
-_MAX_MAGNITUDE = Decimal(10) ** 12
 
 
 # --- configuration -----------------------------------------------------------------------------
@@ -509,16 +509,10 @@ def invoice_period(month: str) -> date:
 
 
 def parse_amount(value: object, what: str) -> Decimal:
-    """A NUMERIC sum sent as text: exact, finite, of sane size."""
+    """A NUMERIC sum, which BigQuery sends as text: exact, finite, of sane size."""
     if not isinstance(value, str):
         raise DataError(f"{what}: expected a decimal string, got {type(value).__name__}.")
-    try:
-        amount = Decimal(value)
-    except InvalidOperation:
-        raise DataError(f"{what}: {value[:40]!r} is not a number.") from None
-    if not amount.is_finite() or abs(amount) > _MAX_MAGNITUDE:
-        raise DataError(f"{what}: {value[:40]!r} is out of range.")
-    return amount
+    return parse_decimal(value, what)
 
 
 def line_id(r: Mapping[str, Any]) -> str:
