@@ -15,8 +15,6 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
-import logging
-import random
 import re
 import ssl
 import time
@@ -29,15 +27,12 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from optiinfra_tui import __version__
 from optiinfra_tui.collectors.base import CollectContext
 from optiinfra_tui.collectors.fields import decode_json, parse_decimal
-from optiinfra_tui.collectors.http import parse_retry_after
-from optiinfra_tui.errors import AuthError, ConfigError, DataError, TransientError
+from optiinfra_tui.collectors.http import ApiClient
+from optiinfra_tui.errors import AuthError, ConfigError, DataError, OptiInfraError, TransientError
 from optiinfra_tui.rows import BIGQUERY_EXPORT, COST_LINES, REPLACE_WINDOW, Batch, CostRow, Window
 from optiinfra_tui.settings import Settings
-
-log = logging.getLogger("optiinfra.collectors")
 
 PROVIDER = "gcp"
 BIGQUERY_API_URL_DEFAULT = "https://bigquery.googleapis.com"
@@ -221,10 +216,9 @@ class ServiceAccount:
         self.email = str(info.get("client_email") or "the service account")
         self._env_name = env_name
         self._transport = _Transport(client)
-        self.token = ""
 
-    def header(self, force: bool = False) -> dict[str, str]:
-        """The Authorization header, refreshing the token when it is expired (or `force`)."""
+    def __call__(self, force: bool = False) -> str:
+        """The access token (a TokenSource), refreshed when it is expired (or `force`)."""
         creds = self._credentials
         if force or not creds.valid:
             try:
@@ -237,8 +231,7 @@ class ServiceAccount:
             except self._exceptions.TransportError as exc:
                 raise TransientError(f"Google's token endpoint could not be reached "
                                      f"({_short(exc)}).") from None
-            self.token = creds.token or ""
-        return {"Authorization": f"Bearer {creds.token}"}
+        return creds.token or ""
 
 
 def _short(exc: BaseException) -> str:
@@ -250,31 +243,34 @@ def _short(exc: BaseException) -> str:
 
 
 class BigQuery:
-    """jobs.query and getQueryResults over REST: retried on throttling, Decimal-exact JSON."""
+    """jobs.query and getQueryResults over REST (the shared ApiClient), with BigQuery's own
+    reading of its errors: throttling by reason, refusals naming the roles and settings."""
 
     def __init__(self, config: GcpConfig, env: Mapping[str, str], *, timeout: float = 60,
                  max_inner_retries: int = 5, max_wait: float = 60.0,
                  backoff_base: float = 0.5) -> None:
         self.config = config
-        self.requests = 0
-        self._max_retries = max_inner_retries
-        self._max_wait = max_wait
-        self._backoff_base = backoff_base
         # TLS trust from SSL_CERT_FILE as httpx reads it, but from this process's settings.
         cafile = env.get("SSL_CERT_FILE", "").strip()
         verify: Any = ssl.create_default_context(cafile=cafile) if cafile else True
-        self._client = httpx.Client(
-            base_url=f"{config.api_url}/bigquery/v2/", timeout=timeout, verify=verify,
-            headers={"Accept": "application/json", "User-Agent": f"optiinfra-tui/{__version__}"})
-        self._account = (ServiceAccount(config.key_file, config.key_file_env, self._client)
-                         if config.key_file else None)
-
-    def close(self) -> None:
-        self._client.close()
+        # google-auth's token requests go through a client of their own (Google's token host).
+        self._token_client = httpx.Client(timeout=timeout, verify=verify)
+        self._account = (ServiceAccount(config.key_file, config.key_file_env,
+                                        self._token_client) if config.key_file else None)
+        self._api = ApiClient(
+            config.api_url, self._account or "", None, timeout, max_inner_retries,
+            service="BigQuery", url_env="BIGQUERY_API_URL",
+            default_url=BIGQUERY_API_URL_DEFAULT, max_wait=max_wait, backoff_base=backoff_base,
+            on_error=self._on_error, verify=verify)
 
     @property
-    def token(self) -> str:
-        return self._account.token if self._account else ""
+    def requests(self) -> int:
+        """Requests sent to BigQuery so far, retries included (the token's aside)."""
+        return self._api.requests
+
+    def close(self) -> None:
+        self._api.close()
+        self._token_client.close()
 
     def query(self, sql: str, params: list[dict], page_rows: int = PAGE_ROWS,
               job_timeout: float = 1800) -> Iterator[list[dict[str, Any]]]:
@@ -326,94 +322,39 @@ class BigQuery:
 
     def call(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
              json_body: dict | None = None) -> dict:
-        """One request answered by a JSON object; throttling and 5xx are retried here first."""
-        attempt, refreshed = 0, False
-        where = f"BigQuery {method} {path.split('?')[0]}"
-        while True:
-            headers = self._account.header() if self._account else {}
-            self.requests += 1
-            retry_after: float | None = None
-            try:
-                resp = self._client.request(method, path, params=dict(params or {}),
-                                            json=json_body, headers=headers)
-            except httpx.TransportError as exc:
-                problem = self._unreachable(exc)
-            except httpx.RequestError as exc:
-                raise DataError(f"{where}: {type(exc).__name__}: {self._scrub(str(exc))}") from None
-            else:
-                status = resp.status_code
-                error, reason = self._error(resp)
-                if status == 401 and self._account and not refreshed:
-                    refreshed = True  # a token revoked early: one fresh one, then it's the key
-                    self._account.header(force=True)
-                    continue
-                if status < 400:
-                    return self._decode(resp, where)
-                if not (status >= 500 or status in _RETRY_STATUSES
-                        or (status == 403 and reason in _RETRY_REASONS)):
-                    self._fail(where, status, reason, error)
-                retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-                problem = f"HTTP {status}{f' {reason}' if reason else ''}{f': {error}' if error else ''}"
-            if retry_after is not None and retry_after > self._max_wait:
-                raise TransientError(f"{where} failed ({problem}); BigQuery asks to wait "
-                                     f"{retry_after:g} s.", retry_after)
-            if attempt >= self._max_retries:
-                raise TransientError(f"{where} failed: {problem}.", retry_after)
-            wait = retry_after if retry_after is not None else self._backoff(attempt)
-            log.warning("%s: %s; retrying in %.2f s (request %d of %d)", where, problem, wait,
-                        attempt + 2, self._max_retries + 1)
-            time.sleep(wait)
-            attempt += 1
+        """One request under /bigquery/v2/ answered by a JSON object; throttling and 5xx are
+        retried here first."""
+        return self._api.request_json(method, f"bigquery/v2/{path}", params, json_body)
 
     # --- helpers -------------------------------------------------------------------------------
 
-    def _backoff(self, attempt: int) -> float:
-        delay = min(self._max_wait, self._backoff_base * 2**attempt)
-        return delay / 2 + random.uniform(0, delay / 2)
-
-    def _scrub(self, text: str) -> str:
-        token = self.token
-        return text.replace(token, "***") if token else text
-
-    def _unreachable(self, exc: httpx.TransportError) -> str:
-        url = self.config.api_url
-        source = ("the default BigQuery API host" if url == BIGQUERY_API_URL_DEFAULT
-                  else f"BIGQUERY_API_URL={url}")
-        return f"can't reach {source} ({type(exc).__name__}: {self._scrub(str(exc))[:200]})"
-
-    def _error(self, resp: httpx.Response) -> tuple[str, str]:
-        """BigQuery's error message and first reason, short and scrubbed."""
-        try:
-            body = decode_json(resp.content)
-        except (ValueError, RecursionError, DataError):
-            return "", ""
-        error = body.get("error") if isinstance(body, dict) else None
-        if not isinstance(error, dict):
-            return "", ""
-        errors = error.get("errors")
-        first = errors[0] if isinstance(errors, list) and errors and isinstance(
-            errors[0], dict) else {}
-        message = error.get("message") or first.get("message") or ""
-        reason = first.get("reason") or error.get("status") or ""
-        return self._scrub(str(message).strip()[:300]), str(reason)
-
-    def _fail(self, where: str, status: int, reason: str, error: str) -> None:
-        cfg = self.config
+    def _on_error(self, resp: httpx.Response, where: str) -> OptiInfraError | None:
+        """BigQuery's failed answer: throttling (429, or 403 by its reason) and 5xx are
+        transient, any other refusal says what to fix."""
+        error, reason = _error(resp)
+        status = resp.status_code
         detail = f"HTTP {status}{f' {reason}' if reason else ''}{f': {error}' if error else ''}"
+        if (status >= 500 or status in _RETRY_STATUSES
+                or (status == 403 and reason in _RETRY_REASONS)):
+            return TransientError(detail)
+        return self._failure(where, status, detail)
+
+    def _failure(self, where: str, status: int, detail: str) -> OptiInfraError:
+        cfg = self.config
         who = self._account.email if self._account else "the caller"
         if status in (401, 403):
-            raise AuthError(
+            return AuthError(
                 f"{where} was refused ({detail}): give {who} BigQuery Data Viewer "
                 f"(roles/bigquery.dataViewer) on the dataset of {cfg.billing_table} and "
                 f"BigQuery Job User (roles/bigquery.jobUser) on project {cfg.job_project}.")
         if status == 404:
-            raise ConfigError(f"{where}: not found ({detail}): check {cfg.table_env} "
-                              f"({cfg.billing_table}) and {cfg.project_env} ({cfg.job_project}).")
+            return ConfigError(f"{where}: not found ({detail}): check {cfg.table_env} "
+                               f"({cfg.billing_table}) and {cfg.project_env} ({cfg.job_project}).")
         if status == 400:
-            raise ConfigError(
+            return ConfigError(
                 f"{where} was rejected ({detail}): is {cfg.table_env}={cfg.billing_table} a "
                 "Cloud Billing export table (standard or detailed usage cost)?")
-        raise DataError(f"{where} was rejected ({detail}).")
+        return DataError(f"{where} was rejected ({detail}).")
 
     def _raise_job_errors(self, body: dict) -> None:
         """A job that failed: BigQuery (and the emulator) may answer 200 with its errors."""
@@ -421,23 +362,30 @@ class BigQuery:
         if not errors or body.get("rows"):
             return
         first = errors[0] if isinstance(errors, list) and isinstance(errors[0], dict) else {}
-        reason, message = str(first.get("reason") or ""), str(first.get("message") or "")
+        reason = str(first.get("reason") or "")
+        message = self._api.scrub(str(first.get("message") or "")[:300])
+        if reason in _RETRY_REASONS:
+            raise TransientError(f"BigQuery query failed ({reason}: {message}).")
         code = {"notFound": 404, "invalidQuery": 400, "invalid": 400, "accessDenied": 403}.get(
             reason, 500)
-        if reason in _RETRY_REASONS:
-            raise TransientError(f"BigQuery query failed ({reason}: {self._scrub(message)}).")
-        self._fail("BigQuery query", code, reason, self._scrub(message[:300]))
+        raise self._failure("BigQuery query", code, f"HTTP {code} {reason}: {message}")
 
-    def _decode(self, resp: httpx.Response, where: str) -> dict:
-        try:
-            body = decode_json(resp.content)
-        except DataError as exc:
-            raise DataError(f"{where}: {exc}") from None
-        except (ValueError, RecursionError):
-            raise DataError(f"{where}: the response (HTTP {resp.status_code}) is not JSON.") from None
-        if not isinstance(body, dict):
-            raise DataError(f"{where}: expected a JSON object, got a {type(body).__name__}.")
-        return body
+
+def _error(resp: httpx.Response) -> tuple[str, str]:
+    """BigQuery's error message (short) and first reason."""
+    try:
+        body = decode_json(resp.content)
+    except (ValueError, RecursionError, DataError):
+        return "", ""
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        return "", ""
+    errors = error.get("errors")
+    first = errors[0] if isinstance(errors, list) and errors and isinstance(
+        errors[0], dict) else {}
+    message = error.get("message") or first.get("message") or ""
+    reason = first.get("reason") or error.get("status") or ""
+    return str(message).strip()[:300], str(reason)
 
 
 def _row(names: list, row: object) -> dict[str, Any]:
