@@ -24,6 +24,7 @@ INVOICE = "invoice"
 PENDING = "pending"
 COST_EXPLORER = "cost_explorer"  # AWS Cost Explorer: daily totals per service, revised for weeks
 DATA_EXPORT = "data_export"  # AWS Data Exports (FOCUS 1.0 / CUR 2.0) in S3: line items
+BIGQUERY_EXPORT = "bigquery_export"  # GCP's Cloud Billing export: daily sums, rows arrive late
 # A month holding rows of the key source counts none of the value source's rows: both describe
 # the same spend, the key source in more detail.
 SUPERSEDES = {DATA_EXPORT: COST_EXPLORER}
@@ -112,9 +113,10 @@ class ResourceRow:
 
 @dataclass(slots=True)
 class Window:
-    """One source's whole answer for some billing periods: rows of those periods that this run
-    did not write (older than `collected_at`) leave every total. `state` is remembered for the
-    collector's next runs (CollectContext.state) once the window is stored."""
+    """One source's whole answer for some billing periods (and, with `since`, for every charge
+    from that time on): that source's rows there which this run did not write (older than
+    `collected_at`) leave every total. `state` is kept for the collector's next runs
+    (CollectContext.state) once the window is stored."""
 
     customer_id: str
     provider_name: str
@@ -122,6 +124,7 @@ class Window:
     billing_periods: tuple[date, ...]  # first days of months
     collected_at: datetime  # the version this run's rows carry
     state: dict[str, str]
+    since: datetime | None = None  # charge_period_start from which the answer is whole
 
 
 @dataclass(slots=True)

@@ -22,8 +22,9 @@ from optiinfra_tui.errors import ConfigError
 PROVIDERS: dict[str, tuple[str, ...]] = {
     "vultr": ("cost", "account", "resource"),
     "aws": ("cost", "export"),
+    "gcp": ("cost",),
 }
-DEFAULT_TYPES: dict[str, tuple[str, ...]] = {"vultr": ("cost",), "aws": ("cost",)}
+DEFAULT_TYPES: dict[str, tuple[str, ...]] = {"vultr": ("cost",), "aws": ("cost",), "gcp": ("cost",)}
 PROVIDER_KEY_VARS = {"vultr": "VULTR_API_KEY"}
 VULTR_API_URL_DEFAULT = "https://api.vultr.com/v2"
 
@@ -33,7 +34,7 @@ VULTR_API_URL_DEFAULT = "https://api.vultr.com/v2"
 # ids), a one-element list is an array of tables, and None a value checked by its own parser.
 ANY_KEY = "*"
 # Providers keyed by one API key (AWS access is more than a key: its sub-table comes with
-# the provider plug-ins).
+# the provider plug-ins; GCP's access is a key file, set up in its collector).
 _CUSTOMER_KEYS: dict = {f"{p}_api_key_env": None for p in PROVIDER_KEY_VARS}
 _SCHEDULE_KEYS: dict = dict.fromkeys(("name", "provider", "data_types", "interval", "cron"))
 CONFIG_SCHEMA: dict = {

@@ -203,3 +203,64 @@ def test_get_with_params_and_a_path_under_the_base(api):
         body = client.get_json(QUERY, {"api-version": "2023-03-01", "$skiptoken": "page2"})
     assert body["properties"]["nextLink"] is None
     assert api.seen[0].method == "GET" and api.seen[0].body is None
+
+
+def test_a_token_source_gives_a_fresh_token_once_after_a_401(api):
+    asked: list[bool] = []
+
+    def token(force: bool) -> str:
+        asked.append(force)
+        return api.token if force else "revoked-" + api.token[-4:]
+
+    with ApiClient(api.root, token, None, timeout=10, service="Azure") as client:
+        body = client.post_json(QUERY, {"type": "ActualCost"})
+        assert body["properties"]["rows"]
+        assert client.requests == 2
+    assert asked == [False, True]
+    assert [s.auth for s in api.seen] == [f"Bearer revoked-{api.token[-4:]}",
+                                          f"Bearer {api.token}"]
+
+
+def test_a_token_source_still_refused_after_one_refresh_is_an_auth_error(api):
+    from optiinfra_tui.errors import AuthError
+
+    asked: list[bool] = []
+
+    def token(force: bool) -> str:
+        asked.append(force)
+        return ""  # none to give: no Authorization header at all
+
+    with ApiClient(api.root, token, None, timeout=10, service="Azure",
+                   key_env="AZURE_KEY") as client:
+        with pytest.raises(AuthError, match="AZURE_KEY"):
+            client.get_json(QUERY)
+    assert asked == [False, True] and len(api.seen) == 2
+    assert all(s.auth == "" for s in api.seen)
+
+
+def test_the_providers_error_hook_decides_what_is_transient_and_what_to_say(api):
+    # As BigQuery does: a 403 that is throttling (by its reason) and a 403 that is a refusal.
+    from optiinfra_tui.errors import AuthError
+
+    def on_error(resp, where):
+        if resp.headers.get("x-reason") == "rateLimitExceeded":
+            return TransientError(f"HTTP {resp.status_code} rateLimitExceeded")
+        if resp.status_code == 403:
+            # A provider's text may quote the server's, token included: it never leaves.
+            return AuthError(f"{where} was refused with {api.token}: grant the reader role")
+        return None
+
+    api.faults = [(403, {"x-reason": "rateLimitExceeded", "Retry-After": "0"}),
+                  (403, {"x-reason": "rateLimitExceeded", "Retry-After": "0"})]
+    with api.client(on_error=on_error) as client:
+        assert client.post_json(QUERY, {"type": "ActualCost"})["properties"]["rows"]
+        assert len(api.seen) == 3  # two throttled, retried inside the request
+        api.faults = [(403, {})]
+        with pytest.raises(AuthError, match="grant the reader role") as info:
+            client.post_json(QUERY, {"type": "ActualCost"})
+    assert api.token not in str(info.value)
+    assert len(api.seen) == 4  # a refusal is not retried
+    api.faults = [(403, {"x-reason": "rateLimitExceeded"})] * 3
+    with api.client(on_error=on_error, max_inner_retries=2) as client:
+        with pytest.raises(TransientError, match="rateLimitExceeded"):
+            client.get_json(QUERY)

@@ -29,12 +29,14 @@ from optiinfra_tui.rows import (
     COST_LINES,
     LEDGER,
     PENDING_CHARGES,
+    REPLACE_WINDOW,
     RESOURCES,
     AccountSnapshot,
     Batch,
     CostRow,
     LedgerEntry,
     ResourceRow,
+    Window,
 )
 from optiinfra_tui.storage.metrics import open_metrics
 from optiinfra_tui.storage.queries import CostSummary, CostTotal
@@ -423,6 +425,47 @@ def test_estimates_among_invoice_lines_clear_only_the_invoiced_months(store, ids
     store.write_cost_lines([cost(ids, "inv:2:0", "3.00", date(2025, 3, 1))])
     assert store.pending_estimate(customer) == 0
     assert store.total(customer).billed_cost == Decimal("5.00")
+
+
+def test_a_window_since_a_time_replaces_every_row_charged_from_then_on(store, ids):
+    # GCP's export re-reads its last days whatever their invoice month: the window names a
+    # time, and its source's rows charged from then on that this run didn't write leave.
+    customer, provider = ids
+    jan, feb, mar = date(2025, 1, 1), date(2025, 2, 1), date(2025, 3, 1)
+    since = datetime(2025, 3, 1)
+
+    def row(line, billed, period, start, at=AT, source="bigquery_export"):
+        return cost(ids, line, billed, period, invoice="", start=start,
+                    end=start + timedelta(days=1), at=at, source=source)
+
+    store.write_cost_lines([
+        row("before", "1.00", feb, datetime(2025, 2, 27)),  # charged before `since`: kept
+        # March's invoice, charged the day before `since`: kept (March is not a named period).
+        row("late-feb-in-mar", "2.00", mar, datetime(2025, 2, 28)),
+        row("at-since", "4.00", mar, since),  # charged at `since`: gone unless rewritten
+        row("after", "8.00", mar, datetime(2025, 3, 2)),  # gone unless rewritten
+        row("rewritten", "16.00", mar, datetime(2025, 3, 3)),
+        row("named-period", "32.00", jan, datetime(2025, 1, 10)),  # a named period: gone
+        row("other-source", "64.00", mar, datetime(2025, 3, 2), source="other"),  # kept
+    ])
+    assert store.total(customer).billed_cost == Decimal("127.00")
+
+    later = AT + timedelta(days=1)
+    store.write_cost_lines([row("rewritten", "16.50", mar, datetime(2025, 3, 3), at=later)])
+    window = Window(customer_id=customer, provider_name=provider, source="bigquery_export",
+                    billing_periods=(jan,), collected_at=later, state={"seen": "1"},
+                    since=since)
+    assert store.write(Batch(REPLACE_WINDOW, [window])) == 0
+
+    live = {r.line_id: r.billed_cost for r in store.read_rows(COST_LINES, customer_id=customer)}
+    assert live == {"before": Decimal("1.00"), "late-feb-in-mar": Decimal("2.00"),
+                    "rewritten": Decimal("16.50"), "other-source": Decimal("64.00")}
+    assert store.total(customer).billed_cost == Decimal("83.50")
+    assert store.collector_state(customer, provider) == {"seen": "1"}
+
+    # The same window again (nothing older left) changes nothing.
+    store.replace_window(window)
+    assert store.total(customer).billed_cost == Decimal("83.50")
 
 
 def test_a_write_leaves_no_cycle_holding_its_rows(store, ids):

@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from optiinfra_tui.collectors.base import Collector
     from optiinfra_tui.settings import Settings
 
-SUPPORTED = ("vultr", "aws")
+SUPPORTED = ("vultr", "aws", "gcp")
 
 # Providers added at run time (benchmarks, plugins): name -> factory(settings, customer_id).
 _registered: dict[str, Callable[[Settings, str], Collector]] = {}
@@ -39,6 +39,11 @@ def get_collector(provider: str, settings: Settings, customer_id: str) -> Collec
         from optiinfra_tui.collectors.aws.collector import AwsCollector
 
         return AwsCollector(settings, customer_id)
+    if provider == "gcp":
+        # google-auth is imported only when GCP collects (ConfigError if the extra is missing).
+        from optiinfra_tui.collectors.gcp import GcpCollector
+
+        return GcpCollector(settings, customer_id)
     if provider in _registered:
         return _registered[provider](settings, customer_id)
     raise ConfigError(

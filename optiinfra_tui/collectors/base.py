@@ -20,7 +20,7 @@ class CollectContext:
     known_invoice_ids: frozenset[str] = field(default_factory=frozenset)
     latest_invoice_id: str | None = None  # re-read every run: it may have grown
     # What this collector asked to remember at its earlier runs (Window.state): closed months,
-    # manifests already read.
+    # manifests already read, export times seen.
     state: Mapping[str, str] = field(default_factory=dict)
 
 

@@ -1,5 +1,7 @@
 """A provider-neutral JSON-over-HTTPS client: paced, retrying inside one request, Decimal-exact,
-secret-free. GET and POST; each provider brings its paging as a `NextPage` callable.
+secret-free. GET and POST; each provider brings its paging as a `NextPage` callable and, where
+it needs them, a `TokenSource` (tokens that expire) and an `ErrorHook` (its own reading of a
+failed answer).
 
 Errors come out as errors.* kinds so the task layer can decide about retries.
 """
@@ -22,7 +24,7 @@ import httpx
 from optiinfra_tui import __version__
 from optiinfra_tui.collectors.fields import decode_json
 from optiinfra_tui.collectors.ratelimit import RateLimiter
-from optiinfra_tui.errors import AuthError, ConfigError, DataError, TransientError
+from optiinfra_tui.errors import AuthError, ConfigError, DataError, OptiInfraError, TransientError
 
 log = logging.getLogger("optiinfra.collectors")
 
@@ -41,6 +43,16 @@ class PageRequest:
         """What makes two requests the same page: a server that asks for it again loops."""
         return (self.url, repr(sorted(self.params.items())), repr(self.body))
 
+
+# A bearer token that expires: the current one, or a fresh one when asked (force=True, after a
+# 401). It raises AuthError for a refused credential, TransientError for an unreachable issuer.
+TokenSource = Callable[[bool], str]
+
+# The provider's reading of a failed answer (HTTP 400 and up), before the generic one: an error
+# to raise at once, a TransientError to retry within the request (BigQuery throttles with 403
+# `rateLimitExceeded`), or None for the generic handling. Gets the response and the request's
+# name for messages.
+ErrorHook = Callable[[httpx.Response, str], "OptiInfraError | None"]
 
 # The provider's paging: the request for the page after `body` (the answer to `request`), or
 # None when `body` was the last page. Raises DataError for a next-page field it can't use.
@@ -127,8 +139,8 @@ class ApiClient:
     def __init__(
         self,
         base_url: str,
-        token: str,
-        rate_limiter: RateLimiter,
+        token: str | TokenSource,
+        rate_limiter: RateLimiter | None,
         timeout: float = 30,
         max_inner_retries: int = 4,
         *,
@@ -140,9 +152,12 @@ class ApiClient:
         retry_after_headers: Sequence[str] = ("Retry-After",),
         max_wait: float = 60.0,
         backoff_base: float = 0.5,
+        on_error: ErrorHook | None = None,
+        verify: Any = True,
     ) -> None:
-        """`rate_limiter` is shared by every client of one key (the provider picks the key);
-        `retry_after_headers` are header names, `*` allowed, read on 429/5xx (largest wins)."""
+        """`rate_limiter` is shared by every client of one key (the provider picks the key; None:
+        no pacing); `retry_after_headers` are header names, `*` allowed, read on 429/5xx and
+        on what `on_error` calls transient (largest wins). An empty token sends none."""
         self._limiter = rate_limiter
         self._max_retries = max(0, max_inner_retries)
         self._max_wait = max_wait
@@ -157,17 +172,16 @@ class ApiClient:
         self._host = _host_port(base_url)
         self._default_url = default_url.rstrip("/") if default_url else None
         self._url_is_default = self._default_url == base_url.rstrip("/")
-        self._secret = token  # kept only to scrub it from text we did not write
+        self._token = token if callable(token) else None
+        self._secret = "" if callable(token) else token  # only to scrub it from others' text
+        self._on_error = on_error
         self._seen_success = False
-        self._client = httpx.Client(
-            base_url=base_url.rstrip("/") + "/",
-            headers={
-                "Authorization": f"Bearer {token}",
-                "Accept": "application/json",
-                "User-Agent": f"optiinfra-tui/{__version__}",
-            },
-            timeout=timeout,
-        )
+        self.requests = 0  # sent, retries included
+        headers = {"Accept": "application/json", "User-Agent": f"optiinfra-tui/{__version__}"}
+        if token and not callable(token):
+            headers["Authorization"] = f"Bearer {token}"
+        self._client = httpx.Client(base_url=base_url.rstrip("/") + "/", headers=headers,
+                                    timeout=timeout, verify=verify)
 
     def __repr__(self) -> str:
         return f"ApiClient({self._base!r})"
@@ -204,27 +218,42 @@ class ApiClient:
         where = f"{self._service} {method} {_shown(url)}"
         # httpx replaces a URL's own query (a next link's) with `params`: merge them here.
         query = httpx.URL(target).copy_merge_params(params) if params else target
-        attempt = 0
+        attempt, refreshed, fresh = 0, False, False
         while True:
-            self._limiter.acquire()
+            if self._limiter is not None:
+                self._limiter.acquire()
             retry_after: float | None = None
             status: int | None = None
             unreachable: httpx.TransportError | None = None
+            headers, fresh = self._auth(force=fresh), False
+            self.requests += 1
             try:
-                resp = self._client.request(method, query, json=body)
+                resp = self._client.request(method, query, json=body, headers=headers)
             except httpx.TransportError as exc:
-                problem = f"{type(exc).__name__}: {self._scrub(str(exc)) or 'no detail'}"
+                problem = f"{type(exc).__name__}: {self.scrub(str(exc)) or 'no detail'}"
                 unreachable = exc
             except httpx.RequestError as exc:  # e.g. a body that won't decompress
                 raise DataError(f"{where}: {type(exc).__name__}: "
-                                f"{self._scrub(str(exc))}") from None
+                                f"{self.scrub(str(exc))}") from None
             else:
                 status = resp.status_code
                 try:
-                    if status < 500 and status not in _RETRY_STATUSES:
+                    if status == 401 and self._token is not None and not refreshed:
+                        # A token revoked before its time: one fresh one, then it's the key.
+                        refreshed = fresh = True
+                        continue
+                    verdict = self._on_error(resp, where) if (
+                        self._on_error is not None and status >= 400) else None
+                    if verdict is not None:
+                        # The provider's text may quote the server's: never with the token.
+                        verdict.args = (self.scrub(str(verdict.args[0])), *verdict.args[1:])
+                        if not isinstance(verdict, TransientError):
+                            raise verdict
+                    if verdict is None and status < 500 and status not in _RETRY_STATUSES:
                         return self._decode(resp, where)
                     retry_after = self._retry_after(resp.headers)
-                    problem = f"HTTP {status}{self._error_text(resp)}"
+                    problem = (verdict.args[0] if verdict is not None
+                               else f"HTTP {status}{self._error_text(resp)}")
                 finally:
                     _release(resp)
             if retry_after is not None and retry_after > self._max_wait:
@@ -243,7 +272,7 @@ class ApiClient:
             wait = retry_after if retry_after is not None else self._backoff(attempt)
             log.warning("%s: %s; retrying in %.2f s (request %d of %d)",
                         where, problem, wait, attempt + 2, self._max_retries + 1)
-            if status == 429:
+            if status == 429 and self._limiter is not None:
                 self._limiter.defer(wait)  # the limit is per key: every thread waits
             else:
                 time.sleep(wait)
@@ -280,6 +309,14 @@ class ApiClient:
 
     # --- helpers ---------------------------------------------------------------------------
 
+    def _auth(self, force: bool) -> dict[str, str]:
+        """The Authorization header of a token source's current (or fresh) token."""
+        if self._token is None:
+            return {}
+        token = self._token(force)
+        self._secret = token
+        return {"Authorization": f"Bearer {token}"} if token else {}
+
     def _retry_after(self, headers: httpx.Headers) -> float | None:
         """The longest wait any of the provider's retry-after headers asks for."""
         waits = []
@@ -315,7 +352,8 @@ class ApiClient:
         delay = min(self._max_wait, self._backoff_base * 2**attempt)
         return delay / 2 + random.uniform(0, delay / 2)
 
-    def _scrub(self, text: str) -> str:
+    def scrub(self, text: str) -> str:
+        """`text` without the token (the current one, for a token source)."""
         return text.replace(self._secret, "***") if self._secret else text
 
     def _error_text(self, resp: httpx.Response) -> str:
@@ -329,7 +367,7 @@ class ApiClient:
             message = message.get("message")
         if not isinstance(message, str) or not message.strip():
             return ""
-        return f" ({self._scrub(message.strip()[:200])})"
+        return f" ({self.scrub(message.strip()[:200])})"
 
     def _decode(self, resp: httpx.Response, where: str) -> dict:
         status = resp.status_code

@@ -75,15 +75,13 @@ class Writes(ClickHouse):
             f"true, greatest(collected_at + toIntervalMicrosecond(1), "
             f"fromUnixTimestamp64Micro({{v:Int64}}, 'UTC')), 1 "
             f"FROM {db}.{COST_LINES} FINAL WHERE {_CP} AND is_estimate AND {_PENDING}")
-        # Rows of a window that its newest answer didn't write (older than it) leave totals.
+        # Rows of a window that its newest answer didn't write (older than it) leave totals;
+        # replace_window names them (FROM ... WHERE).
         self._window_tombstone = (
             f"INSERT INTO {db}.{COST_LINES} (customer_id, provider_name, line_id, invoice_id, "
             f"billing_period, source, is_estimate, collected_at, is_deleted) "
             f"SELECT customer_id, provider_name, line_id, invoice_id, billing_period, source, "
-            f"is_estimate, fromUnixTimestamp64Micro({{v:Int64}}, 'UTC'), 1 "
-            f"FROM {db}.{COST_LINES} FINAL WHERE {_CP} AND source = {{s:String}} "
-            f"AND billing_period IN {{m:Array(Date)}} "
-            f"AND collected_at < fromUnixTimestamp64Micro({{v:Int64}}, 'UTC')")
+            f"is_estimate, fromUnixTimestamp64Micro({{v:Int64}}, 'UTC'), 1 ")
 
     # --- writes -------------------------------------------------------------------------------
 
@@ -201,19 +199,26 @@ class Writes(ClickHouse):
 
     def replace_window(self, window: Window) -> None:
         """Make the rows written at `window.collected_at` the whole of its source's answer for
-        its billing periods; then remember its state for the collector's next runs."""
+        its billing periods and, with a `since`, for every charge from then on; then remember its
+        state for the collector's next runs."""
         params = {"c": window.customer_id, "p": window.provider_name, "s": window.source,
                   "m": [p.isoformat() for p in window.billing_periods],
                   "v": ticks(window.collected_at)}
+        span = "billing_period IN {m:Array(Date)}"
+        if window.since is not None:
+            span = (f"({span} OR charge_period_start >= "
+                    f"fromUnixTimestamp64Micro({{since:Int64}}, 'UTC'))")
+            params["since"] = ticks(window.since)
+        rows = (f"WHERE {_CP} AND source = {{s:String}} AND {span} "
+                f"AND collected_at < fromUnixTimestamp64Micro({{v:Int64}}, 'UTC')")
         with self._write_lock:
             # Most windows have nothing older (a first import): a look without FINAL costs
             # far less than the FINAL read the tombstones need.
-            if window.billing_periods and self._rows(
-                    f"SELECT count() FROM (SELECT 1 FROM {self._t(COST_LINES)} WHERE {_CP} AND "
-                    f"source = {{s:String}} AND billing_period IN {{m:Array(Date)}} AND "
-                    f"collected_at < fromUnixTimestamp64Micro({{v:Int64}}, 'UTC') LIMIT 1)",
+            if (window.billing_periods or window.since is not None) and self._rows(
+                    f"SELECT count() FROM (SELECT 1 FROM {self._t(COST_LINES)} {rows} LIMIT 1)",
                     params)[0][0]:
-                self._command(self._window_tombstone, params)
+                self._command(f"{self._window_tombstone}FROM {self._t(COST_LINES)} FINAL {rows}",
+                              params)
             if window.state:
                 now = datetime.now(UTC)
                 self._insert(COLLECTOR_STATE, [
