@@ -25,6 +25,7 @@ PENDING = "pending"
 COST_EXPLORER = "cost_explorer"  # AWS Cost Explorer: daily totals per service, revised for weeks
 DATA_EXPORT = "data_export"  # AWS Data Exports (FOCUS 1.0 / CUR 2.0) in S3: line items
 BIGQUERY_EXPORT = "bigquery_export"  # GCP's Cloud Billing export: daily sums, rows arrive late
+COST_MANAGEMENT = "cost_management"  # Azure Cost Management Query: daily totals, revised for days
 # A month holding rows of the key source counts none of the value source's rows: both describe
 # the same spend, the key source in more detail.
 SUPERSEDES = {DATA_EXPORT: COST_EXPLORER}
