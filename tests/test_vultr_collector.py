@@ -269,8 +269,8 @@ def test_missing_key_is_a_config_error_before_any_request(fake_vultr, tmp_path):
 
 def test_unknown_provider_and_data_type(fake_vultr, tmp_path):
     settings = settings_for(tmp_path, fake_vultr.url, fake_vultr.token)
-    with pytest.raises(ConfigError, match="azure"):
-        get_collector("azure", settings, CUSTOMER)
+    with pytest.raises(ConfigError, match="oracle"):
+        get_collector("oracle", settings, CUSTOMER)
     collector = get_collector("vultr", settings, CUSTOMER)
     with pytest.raises(ConfigError, match="billing"):
         collector.collect("billing", context())

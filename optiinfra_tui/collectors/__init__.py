@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from optiinfra_tui.collectors.base import Collector
     from optiinfra_tui.settings import Settings
 
-SUPPORTED = ("vultr", "aws", "gcp")
+SUPPORTED = ("vultr", "aws", "gcp", "azure")
 
 # Providers added at run time (benchmarks, plugins): name -> factory(settings, customer_id).
 _registered: dict[str, Callable[[Settings, str], Collector]] = {}
@@ -44,6 +44,10 @@ def get_collector(provider: str, settings: Settings, customer_id: str) -> Collec
         from optiinfra_tui.collectors.gcp import GcpCollector
 
         return GcpCollector(settings, customer_id)
+    if provider == "azure":
+        from optiinfra_tui.collectors.azure import AzureCollector
+
+        return AzureCollector(settings, customer_id)
     if provider in _registered:
         return _registered[provider](settings, customer_id)
     raise ConfigError(

@@ -154,10 +154,12 @@ class ApiClient:
         backoff_base: float = 0.5,
         on_error: ErrorHook | None = None,
         verify: Any = True,
+        auth_fix: Mapping[int, str] | None = None,
     ) -> None:
         """`rate_limiter` is shared by every client of one key (the provider picks the key; None:
         no pacing); `retry_after_headers` are header names, `*` allowed, read on 429/5xx and
-        on what `on_error` calls transient (largest wins). An empty token sends none."""
+        on what `on_error` calls transient (largest wins). An empty token sends none. `auth_fix`
+        says, per refusal status (401, 403), what to check instead of the key."""
         self._limiter = rate_limiter
         self._max_retries = max(0, max_inner_retries)
         self._max_wait = max_wait
@@ -167,6 +169,7 @@ class ApiClient:
         self._url_env = url_env
         self._url_hint = url_hint
         self._retry_headers = tuple(h.lower() for h in retry_after_headers)
+        self._auth_fix = dict(auth_fix or {})
         self._base = _safe_url(base_url.rstrip("/"))
         self._origin = _origin(base_url)
         self._host = _host_port(base_url)
@@ -372,11 +375,11 @@ class ApiClient:
     def _decode(self, resp: httpx.Response, where: str) -> dict:
         status = resp.status_code
         if status in (401, 403):
-            fix = f"check {self._key_env}" if self._key_env else "check the API key"
-            raise AuthError(
-                f"{where} was refused (HTTP {status}{self._error_text(resp)}): {fix} "
-                f"(is it current, and allowed to read billing from this host?)"
-            )
+            fix = self._auth_fix.get(status)
+            if fix is None:
+                fix = f"check {self._key_env}" if self._key_env else "check the API key"
+                fix += " (is it current, and allowed to read billing from this host?)"
+            raise AuthError(f"{where} was refused (HTTP {status}{self._error_text(resp)}): {fix}")
         if status == 404 and not self._seen_success:
             # Nothing has worked yet with this base URL: the URL is the likelier culprit.
             setting = self._url_env or "the base URL"
