@@ -23,7 +23,7 @@ from optiinfra_tui.collectors.azure import (
     check_account,
     parse_page,
 )
-from optiinfra_tui.errors import ConfigError, DataError
+from optiinfra_tui.errors import AuthError, ConfigError, DataError
 from optiinfra_tui.pool import WorkerPool
 from optiinfra_tui.rows import COST_LINES, PENDING_CHARGES
 from optiinfra_tui.runtime import Runtime
@@ -254,6 +254,27 @@ def test_missing_settings_are_config_errors_before_any_request(make_env, fake_az
     with pytest.raises(ConfigError, match="AZURE_AUTHORITY_HOST must be an https:// URL"):
         get_collector("azure", settings, settings.default_customer_id)
     assert fake_azure.requests == []
+
+
+def test_an_unreachable_authority_is_transient_and_retried(azure_rt, fake_azure):
+    rt = azure_rt(AZURE_AUTHORITY_HOST="https://127.0.0.1:1", MAX_RETRIES="1")
+    run = run_once(rt)
+    assert run.status == "failed" and run.error_kind == "transient"
+    assert run.attempt == 2  # retried once, then given up
+    assert "AZURE_AUTHORITY_HOST" in run.error_message and "127.0.0.1:1" in run.error_message
+
+
+def test_ping_reads_the_scope_without_a_query(azure_rt, fake_azure):
+    rt = azure_rt()
+    collector = get_collector("azure", rt.settings, rt.settings.default_customer_id)
+    try:
+        assert collector.ping() >= 0
+        assert fake_azure.queries() == [] and collector.requests == 2  # token + one GET
+        fake_azure.denied = True
+        with pytest.raises(AuthError, match="Cost Management Reader"):
+            collector.ping()
+    finally:
+        collector.close()
 
 
 def test_an_untrusted_certificate_is_a_config_error_naming_ssl_cert_file(azure_rt, fake_azure,
