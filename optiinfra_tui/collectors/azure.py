@@ -15,14 +15,14 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from urllib.parse import quote, urlsplit
 
 import httpx
 
 from optiinfra_tui import __version__
-from optiinfra_tui.collectors.base import CollectContext
+from optiinfra_tui.collectors.base import CollectContext, default_customer_only, utc_today
 from optiinfra_tui.collectors.fields import (
     decode_json,
     parse_decimal,
@@ -392,10 +392,6 @@ class _Counted:
         self._limiter.defer(seconds)
 
 
-def utc_today() -> date:
-    return datetime.now(UTC).date()
-
-
 class AzureCollector:
     """Collects one customer's Azure costs. `requests` counts the HTTP requests sent."""
 
@@ -408,12 +404,8 @@ class AzureCollector:
                  account: AzureAccount | None = None) -> None:
         """ConfigError here, before any request, for anything missing or malformed."""
         if account is None:
-            if customer_id != settings.default_customer_id:
-                settings.customer(customer_id)  # ConfigError for an unknown customer
-                raise ConfigError(
-                    f"Customer {customer_id!r} has no Azure access configured: add "
-                    f"[customers.{customer_id}.azure] with tenant_id, client_id, "
-                    "client_secret_env and scope to the OPTIINFRA_CONFIG file.")
+            default_customer_only(settings, customer_id, PROVIDER, "Azure",
+                                  "tenant_id, client_id, client_secret_env and scope")
             account = default_account(settings.env)
         self.account = check_account(account)
         self.customer_id = customer_id

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Protocol
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING, Protocol
 
+from optiinfra_tui.errors import ConfigError
 from optiinfra_tui.rows import Batch
+
+if TYPE_CHECKING:
+    from optiinfra_tui.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -37,3 +41,19 @@ class Collector(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+def utc_today() -> date:
+    """Today in UTC: the day a collector's window ends (collectors' `clock`; tests bring theirs)."""
+    return datetime.now(UTC).date()
+
+
+def default_customer_only(settings: Settings, customer_id: str, provider: str, label: str,
+                          keys: str) -> None:
+    """ConfigError unless `customer_id` is the default customer, the one whose access comes
+    from the provider's standard environment; `keys` are those its TOML table would need."""
+    if customer_id != settings.default_customer_id:
+        settings.customer(customer_id)  # ConfigError for an unknown customer
+        raise ConfigError(
+            f"Customer {customer_id!r} has no {label} access configured: add "
+            f"[customers.{customer_id}.{provider}] with {keys} to the OPTIINFRA_CONFIG file.")

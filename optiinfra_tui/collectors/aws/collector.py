@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, date, datetime
+from datetime import date
 
 from optiinfra_tui.collectors.aws import (
     DATA_TYPES,
@@ -18,14 +18,10 @@ from optiinfra_tui.collectors.aws import (
     max_requests,
 )
 from optiinfra_tui.collectors.aws.session import AwsSession, RequestMeter, require_botocore
-from optiinfra_tui.collectors.base import CollectContext
+from optiinfra_tui.collectors.base import CollectContext, default_customer_only, utc_today
 from optiinfra_tui.errors import ConfigError
 from optiinfra_tui.rows import Batch
 from optiinfra_tui.settings import Settings
-
-
-def utc_today() -> date:
-    return datetime.now(UTC).date()
 
 
 class AwsCollector:
@@ -40,12 +36,8 @@ class AwsCollector:
                  account: AwsAccount | None = None) -> None:
         require_botocore()
         if account is None:
-            if customer_id != settings.default_customer_id:
-                settings.customer(customer_id)  # ConfigError for an unknown customer
-                raise ConfigError(
-                    f"Customer {customer_id!r} has no AWS access configured: add "
-                    f"[customers.{customer_id}.aws] with access_key_id_env and "
-                    "secret_access_key_env to the OPTIINFRA_CONFIG file.")
+            default_customer_only(settings, customer_id, PROVIDER, "AWS",
+                                  "access_key_id_env and secret_access_key_env")
             account = default_account(settings.env)
         self.customer_id = customer_id
         self.account = account
