@@ -28,6 +28,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from fake_vultr import to_json
+from local_server import LocalServer
 
 API_VERSION = "2023-11-01"
 KINDS = ("ActualCost", "AmortizedCost")
@@ -71,7 +72,7 @@ class Request:
 Key = tuple[date, str, str, str]  # day, service, charge type, currency
 
 
-class FakeAzure:
+class FakeAzure(LocalServer):
     """A seeded subscription whose costs run from the first day of `today`'s previous month
     to `today`."""
 
@@ -93,8 +94,6 @@ class FakeAzure:
         self._throttle: list[tuple[int, int, dict[str, str]]] = []  # (from query n, times, hdrs)
         self._queries = 0
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
         self._seed(random.Random(seed))
 
     # --- the truth ------------------------------------------------------------------------------
@@ -174,37 +173,18 @@ class FakeAzure:
 
     def start_server(self) -> FakeAzure:
         server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        server.daemon_threads = True
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(str(self._cert[0]), str(self._cert[1]))
         server.socket = context.wrap_socket(server.socket, server_side=True)
-        server.fake = self  # type: ignore[attr-defined]
-        self._server = server
-        self._thread = threading.Thread(target=server.serve_forever,
-                                        kwargs={"poll_interval": 0.05}, daemon=True,
-                                        name="fake-azure")
-        self._thread.start()
+        self._serve(server, "fake-azure")
         return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(5)
-            self._thread = None
 
     def __enter__(self) -> FakeAzure:
         return self.start_server()
 
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
     @property
     def url(self) -> str:
-        assert self._server is not None, "start the server first"
-        return f"https://127.0.0.1:{self._server.server_address[1]}"
+        return f"https://127.0.0.1:{self.port}"
 
     def env(self) -> dict[str, str]:
         """The default customer's Azure variables for this double."""

@@ -21,6 +21,8 @@ from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
+from local_server import LocalServer
+
 MAX_PER_PAGE = 500
 DEFAULT_PER_PAGE = 100
 
@@ -63,7 +65,7 @@ def _month_start(d: datetime, months_back: int = 0) -> datetime:
     return datetime(index // 12, index % 12 + 1, 1)
 
 
-class FakeVultr:
+class FakeVultr(LocalServer):
     """Seeded Vultr account behind a ThreadingHTTPServer on 127.0.0.1."""
 
     def __init__(
@@ -105,41 +107,20 @@ class FakeVultr:
         month = _month_start(self._now)
         self._pending = [self._item(i, month, _month_start(self._now, -1)) for i in range(pending)]
         self._instances = [self._instance() for _ in range(instances)]
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     # --- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> FakeVultr:
-        self._server = ThreadingHTTPServer(("127.0.0.1", self._port), _Handler)
-        self._server.daemon_threads = True
-        self._server.fake = self  # type: ignore[attr-defined]
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        kwargs={"poll_interval": 0.05}, daemon=True,
-                                        name="fake-vultr")
-        self._thread.start()
+        self._serve(ThreadingHTTPServer(("127.0.0.1", self._port), _Handler), "fake-vultr")
         return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(5)
-            self._thread = None
 
     def __enter__(self) -> FakeVultr:
         return self.start()
 
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
     @property
     def root(self) -> str:
         """http://127.0.0.1:PORT (no API prefix)."""
-        assert self._server is not None, "start the server first"
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return f"http://127.0.0.1:{self.port}"
 
     @property
     def url(self) -> str:
