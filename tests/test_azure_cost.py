@@ -113,6 +113,8 @@ def test_totals_per_day_service_and_currency_equal_the_truth_across_pages(azure_
     assert run.status == "success", run.error_message
     assert run.attempt == 1
     assert run.metrics_collected == len(fake_azure.groups())
+    # The run records its requests as every provider's do: the token and each query page.
+    assert run.requests == len(fake_azure.requests) == 1 + len(fake_azure.queries())
     assert_matches_truth(rt, fake_azure)
     queries = fake_azure.queries()
     assert {q.body["type"] for q in queries} == {"ActualCost", "AmortizedCost"}
@@ -158,8 +160,11 @@ def test_collecting_twice_changes_nothing(azure_rt, fake_azure):
     rt = azure_rt()
     assert run_once(rt).status == "success"
     first = (stored_groups(rt), totals(rt, "day"), totals(rt, "service"))
+    sent = len(fake_azure.requests)
     second = run_once(rt)
     assert second.status == "success"
+    assert second.requests == len(fake_azure.requests) - sent  # the cached token: queries only
+    assert not fake_azure.token_requests()[1:]
     assert (stored_groups(rt), totals(rt, "day"), totals(rt, "service")) == first
     assert rt.metrics().count_rows(COST_LINES, rt.settings.default_customer_id) + \
         rt.metrics().count_rows(PENDING_CHARGES, rt.settings.default_customer_id) == len(
@@ -201,6 +206,7 @@ def test_throttling_waits_what_the_headers_say_and_succeeds(azure_rt, fake_azure
     run = run_once(rt)
     assert run.status == "success", run.error_message
     assert run.attempt == 1  # waited inside the attempt, not a failed attempt
+    assert run.requests == len(fake_azure.requests)  # the throttled one counts
     queries = fake_azure.queries()
     throttled = next(i for i, q in enumerate(queries) if q.status == 429)
     retried = queries[throttled + 1]
@@ -237,6 +243,7 @@ def test_a_missing_role_on_the_scope_names_cost_management_reader(azure_rt, fake
     assert "Cost Management Reader" in run.error_message
     assert fake_azure.scope in run.error_message and fake_azure.client_id in run.error_message
     assert len(fake_azure.queries()) == 1
+    assert run.requests == 2  # a failed run's requests count too: the token, the refused query
 
 
 def test_missing_settings_are_config_errors_before_any_request(make_env, fake_azure):
