@@ -87,6 +87,7 @@ class FakeAzure(LocalServer):
         self.scope = f"/subscriptions/{uuid.uuid4()}"
         self.token_lifetime = 3599
         self.denied = False  # 403 on the scope: the app lacks the role
+        self.resource: str | None = None  # the ARM its tokens are for; None: this double
         self.requests: list[Request] = []
         self.issued: dict[str, float] = {}  # access token -> monotonic expiry
         # Per query type, per group: the amount the server holds.
@@ -274,7 +275,7 @@ class FakeAzure(LocalServer):
                 "Invalid client secret provided. Ensure the secret being sent in the request is "
                 "the client secret value, not the client secret ID, for a secret added to app "
                 f"'{self.client_id}'."), {}, shown
-        if form.get("scope") != f"{self.url}/.default":
+        if form.get("scope") != f"{self.resource or self.url}/.default":
             return 400, _aad_error("invalid_scope", 70011, "The provided value for the input "
                                    "parameter 'scope' is not valid."), {}, shown
         token = "eyJ0" + secrets.token_urlsafe(32)

@@ -41,6 +41,15 @@ def azure_cert(tmp_path_factory):
         missing("openssl (to make the Azure double's certificate)")
 
 
+@pytest.fixture(scope="session")
+def untrusted_cert(tmp_path_factory):
+    """A second certificate, never in SSL_CERT_FILE."""
+    try:
+        return make_certificate(tmp_path_factory.mktemp("azure-untrusted-tls"))
+    except FileNotFoundError:
+        missing("openssl (to make the Azure double's certificate)")
+
+
 @pytest.fixture
 def fake_azure(azure_cert, monkeypatch, request):
     # TLS trust as httpx reads it; the window's "today" is the test's, not the wall clock's.
@@ -289,7 +298,25 @@ def test_an_untrusted_certificate_is_a_config_error_naming_ssl_cert_file(azure_r
     monkeypatch.delenv("SSL_CERT_FILE")
     run = run_once(azure_rt())
     assert run.status == "failed" and run.error_kind == "config" and run.attempt == 1
-    assert "SSL_CERT_FILE" in run.error_message
+    assert "SSL_CERT_FILE" in run.error_message and "AZURE_AUTHORITY_HOST" in run.error_message
+
+
+def test_an_untrusted_resource_manager_is_a_config_error_naming_ssl_cert_file(
+        azure_rt, fake_azure, untrusted_cert):
+    # The token comes from the trusted authority; Resource Manager's certificate is not trusted.
+    with FakeAzure(untrusted_cert, TODAY) as arm:
+        fake_azure.resource = arm.url
+        run = run_once(azure_rt(AZURE_RESOURCE_MANAGER_URL=arm.url, MAX_RETRIES="1"))
+        assert arm.requests == []  # no request got through the handshake
+        host = f"127.0.0.1:{arm.port}"
+    assert run.status == "failed" and run.error_kind == "config", run.error_message
+    assert run.attempt == 1  # not retried: no retry makes a certificate trusted
+    assert run.requests == 2  # the token, then one try: none inside the request either
+    assert len(fake_azure.token_requests()) == 1
+    for name in ("SSL_CERT_FILE", "AZURE_RESOURCE_MANAGER_URL", host,
+                 "self-signed certificate"):
+        assert name in run.error_message
+    assert "connect" not in run.error_message.lower()
 
 
 def test_the_token_is_cached_across_threads_and_runs(azure_rt, fake_azure):

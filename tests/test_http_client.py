@@ -6,19 +6,23 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from fake_azure import make_certificate
 from fake_vultr import to_json
+from services import missing
 
 from optiinfra_tui.collectors.http import ApiClient, PageRequest, next_link
 from optiinfra_tui.collectors.ratelimit import RateLimiter
-from optiinfra_tui.errors import DataError, TransientError
+from optiinfra_tui.errors import ConfigError, DataError, TransientError
 
 QUERY = "/subscriptions/sub-1/providers/Microsoft.CostManagement/query"
 AZURE_RETRY = "x-ms-ratelimit-microsoft.costmanagement-*-retry-after"
@@ -44,10 +48,15 @@ class QueryServer:
     faults: list[tuple[int, dict[str, str]]] = field(default_factory=list)
     storm: tuple[int, dict[str, str]] | None = None  # answered to every request when set
     next_host: str | None = None  # a foreign host to put in the next link
+    cert: tuple[Path, Path] | None = None  # certificate and key: served over TLS
     seen: list[Seen] = field(default_factory=list)
 
     def __enter__(self) -> QueryServer:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        if self.cert:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*map(str, self.cert))
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
         self._server.daemon_threads = True
         self._server.api = self  # type: ignore[attr-defined]
         self._thread = threading.Thread(target=self._server.serve_forever,
@@ -62,7 +71,8 @@ class QueryServer:
 
     @property
     def root(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        scheme = "https" if self.cert else "http"
+        return f"{scheme}://127.0.0.1:{self._server.server_address[1]}"
 
     def client(self, **kwargs) -> ApiClient:
         kwargs.setdefault("backoff_base", 0.01)
@@ -264,3 +274,29 @@ def test_the_providers_error_hook_decides_what_is_transient_and_what_to_say(api)
     with api.client(on_error=on_error, max_inner_retries=2) as client:
         with pytest.raises(TransientError, match="rateLimitExceeded"):
             client.get_json(QUERY)
+
+
+def test_an_untrusted_certificate_is_a_config_error_at_once_naming_ssl_cert_file(tmp_path,
+                                                                                monkeypatch):
+    try:
+        cert = make_certificate(tmp_path)
+    except FileNotFoundError:
+        missing("openssl (to make a certificate)")
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    with QueryServer(cert=cert) as api:
+        with api.client(url_env="AZURE_RESOURCE_MANAGER_URL") as client, \
+                pytest.raises(ConfigError) as refused:
+            client.get_json(QUERY)
+        assert client.requests == 1  # no retry inside the request: none makes it trusted
+        message = str(refused.value)
+        host = f"127.0.0.1:{api.root.rsplit(':', 1)[1]}"
+        for part in (host, "not trusted", "self-signed certificate", "SSL_CERT_FILE",
+                     "AZURE_RESOURCE_MANAGER_URL"):
+            assert part in message
+        assert api.token not in message
+        assert api.seen == []
+        # The fix the message gives works.
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert[0]))
+        with api.client() as client:
+            assert client.get_json(QUERY)["properties"]["rows"]

@@ -10,7 +10,6 @@ client-credentials POST (no azure-identity: its SDKs read one page and decode mo
 from __future__ import annotations
 
 import re
-import ssl
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -30,7 +29,14 @@ from optiinfra_tui.collectors.fields import (
     parse_object,
     parse_text,
 )
-from optiinfra_tui.collectors.http import ApiClient, PageRequest, next_link, parse_retry_after
+from optiinfra_tui.collectors.http import (
+    ApiClient,
+    PageRequest,
+    certificate_refused,
+    next_link,
+    parse_retry_after,
+    untrusted_certificate,
+)
 from optiinfra_tui.collectors.ratelimit import key_id, limiter_for
 from optiinfra_tui.errors import AuthError, ConfigError, DataError, TransientError
 from optiinfra_tui.rows import COST_LINES, COST_MANAGEMENT, REPLACE_WINDOW, Batch, CostRow, Window
@@ -208,12 +214,12 @@ def _request_token(authority: str, resource: str, account: AzureAccount,
                           ) as client:
             resp = client.post(url, data=form)
     except httpx.TransportError as exc:
-        if isinstance(exc.__context__ or exc.__cause__, ssl.SSLCertVerificationError) or (
-                "CERTIFICATE_VERIFY_FAILED" in str(exc)):
-            raise ConfigError(f"{where}: the server's TLS certificate is not trusted. If "
-                              "AZURE_AUTHORITY_HOST points at a proxy or a test double, set "
-                              "SSL_CERT_FILE to the CA bundle that signs it.") from None
-        source = ("AZURE_AUTHORITY_HOST" if authority != AUTHORITY_DEFAULT
+        named = authority != AUTHORITY_DEFAULT
+        refused = certificate_refused(exc)
+        if refused is not None:
+            raise untrusted_certificate(where, host, refused,
+                                        "AZURE_AUTHORITY_HOST" if named else None) from None
+        source = ("AZURE_AUTHORITY_HOST" if named
                   else "the default authority (AZURE_AUTHORITY_HOST is not set)")
         raise TransientError(f"{where}: can't reach {host}, from {source} "
                              f"({type(exc).__name__}). Check the network, or "

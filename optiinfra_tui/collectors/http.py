@@ -11,6 +11,7 @@ from __future__ import annotations
 import fnmatch
 import logging
 import random
+import ssl
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -103,6 +104,28 @@ def parse_retry_after(value: str | None) -> float | None:
     if seconds != seconds or seconds in (float("inf"), float("-inf")):
         return None
     return max(seconds, 0.0)
+
+
+def certificate_refused(exc: BaseException) -> str | None:
+    """Why the server's TLS certificate was not trusted, when that is what made `exc` (httpx
+    wraps ssl.SSLCertVerificationError in its ConnectError); None for any other failure."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return cause.verify_message or "certificate verify failed"
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return None
+
+
+def untrusted_certificate(where: str, host: str, reason: str, url_env: str | None) -> ConfigError:
+    """The error for a certificate this process doesn't trust: no retry changes that; the CA
+    bundle does (httpx reads SSL_CERT_FILE), or the URL in `url_env` when it is set."""
+    via = (f"If {url_env} points at a proxy or a test double" if url_env
+           else "If a TLS-inspecting proxy stands in between")
+    return ConfigError(f"{where}: the TLS certificate of {host} is not trusted ({reason}). {via}, "
+                       "set SSL_CERT_FILE to the CA bundle that signs its certificate.")
 
 
 def _safe_url(url: str) -> str:
@@ -233,6 +256,10 @@ class ApiClient:
             try:
                 resp = self._client.request(method, query, json=body, headers=headers)
             except httpx.TransportError as exc:
+                refused = certificate_refused(exc)
+                if refused is not None:
+                    raise untrusted_certificate(where, self._host, refused, None if (
+                        self._url_is_default) else self._url_env) from None
                 problem = f"{type(exc).__name__}: {self.scrub(str(exc)) or 'no detail'}"
                 unreachable = exc
             except httpx.RequestError as exc:  # e.g. a body that won't decompress
