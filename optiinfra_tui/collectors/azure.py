@@ -21,7 +21,12 @@ from urllib.parse import quote, urlsplit
 import httpx
 
 from optiinfra_tui import __version__
-from optiinfra_tui.collectors.base import CollectContext, default_customer_only, utc_today
+from optiinfra_tui.collectors.base import (
+    CollectContext,
+    check_collect,
+    default_customer_only,
+    utc_today,
+)
 from optiinfra_tui.collectors.fields import (
     decode_json,
     parse_decimal,
@@ -444,12 +449,7 @@ class AzureCollector:
 
     def collect(self, data_type: str, ctx: CollectContext) -> Iterator[Batch]:
         """Yield batches of one data type; bad arguments fail here, before any request."""
-        if ctx.customer_id != self.customer_id:
-            raise ConfigError(f"This collector holds customer {self.customer_id!r}'s access, "
-                              f"not {ctx.customer_id!r}'s.")
-        if data_type not in self.data_types:
-            raise ConfigError(f"Unknown data type {data_type!r} for azure. "
-                              f"Choose from: {', '.join(self.data_types)}.")
+        check_collect(self.customer_id, self.provider, self.data_types, data_type, ctx)
         return self._costs(ctx, self.clock())
 
     def ping(self) -> float:

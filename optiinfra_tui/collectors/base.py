@@ -57,3 +57,15 @@ def default_customer_only(settings: Settings, customer_id: str, provider: str, l
         raise ConfigError(
             f"Customer {customer_id!r} has no {label} access configured: add "
             f"[customers.{customer_id}.{provider}] with {keys} to the OPTIINFRA_CONFIG file.")
+
+
+def check_collect(customer_id: str, provider: str, data_types: tuple[str, ...], data_type: str,
+                  ctx: CollectContext) -> None:
+    """ConfigError, before any request, for a run of another customer than the collector's (its
+    access is that customer's) or a data type the provider doesn't collect."""
+    if ctx.customer_id != customer_id:
+        raise ConfigError(f"This collector holds customer {customer_id!r}'s access, "
+                          f"not {ctx.customer_id!r}'s.")
+    if data_type not in data_types:
+        raise ConfigError(f"Unknown data type {data_type!r} for {provider}. "
+                          f"Choose from: {', '.join(data_types)}.")

@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from optiinfra_tui.collectors.base import CollectContext
+from optiinfra_tui.collectors.base import CollectContext, check_collect
 from optiinfra_tui.collectors.fields import decode_json, parse_decimal
 from optiinfra_tui.collectors.http import ApiClient
 from optiinfra_tui.errors import AuthError, ConfigError, DataError, OptiInfraError, TransientError
@@ -531,12 +531,7 @@ class GcpCollector:
 
     def collect(self, data_type: str, ctx: CollectContext) -> Iterator[Batch]:
         """Yield batches of one data type; bad arguments fail here, before any request."""
-        if ctx.customer_id != self.customer_id:
-            raise ConfigError(f"This collector holds customer {self.customer_id!r}'s settings, "
-                              f"not {ctx.customer_id!r}'s.")
-        if data_type not in self.data_types:
-            raise ConfigError(f"Unknown data type {data_type!r} for gcp. "
-                              f"Choose from: {', '.join(self.data_types)}.")
+        check_collect(self.customer_id, self.provider, self.data_types, data_type, ctx)
         return self._costs(ctx)
 
     def ping(self) -> float:

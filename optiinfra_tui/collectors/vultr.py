@@ -14,7 +14,7 @@ from decimal import Decimal
 from functools import lru_cache
 from urllib.parse import quote
 
-from optiinfra_tui.collectors.base import CollectContext
+from optiinfra_tui.collectors.base import CollectContext, check_collect
 from optiinfra_tui.collectors.fields import (
     MISSING,
     parse_datetime,
@@ -27,7 +27,7 @@ from optiinfra_tui.collectors.fields import (
 )
 from optiinfra_tui.collectors.http import ApiClient, PageRequest
 from optiinfra_tui.collectors.ratelimit import limiter_for
-from optiinfra_tui.errors import ConfigError, DataError
+from optiinfra_tui.errors import DataError
 from optiinfra_tui.rows import (
     ACCOUNT_SNAPSHOTS,
     COST_LINES,
@@ -273,13 +273,8 @@ class VultrCollector:
 
     def collect(self, data_type: str, ctx: CollectContext) -> Iterator[Batch]:
         """Yield batches of one data type; bad arguments fail here, before any request."""
-        if ctx.customer_id != self.customer_id:
-            raise ConfigError(f"This collector holds customer {self.customer_id!r}'s key, "
-                              f"not {ctx.customer_id!r}'s.")
+        check_collect(self.customer_id, self.provider, self.data_types, data_type, ctx)
         walks = {"cost": self._costs, "account": self._account, "resource": self._resources}
-        if data_type not in walks:
-            raise ConfigError(f"Unknown data type {data_type!r} for vultr. "
-                              f"Choose from: {', '.join(self.data_types)}.")
         return walks[data_type](ctx)
 
     def ping(self) -> float:

@@ -18,7 +18,12 @@ from optiinfra_tui.collectors.aws import (
     max_requests,
 )
 from optiinfra_tui.collectors.aws.session import AwsSession, RequestMeter, require_botocore
-from optiinfra_tui.collectors.base import CollectContext, default_customer_only, utc_today
+from optiinfra_tui.collectors.base import (
+    CollectContext,
+    check_collect,
+    default_customer_only,
+    utc_today,
+)
 from optiinfra_tui.errors import ConfigError
 from optiinfra_tui.rows import Batch
 from optiinfra_tui.settings import Settings
@@ -56,23 +61,17 @@ class AwsCollector:
 
     def collect(self, data_type: str, ctx: CollectContext) -> Iterator[Batch]:
         """Yield batches of one data type; bad arguments fail here, before any request."""
-        if ctx.customer_id != self.customer_id:
-            raise ConfigError(f"This collector holds customer {self.customer_id!r}'s access, "
-                              f"not {ctx.customer_id!r}'s.")
+        check_collect(self.customer_id, self.provider, self.data_types, data_type, ctx)
         if data_type == "cost":
             return cost_explorer.collect(self._client("ce"), ctx, self.clock(), self._ce_error)
-        if data_type == "export":
-            if not self.account.export_uri:
-                raise ConfigError(
-                    f"Customer {self.customer_id!r} has no AWS Data Export configured: set "
-                    f"{EXPORT_URI_VAR}=s3://bucket/prefix/export-name (the default customer) "
-                    f"or export_uri in [customers.{self.customer_id}.aws].")
-            return exports.collect(self._client("s3"), ctx, self.account.export_uri,
-                                   self._session.frozen(),
-                                   cost_explorer.first_of_month(self.clock()),
-                                   self._session.translate)
-        raise ConfigError(f"Unknown data type {data_type!r} for aws. "
-                          f"Choose from: {', '.join(self.data_types)}.")
+        if not self.account.export_uri:  # "export"
+            raise ConfigError(
+                f"Customer {self.customer_id!r} has no AWS Data Export configured: set "
+                f"{EXPORT_URI_VAR}=s3://bucket/prefix/export-name (the default customer) "
+                f"or export_uri in [customers.{self.customer_id}.aws].")
+        return exports.collect(self._client("s3"), ctx, self.account.export_uri,
+                               self._session.frozen(), cost_explorer.first_of_month(self.clock()),
+                               self._session.translate)
 
     def ping(self) -> float:
         """Seconds for one request that costs nothing: STS GetCallerIdentity."""
