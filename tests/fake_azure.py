@@ -14,7 +14,6 @@ import json
 import random
 import secrets
 import shutil
-import ssl
 import subprocess
 import threading
 import time
@@ -28,7 +27,8 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from fake_vultr import to_json
-from local_server import LocalServer
+from local_server import LocalServer, wrap_tls
+from services import missing
 
 API_VERSION = "2023-11-01"
 KINDS = ("ActualCost", "AmortizedCost")
@@ -44,10 +44,11 @@ _EUR_SERVICE = "Azure Cosmos DB"  # billed in EUR: currencies are never added to
 
 
 def make_certificate(folder: Path) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1/localhost and its key, made with `openssl`."""
+    """A self-signed certificate for 127.0.0.1/localhost and its key, made with `openssl` (the
+    test skips without it, or fails where services are required)."""
     openssl = shutil.which("openssl")
     if openssl is None:
-        raise FileNotFoundError("openssl")
+        missing("openssl (to make a test certificate)")
     cert, key = folder / "azure-double.pem", folder / "azure-double.key"
     subprocess.run([openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt",
                     "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", str(key), "-out",
@@ -173,11 +174,8 @@ class FakeAzure(LocalServer):
     # --- lifecycle ------------------------------------------------------------------------------
 
     def start_server(self) -> FakeAzure:
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(str(self._cert[0]), str(self._cert[1]))
-        server.socket = context.wrap_socket(server.socket, server_side=True)
-        self._serve(server, "fake-azure")
+        self._serve(wrap_tls(ThreadingHTTPServer(("127.0.0.1", 0), _Handler), self._cert),
+                    "fake-azure")
         return self
 
     def __enter__(self) -> FakeAzure:

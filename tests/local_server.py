@@ -2,8 +2,18 @@
 
 from __future__ import annotations
 
+import ssl
 import threading
 from http.server import ThreadingHTTPServer
+from pathlib import Path
+
+
+def wrap_tls(server: ThreadingHTTPServer, cert: tuple[Path, Path]) -> ThreadingHTTPServer:
+    """`server` answering over TLS with `cert` (certificate, key)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(str(cert[0]), str(cert[1]))
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    return server
 
 
 class LocalServer:

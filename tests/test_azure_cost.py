@@ -11,7 +11,7 @@ from decimal import Decimal
 
 import pytest
 from fake_azure import FakeAzure, make_certificate
-from services import missing, wait_until
+from services import wait_until
 
 from optiinfra_tui import collection, runs
 from optiinfra_tui.collectors import get_collector
@@ -35,19 +35,13 @@ CENT = Decimal("0.01")
 
 @pytest.fixture(scope="session")
 def azure_cert(tmp_path_factory):
-    try:
-        return make_certificate(tmp_path_factory.mktemp("azure-tls"))
-    except FileNotFoundError:
-        missing("openssl (to make the Azure double's certificate)")
+    return make_certificate(tmp_path_factory.mktemp("azure-tls"))
 
 
 @pytest.fixture(scope="session")
 def untrusted_cert(tmp_path_factory):
     """A second certificate, never in SSL_CERT_FILE."""
-    try:
-        return make_certificate(tmp_path_factory.mktemp("azure-untrusted-tls"))
-    except FileNotFoundError:
-        missing("openssl (to make the Azure double's certificate)")
+    return make_certificate(tmp_path_factory.mktemp("azure-untrusted-tls"))
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-import ssl
 import threading
 import time
 from dataclasses import dataclass, field
@@ -18,7 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from fake_azure import make_certificate
 from fake_vultr import to_json
-from services import missing
+from local_server import wrap_tls
 
 from optiinfra_tui.collectors.http import ApiClient, PageRequest, next_link
 from optiinfra_tui.collectors.ratelimit import RateLimiter
@@ -54,9 +53,7 @@ class QueryServer:
     def __enter__(self) -> QueryServer:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         if self.cert:
-            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            context.load_cert_chain(*map(str, self.cert))
-            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+            wrap_tls(self._server, self.cert)
         self._server.daemon_threads = True
         self._server.api = self  # type: ignore[attr-defined]
         self._thread = threading.Thread(target=self._server.serve_forever,
@@ -278,10 +275,7 @@ def test_the_providers_error_hook_decides_what_is_transient_and_what_to_say(api)
 
 def test_an_untrusted_certificate_is_a_config_error_at_once_naming_ssl_cert_file(tmp_path,
                                                                                 monkeypatch):
-    try:
-        cert = make_certificate(tmp_path)
-    except FileNotFoundError:
-        missing("openssl (to make a certificate)")
+    cert = make_certificate(tmp_path)
     monkeypatch.delenv("SSL_CERT_FILE", raising=False)
     monkeypatch.delenv("SSL_CERT_DIR", raising=False)
     with QueryServer(cert=cert) as api:
