@@ -381,7 +381,6 @@ def _history_line(widths: tuple[int, ...], values: tuple, error: str) -> str:
 def status(as_json: bool) -> int:
     """Backends, queue depth, scheduled and retrying tasks, workers, next runs."""
     from optiinfra_tui import monitor
-    from optiinfra_tui.owner import embedded_owner, needs_owner
 
     rt = _runtime()
     snap = monitor.snapshot(rt)
@@ -391,10 +390,9 @@ def status(as_json: bool) -> int:
         return EXIT_FAILED if down else EXIT_OK
     click.echo(f"mode: {snap.mode}  (queue={snap.backends['queue']}, "
                f"history={snap.backends['history']}, metrics={snap.backends['metrics']})")
-    if needs_owner(rt.settings):  # chDB: one process per data dir runs the collections
-        found = embedded_owner(rt.settings.home)
-        click.echo(f"collections run in: {found.describe()}" if found else
-                   "collections run in: no process (start optiinfra-tui or --headless)")
+    if snap.owner is not None:  # chDB: one process per data dir runs the collections
+        click.echo("collections run in: "
+                   + (snap.owner or "no process (start optiinfra-tui or --headless)"))
     click.echo("backends:")
     for h in snap.health:
         state = f"ok {h.latency_ms:.1f} ms" if h.ok and h.latency_ms is not None else (

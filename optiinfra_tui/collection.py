@@ -19,7 +19,6 @@ from optiinfra_tui.collectors.base import CollectContext
 from optiinfra_tui.errors import BackendUnavailable, OptiInfraError, TransientError, error_kind
 from optiinfra_tui.health import NO_CREDENTIALS, record_collection
 from optiinfra_tui.logs import scrub
-from optiinfra_tui.queue import queue_ping
 from optiinfra_tui.rows import COST_LINES
 from optiinfra_tui.settings import validate_customer_id, validate_data_types
 from optiinfra_tui.storage.history import CANCELED, CollectionRun, utcnow
@@ -308,12 +307,3 @@ def run_inline(rt, run_id: int, on_retry=None) -> CollectionRun:
             on_retry(outcome)
         time.sleep(outcome.retry_in or 0)
 
-
-def check_queue(rt) -> float:
-    """Seconds for a queue round trip; BackendUnavailable with the fix when it is down."""
-    try:
-        return queue_ping(rt.huey)
-    except Exception as exc:
-        where, fix = rt.settings.queue_location()
-        raise BackendUnavailable(
-            f"The queue is unreachable: {where} ({type(exc).__name__}). {fix}") from None

@@ -61,3 +61,9 @@ RETRYABLE = (TransientError,)
 def error_kind(exc: BaseException) -> str:
     """The kind stored on a run for any exception; unknown ones are 'internal'."""
     return exc.kind if isinstance(exc, OptiInfraError) else "internal"
+
+
+def short_error(exc: BaseException) -> str:
+    """'Type: first line of the message', at most 200 characters: for one line on a screen."""
+    text = (str(exc).strip().splitlines() or [""])[0]
+    return f"{type(exc).__name__}: {text}"[:200] if text else type(exc).__name__

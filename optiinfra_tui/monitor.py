@@ -11,8 +11,10 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 
 from optiinfra_tui import schedules as sched
+from optiinfra_tui.errors import short_error
 from optiinfra_tui.formats import rfc3339
 from optiinfra_tui.health import Health, backend_labels, check_all, recorded
+from optiinfra_tui.owner import embedded_owner, needs_owner
 from optiinfra_tui.storage.embedded import embedded_missing
 from optiinfra_tui.storage.history import (
     FAILED,
@@ -95,6 +97,10 @@ class Stats:
     rows: int
     runs_per_minute: list[int] = field(default_factory=list)
 
+    @classmethod
+    def empty(cls, window_minutes: int = 60) -> Stats:
+        return cls(window_minutes, 0, 0, 0, None, None, None, 0, [0] * window_minutes)
+
 
 @dataclass
 class Snapshot:
@@ -106,6 +112,11 @@ class Snapshot:
     schedules: list[ScheduleInfo]
     stats: Stats
     taken_at: datetime
+    # Reads that failed after the checks ('history: OperationalError: ...'): shown, not raised.
+    errors: list[str] = field(default_factory=list)
+    # Which process runs the collections of an embedded store (chDB is one process per path):
+    # its description, "" when none does; None when the stores are shared by every consumer.
+    owner: str | None = None
 
     def to_json(self) -> dict:
         return json.loads(json.dumps(asdict(self), default=_json_default))
@@ -230,19 +241,38 @@ def health(rt, live: bool = True) -> list[Health]:
     return results
 
 
-def snapshot(rt, live_health: bool = True) -> Snapshot:
-    """Everything at once. A backend that is down shows in `health`, never as an exception."""
-    h = health(rt, live=live_health)
-    history_ok = any(x.name == "history" and x.ok for x in h)
-    queue_ok = any(x.name == "queue" and x.ok for x in h)
-    empty_stats = Stats(60, 0, 0, 0, None, None, None, 0, [0] * 60)
-    return Snapshot(
-        mode=rt.settings.mode,
-        backends=backend_labels(rt),
-        health=h,
-        workers=workers() if history_ok else [],
-        queue=queue_info(rt.huey) if queue_ok and history_ok else None,
-        schedules=schedule_info(rt.settings) if history_ok else [],
-        stats=stats() if history_ok else empty_stats,
-        taken_at=utcnow(),
-    )
+def snapshot(rt, live_health: bool = True, checks: list[Health] | None = None,
+             now: datetime | None = None) -> Snapshot:
+    """Everything at once. A backend that is down shows in `health` or `errors`, never raised.
+
+    `checks` are health results the caller already holds (the dashboard checks on its own
+    cadence); `now` is the caller's clock, for schedules, stale heartbeats and the stats window.
+    """
+    now = now or utcnow()
+    h = health(rt, live=live_health) if checks is None else checks
+    snap = Snapshot(rt.settings.mode, backend_labels(rt), h, [], None, [], Stats.empty(), now,
+                    owner=_owner(rt.settings))
+    # A backend the checks just found down is not read again: that would wait out its timeout
+    # twice. Any other failure is reported beside the checks.
+    down = {x.name for x in h if not x.ok}
+    if "history" not in down:
+        try:
+            rt.history()
+            snap.workers = workers(now)
+            snap.schedules = schedule_info(rt.settings, now)
+            snap.stats = stats(now=now)
+        except Exception as exc:
+            snap.errors.append(f"history: {short_error(exc)}")
+    if not down & {"history", "queue"}:
+        try:
+            snap.queue = queue_info(rt.huey)
+        except Exception as exc:
+            snap.errors.append(f"queue: {short_error(exc)}")
+    return snap
+
+
+def _owner(settings) -> str | None:
+    if not needs_owner(settings):
+        return None
+    found = embedded_owner(settings.home)
+    return found.describe() if found else ""

@@ -122,6 +122,3 @@ class EmbeddedConsumer(Consumer):
         done = self._join_workers()
         self.huey.notify_interrupted_tasks()
         return done
-
-    def busy(self) -> bool:
-        return bool(self.huey._tasks_in_flight)

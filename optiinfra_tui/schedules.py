@@ -120,6 +120,3 @@ def due(schedules: tuple[Schedule, ...], now: datetime, consumer_id: str,
         settled.discard(key)
     return won
 
-
-def prune_slots(older_than: datetime) -> int:
-    return ScheduleSlot.delete().where(ScheduleSlot.slot < older_than).execute()

@@ -28,7 +28,6 @@ STATUSES = (QUEUED, RUNNING, RETRYING, SUCCESS, FAILED, CANCELED)
 FINAL_STATUSES = (SUCCESS, FAILED, CANCELED)
 # A consumer that hasn't beaten for this long is gone (it beats every 3 s).
 HEARTBEAT_STALE_AFTER = timedelta(seconds=15)
-TRIGGERS = ("schedule", "manual", "cli", "retry", "recovery", "api")
 
 
 def utcnow() -> datetime:

@@ -228,7 +228,3 @@ def wire_columns(table: Table, columns: list[list]) -> list[list]:
         out.append(wire)
     return out
 
-
-def columns(table: Table, rows: list) -> list[list]:
-    """Rows pivoted into insert columns, in `table.columns` order, already in wire form."""
-    return wire_columns(table, pivot(table, rows))

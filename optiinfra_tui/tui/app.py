@@ -14,7 +14,7 @@ from textual.screen import Screen
 from textual.worker import get_current_worker
 
 from optiinfra_tui import actions
-from optiinfra_tui.errors import OptiInfraError
+from optiinfra_tui.errors import OptiInfraError, short_error
 from optiinfra_tui.owner import StoreOwned, needs_owner
 from optiinfra_tui.settings import Settings
 from optiinfra_tui.storage.history import close_connection
@@ -22,7 +22,7 @@ from optiinfra_tui.tui.messages import Activity, CostsLoaded, PageLoaded, StateL
 from optiinfra_tui.tui.poller import Poller
 from optiinfra_tui.tui.screens.collect import CollectRequest
 from optiinfra_tui.tui.screens.main import MainScreen
-from optiinfra_tui.tui.source import CostsData, HistoryFilter, HistoryQuery, Source, short_error
+from optiinfra_tui.tui.source import CostsData, HistoryFilter, HistoryQuery, Source
 
 log = logging.getLogger("optiinfra.tui")
 

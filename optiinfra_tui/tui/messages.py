@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from textual.message import Message
 
-from optiinfra_tui.tui.source import CostsData, DashState, HistoryPage
+from optiinfra_tui.monitor import Snapshot
+from optiinfra_tui.tui.source import CostsData, HistoryPage
 
 
 class Activity(Message):
@@ -12,7 +13,7 @@ class Activity(Message):
 
 
 class StateLoaded(Message):
-    def __init__(self, state: DashState) -> None:
+    def __init__(self, state: Snapshot) -> None:
         super().__init__()
         self.state = state
 

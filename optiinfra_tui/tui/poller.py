@@ -78,8 +78,8 @@ class Poller:
         """One read of state and history window; posts each only if it changed."""
         state = self.source.state(self._health)
         # The clock alone changes nothing on screen, except a check's age label.
-        comparable = replace(state, now=None,
-                             health=[(h, h.late(state.now)) for h in state.health])
+        comparable = replace(state, taken_at=None,
+                             health=[(h, h.late(state.taken_at)) for h in state.health])
         if comparable != self._last_state:
             self._last_state = comparable
             self.post(StateLoaded(state))

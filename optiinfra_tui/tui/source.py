@@ -13,9 +13,9 @@ from datetime import date, datetime
 from decimal import Decimal
 
 from optiinfra_tui import monitor, runs
-from optiinfra_tui.health import Health, backend_labels
-from optiinfra_tui.monitor import QueueInfo, ScheduleInfo, Stats, WorkerInfo
-from optiinfra_tui.owner import embedded_owner, needs_owner
+from optiinfra_tui.errors import short_error
+from optiinfra_tui.health import Health
+from optiinfra_tui.monitor import Snapshot, WorkerInfo
 from optiinfra_tui.storage.history import CollectionRun, utcnow
 from optiinfra_tui.storage.queries import CostSummary
 
@@ -83,22 +83,6 @@ class HistoryPage:
 
 
 @dataclass
-class DashState:
-    """One poll of everything but the history page and the costs."""
-
-    mode: str
-    backends: dict[str, str]
-    health: list[Health]
-    workers: list[WorkerInfo]
-    queue: QueueInfo | None
-    schedules: list[ScheduleInfo]
-    stats: Stats
-    now: datetime
-    errors: list[str] = field(default_factory=list)
-    watching: str | None = None  # set when this dashboard runs no workers of its own
-
-
-@dataclass
 class CostsData:
     by_day: list[tuple[date, str, str, Decimal]] = field(default_factory=list)  # provider, currency
     summary: list[CostSummary] = field(default_factory=list)  # one per currency, largest first
@@ -116,11 +100,6 @@ class RunDetail:
     error: str | None = None
 
 
-def short_error(exc: BaseException) -> str:
-    text = (str(exc).strip().splitlines() or [""])[0]
-    return f"{type(exc).__name__}: {text}"[:200] if text else type(exc).__name__
-
-
 class Source:
     """The dashboard's reads, bound to one Runtime; `clock` is swappable so screens are stable."""
 
@@ -130,43 +109,30 @@ class Source:
         self._metrics = metrics or rt.metrics
         self.watcher = False  # no workers here: say which process does the work
 
-    def watching(self) -> str | None:
-        """Who runs the collections, for a dashboard without workers of its own."""
-        if not self.watcher:
-            return None
-        if not needs_owner(self.rt.settings):
-            return "workers in other processes (see Workers)"
-        found = embedded_owner(self.rt.settings.home)
-        return f"workers in {found.describe()}" if found else "no process runs workers"
-
     def health(self, live: bool) -> list[Health]:
         try:
             return monitor.health(self.rt, live=live)
         except Exception as exc:  # monitor.health already reports most failures as data
             return [Health("history", False, None, short_error(exc))]
 
-    def state(self, health: list[Health]) -> DashState:
+    def state(self, health: list[Health]) -> Snapshot:
+        """The monitor's snapshot, with this process's threads as they are now."""
         now = self.clock()
-        errors: list[str] = []
-        empty = Stats(60, 0, 0, 0, None, None, None, 0, [0] * 60)
         # The default customer's checks go by the provider's name alone: 'vultr ● ok'.
         suffix = ":" + self.rt.settings.default_customer_id
         health = [replace(h, name=h.name.removesuffix(suffix)) for h in health]
-        st = DashState(self.rt.settings.mode, backend_labels(self.rt), health,
-                       [], None, [], empty, now, errors, self.watching())
-        try:
-            self.rt.history()
-            st.workers = self.workers(now)
-            st.schedules = monitor.schedule_info(self.rt.settings, now)
-            st.stats = monitor.stats(now=now)
-        except Exception as exc:
-            errors.append(f"history: {short_error(exc)}")
-            st.workers = self.live_workers(now)
-        try:
-            st.queue = monitor.queue_info(self.rt.huey)
-        except Exception as exc:
-            errors.append(f"queue: {short_error(exc)}")
-        return st
+        snap = monitor.snapshot(self.rt, checks=health, now=now)
+        others = [w for w in snap.workers if w.consumer_id != self.rt.consumer_id]
+        snap.workers = self.live_workers(now) + others
+        return snap
+
+    def watching(self, snap: Snapshot) -> str | None:
+        """Who runs the collections, for a dashboard without workers of its own."""
+        if not self.watcher:
+            return None
+        if snap.owner is None:
+            return "workers in other processes (see Workers)"
+        return f"workers in {snap.owner}" if snap.owner else "no process runs workers"
 
     def live_workers(self, now: datetime) -> list[WorkerInfo]:
         """This process's threads, straight from the activity registry (no heartbeat delay)."""
@@ -175,10 +141,6 @@ class Source:
         return [WorkerInfo(rt.consumer_id, host, pid, "dashboard", t.name, t.state, t.task,
                            t.run_id, t.since, t.processed, t.failed, now)
                 for t in rt.activity.snapshot()]
-
-    def workers(self, now: datetime) -> list[WorkerInfo]:
-        others = [w for w in monitor.workers(now) if w.consumer_id != self.rt.consumer_id]
-        return self.live_workers(now) + others
 
     def history(self, query: HistoryQuery, limit: int = PAGE_SIZE) -> HistoryPage:
         f = query.filter
@@ -214,6 +176,3 @@ class Source:
             log.warning("costs view: metrics unavailable: %s", short_error(exc))
             return CostsData(error=short_error(exc))
 
-
-def with_health(state: DashState, health: list[Health]) -> DashState:
-    return replace(state, health=health)

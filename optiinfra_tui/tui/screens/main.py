@@ -12,7 +12,8 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer
 
 from optiinfra_tui.actions import can_retry, can_revoke
-from optiinfra_tui.tui.source import CostsData, DashState, HistoryPage, RunRow
+from optiinfra_tui.monitor import Snapshot
+from optiinfra_tui.tui.source import CostsData, HistoryPage, RunRow
 from optiinfra_tui.tui.widgets.costs import CostsPanel
 from optiinfra_tui.tui.widgets.header import HealthHeader
 from optiinfra_tui.tui.widgets.history import HistoryTable
@@ -98,9 +99,9 @@ class MainScreen(Screen):
     def selected(self) -> RunRow | None:
         return self.history.selected
 
-    def apply_state(self, state: DashState) -> None:
+    def apply_state(self, state: Snapshot) -> None:
         self.query_one(HealthHeader).show(state.mode, state.backends, state.health, state.errors,
-                                          state.watching, state.now)
+                                          self.app.source.watching(state), state.taken_at)
         self.query_one(WorkersPanel).show(state.workers)
         self.query_one(QueuePanel).show(state.queue, state.schedules)
         self.query_one(StatsStrip).show(state.stats)
