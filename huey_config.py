@@ -5,10 +5,10 @@ Settings come from the environment (and OPTIINFRA_CONFIG) exactly as for `optiin
 
 import sys
 
-from optiinfra_tui.agent import attach_to_plain_consumer
 from optiinfra_tui.errors import OptiInfraError
-from optiinfra_tui.runtime import get_runtime
-from optiinfra_tui.startup import prepare_process
+from optiinfra_tui.worker.agent import attach_to_plain_consumer
+from optiinfra_tui.worker.runtime import get_runtime
+from optiinfra_tui.worker.startup import prepare_process
 
 prepare_process()  # before huey_consumer starts its worker threads
 try:

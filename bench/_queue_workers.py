@@ -149,9 +149,9 @@ def register_noop() -> None:
 
 def ours_runtime():
     """A Runtime whose metrics store is the null one (the producer and the workers use it)."""
-    from optiinfra_tui.runtime import Runtime
     from optiinfra_tui.settings import load_settings
     from optiinfra_tui.storage.metrics import MetricsStore
+    from optiinfra_tui.worker.runtime import Runtime
 
     store = MetricsStore(NullClient(), "bench", "no ClickHouse (bench)")
 
@@ -168,8 +168,8 @@ def run_ours() -> None:
     from huey.signals import SIGNAL_COMPLETE, SIGNAL_EXECUTING
 
     from optiinfra_tui.logs import setup_logging
-    from optiinfra_tui.pool import WorkerPool
-    from optiinfra_tui.runtime import set_runtime
+    from optiinfra_tui.worker.pool import WorkerPool
+    from optiinfra_tui.worker.runtime import set_runtime
 
     rt = ours_runtime()
     setup_logging(rt.settings)

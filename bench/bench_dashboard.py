@@ -26,10 +26,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from tui_data import env_for, seed_bulk  # noqa: E402
 
-from optiinfra_tui.runtime import Runtime  # noqa: E402
 from optiinfra_tui.settings import load_settings  # noqa: E402
 from optiinfra_tui.storage.history import utcnow  # noqa: E402
 from optiinfra_tui.tui.app import DashboardApp  # noqa: E402
+from optiinfra_tui.worker.runtime import Runtime  # noqa: E402
 
 SIZE = (160, 48)
 

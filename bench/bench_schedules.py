@@ -10,8 +10,8 @@ import statistics
 import time
 from datetime import datetime, timedelta
 
-from optiinfra_tui.schedules import current_slot, next_run
 from optiinfra_tui.settings import Schedule
+from optiinfra_tui.worker.schedules import current_slot, next_run
 
 CRONS = {
     "every 15 minutes": "*/15 * * * *",

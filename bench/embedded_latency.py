@@ -44,10 +44,10 @@ def main(argv: list[str] | None = None) -> dict:
 
     from huey.signals import SIGNAL_COMPLETE, SIGNAL_EXECUTING
 
-    from optiinfra_tui import actions
     from optiinfra_tui.logs import setup_logging
-    from optiinfra_tui.pool import WorkerPool
-    from optiinfra_tui.runtime import set_runtime
+    from optiinfra_tui.worker import actions
+    from optiinfra_tui.worker.pool import WorkerPool
+    from optiinfra_tui.worker.runtime import set_runtime
 
     rt = workers.ours_runtime()
     setup_logging(rt.settings)

@@ -27,7 +27,6 @@ from fake_vultr import FakeVultr  # noqa: E402
 from procs import CLI, Consumer, RedisServer, stop_all, wait_for_heartbeats, worker_env  # noqa: E402
 from services import PostgresServer, wait_until  # noqa: E402
 
-from optiinfra_tui import schedules  # noqa: E402
 from optiinfra_tui.storage import history  # noqa: E402
 from optiinfra_tui.storage.history import (  # noqa: E402
     FINAL_STATUSES,
@@ -36,6 +35,7 @@ from optiinfra_tui.storage.history import (  # noqa: E402
     ScheduleSlot,
     db,
 )
+from optiinfra_tui.worker import schedules  # noqa: E402
 
 CUSTOMERS = 20  # each collection its own customer: a full walk every time, never skipped
 
@@ -89,9 +89,9 @@ class Lab:
 
 def request(env: dict, home: Path, customers: range) -> list[int]:
     """Queue one collection per customer, through the same code the CLI and keys use."""
-    from optiinfra_tui import actions
-    from optiinfra_tui.runtime import Runtime
     from optiinfra_tui.settings import load_settings
+    from optiinfra_tui.worker import actions
+    from optiinfra_tui.worker.runtime import Runtime
 
     rt = Runtime(load_settings(dict(env, OPTIINFRA_HOME=str(home))))
     return [actions.collect(rt, "vultr", f"c{i}").id for i in customers]

@@ -100,10 +100,10 @@ def probe(env: dict, *args: str) -> dict:
 
 def collect_runs(env: dict, n: int) -> None:
     """Queue n collections (as `collect` would) and wait until the dashboard ran them all."""
-    from optiinfra_tui import runs
-    from optiinfra_tui.collection import request_collection
-    from optiinfra_tui.runtime import Runtime
     from optiinfra_tui.settings import load_settings
+    from optiinfra_tui.worker import runs
+    from optiinfra_tui.worker.collection import request_collection
+    from optiinfra_tui.worker.runtime import Runtime
 
     rt = Runtime(load_settings(env))
     rt.history()

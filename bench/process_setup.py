@@ -45,7 +45,7 @@ def report():
     with open(os.environ["REPORT_TO"], "w") as f:
         json.dump(spent, f)
 atexit.register(report)
-from optiinfra_tui import startup
+from optiinfra_tui.worker import startup
 if os.environ["VARIANT"] == "without":
     startup.YOUNG_GC_THRESHOLD = 700  # Python's default
 sys.argv = ["optiinfra-tui", "collect", "vultr", "--inline", "--json"]
@@ -57,7 +57,7 @@ CHDB_CHILD = """
 import json, os, resource, sys, time
 from datetime import datetime
 from decimal import Decimal
-from optiinfra_tui import startup
+from optiinfra_tui.worker import startup
 from optiinfra_tui.storage import clickhouse, metrics
 if os.environ["VARIANT"] == "without":
     clickhouse.keep_pyarrow_from_chdb = lambda: None

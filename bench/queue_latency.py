@@ -49,7 +49,7 @@ class Producer:
         self.reports = reports
         self.seq = 0
         if kind == "ours":
-            from optiinfra_tui.collection import request_collection
+            from optiinfra_tui.worker.collection import request_collection
 
             self.rt = workers.ours_runtime()
             self.rt.history()

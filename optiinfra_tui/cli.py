@@ -36,7 +36,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BACKEND, EXIT_INTERRUPTED = 0, 1, 2, 3, 1
 
 def _runtime(stdout_logs: bool = False):
     from optiinfra_tui.logs import setup_logging
-    from optiinfra_tui.runtime import Runtime
+    from optiinfra_tui.worker.runtime import Runtime
 
     settings = load_settings()
     setup_logging(settings, stdout=stdout_logs)
@@ -193,9 +193,9 @@ def _reject_worker_options_without_workers(ctx: click.Context) -> None:
 def collect(provider: str, customer_id: str | None, data_types: str | None, wait: bool,
             inline: bool, as_json: bool, timeout: float | None) -> int:
     """Start a collection for PROVIDER (e.g. vultr)."""
-    from optiinfra_tui import runs
-    from optiinfra_tui.collection import request_collection, run_inline
     from optiinfra_tui.settings import validate_data_types, validate_provider
+    from optiinfra_tui.worker import runs
+    from optiinfra_tui.worker.collection import request_collection, run_inline
 
     rt = _runtime()
     customer_given = customer_id is not None
@@ -222,7 +222,7 @@ def collect(provider: str, customer_id: str | None, data_types: str | None, wait
                            f"{outcome.retry_in:.1f} s: {outcome.message}", err=True)
 
         # A heartbeat, so no consumer mistakes this inline run for an orphan of a dead one.
-        from optiinfra_tui.agent import ConsumerAgent
+        from optiinfra_tui.worker.agent import ConsumerAgent
 
         agent = ConsumerAgent(rt, "cli", threads=1, run_schedules=False, metrics_health=False)
         agent.start()
@@ -298,7 +298,7 @@ def _no_consumer_hint(rt) -> str:
 
 def _warn_without_consumer(rt) -> bool:
     """Warn on stderr when no consumer has a fresh heartbeat; True if it warned."""
-    from optiinfra_tui import monitor
+    from optiinfra_tui.worker import monitor
 
     if monitor.consumers():
         return False
@@ -310,7 +310,7 @@ def _warn_without_consumer(rt) -> bool:
 
 
 def _wait(rt, run_id: int, timeout: float | None, quiet: bool, hinted: bool = False):
-    from optiinfra_tui import monitor, runs
+    from optiinfra_tui.worker import monitor, runs
 
     deadline = None if timeout is None else time.monotonic() + timeout
     started = time.monotonic()
@@ -341,7 +341,7 @@ def _wait(rt, run_id: int, timeout: float | None, quiet: bool, hinted: bool = Fa
 def history(status: str | None, provider: str | None, customer_id: str | None, limit: int,
             as_json: bool) -> int:
     """List collection runs, newest first."""
-    from optiinfra_tui import runs
+    from optiinfra_tui.worker import runs
 
     rt = _runtime()
     rt.history()
@@ -380,7 +380,7 @@ def _history_line(widths: tuple[int, ...], values: tuple, error: str) -> str:
 @click.option("--json", "as_json", is_flag=True)
 def status(as_json: bool) -> int:
     """Backends, queue depth, scheduled and retrying tasks, workers, next runs."""
-    from optiinfra_tui import monitor
+    from optiinfra_tui.worker import monitor
 
     rt = _runtime()
     snap = monitor.snapshot(rt)
@@ -484,7 +484,7 @@ def _costs_line(key: str, currency: str, billed: Decimal, estimated: Decimal,
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: every error becomes a message and an exit code, never a traceback."""
-    from optiinfra_tui.startup import prepare_process
+    from optiinfra_tui.worker.startup import prepare_process
 
     prepare_process()  # before the dashboard, headless or an inline run starts a thread
     import peewee

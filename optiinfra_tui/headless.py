@@ -7,11 +7,11 @@ import signal
 import threading
 
 from optiinfra_tui.errors import ConfigError
-from optiinfra_tui.health import backend_labels
 from optiinfra_tui.logs import setup_logging
-from optiinfra_tui.pool import WorkerPool
-from optiinfra_tui.runtime import Runtime, set_runtime
 from optiinfra_tui.settings import Settings
+from optiinfra_tui.worker.health import backend_labels
+from optiinfra_tui.worker.pool import WorkerPool
+from optiinfra_tui.worker.runtime import Runtime, set_runtime
 
 log = logging.getLogger("optiinfra.headless")
 
@@ -41,7 +41,7 @@ def run_headless(settings: Settings, workers: int, log_format: str = "text",
     metrics_server = None
     try:
         if metrics_port:
-            from optiinfra_tui.telemetry import serve
+            from optiinfra_tui.worker.telemetry import serve
 
             try:
                 metrics_server = serve(rt, metrics_port, metrics_host)

@@ -439,7 +439,7 @@ def _schedules(doc: dict, interval: int, path: Path | None) -> tuple[Schedule, .
             raise ConfigError(f"{where}: give exactly one of cron = \"*/15 * * * *\" "
                               "or interval = <seconds>.")
         if cron is not None:
-            from optiinfra_tui.schedules import parse_cron
+            from optiinfra_tui.worker.schedules import parse_cron
 
             parse_cron(cron, where)
         elif not isinstance(every, int) or isinstance(every, bool) or every < 1:

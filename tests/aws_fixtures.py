@@ -26,10 +26,10 @@ import pytest
 from aws_truth import totals
 from services import free_port
 
-from optiinfra_tui import collection, runs
 from optiinfra_tui.rows import COST_LINES, PENDING_CHARGES
-from optiinfra_tui.runtime import Runtime
 from optiinfra_tui.settings import load_settings
+from optiinfra_tui.worker import collection, runs
+from optiinfra_tui.worker.runtime import Runtime
 
 TODAY = date(2026, 3, 10)  # the day the collector thinks it is, unless a test moves `clock`
 FEB, MAR = date(2026, 2, 1), date(2026, 3, 1)

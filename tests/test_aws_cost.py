@@ -25,7 +25,6 @@ from aws_fixtures import (
 from aws_truth import ce_pages, seeded_truth
 from services import wait_until
 
-from optiinfra_tui import actions, runs
 from optiinfra_tui.cli import run_to_dict
 from optiinfra_tui.collectors import get_collector
 from optiinfra_tui.collectors.aws import AwsAccount, RequestBudgetExceeded
@@ -37,10 +36,11 @@ from optiinfra_tui.collectors.aws.cost_explorer import (
 )
 from optiinfra_tui.collectors.base import CollectContext
 from optiinfra_tui.errors import ConfigError
-from optiinfra_tui.pool import WorkerPool
 from optiinfra_tui.rows import COST_EXPLORER, COST_LINES
 from optiinfra_tui.settings import load_settings
 from optiinfra_tui.storage import history
+from optiinfra_tui.worker import actions, runs
+from optiinfra_tui.worker.pool import WorkerPool
 
 # --- pure logic -------------------------------------------------------------------------------
 

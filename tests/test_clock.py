@@ -8,8 +8,8 @@ from datetime import datetime, timedelta
 from tui_data import SHOWN_SCHEDULE
 from tui_pilot import make_runtime
 
-from optiinfra_tui.agent import ConsumerAgent
 from optiinfra_tui.storage.history import ScheduleSlot
+from optiinfra_tui.worker.agent import ConsumerAgent
 
 BOUNDARY = datetime(2026, 11, 30, 9, 45)  # a 15-minute slot starts here
 

@@ -11,12 +11,12 @@ import pytest
 from tui_data import SHOWN_SCHEDULE, env_for
 from tui_pilot import SIZE, loaded, make_app, make_runtime, until
 
-from optiinfra_tui import runs
-from optiinfra_tui.agent import ConsumerAgent
-from optiinfra_tui.runtime import Runtime
 from optiinfra_tui.settings import load_settings
 from optiinfra_tui.storage.history import CollectionRun
 from optiinfra_tui.tui.widgets.queue import QueuePanel
+from optiinfra_tui.worker import runs
+from optiinfra_tui.worker.agent import ConsumerAgent
+from optiinfra_tui.worker.runtime import Runtime
 
 CLI = [sys.executable, "-m", "optiinfra_tui.cli"]
 # The test's own schedule and clock: a slot that falls due at SLOT, whatever the time is.

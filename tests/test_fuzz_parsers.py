@@ -13,12 +13,12 @@ import vultr_fuzz as vf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from optiinfra_tui import runs
-from optiinfra_tui.collection import execute_run
 from optiinfra_tui.collectors import fields, vultr
 from optiinfra_tui.errors import DataError
-from optiinfra_tui.runtime import Runtime
 from optiinfra_tui.settings import load_settings
+from optiinfra_tui.worker import runs
+from optiinfra_tui.worker.collection import execute_run
+from optiinfra_tui.worker.runtime import Runtime
 
 
 def fuzz_settings(examples: int) -> settings:

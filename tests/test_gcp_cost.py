@@ -18,13 +18,13 @@ from decimal import Decimal
 import pytest
 from bq_fixtures import PROJECT, ExportRow, seeded_rows
 
-from optiinfra_tui import collection, runs
-from optiinfra_tui.collection import request_collection
 from optiinfra_tui.collectors import gcp, get_collector
 from optiinfra_tui.errors import ConfigError, DataError
 from optiinfra_tui.rows import BIGQUERY_EXPORT, COST_LINES
-from optiinfra_tui.runtime import Runtime
 from optiinfra_tui.settings import load_settings
+from optiinfra_tui.worker import collection, runs
+from optiinfra_tui.worker.collection import request_collection
+from optiinfra_tui.worker.runtime import Runtime
 
 # The runs' clock (the tests own it): the re-read "last 3 days" are 2026-11-17 .. 2026-11-20.
 NOW = datetime(2026, 11, 20, 12, 0)

@@ -12,17 +12,17 @@ import pytest
 from services import wait_until
 from tui_data import StubMetrics, env_for
 
-from optiinfra_tui import actions, health, monitor, runs
-from optiinfra_tui.agent import ConsumerAgent
-from optiinfra_tui.health import Health
-from optiinfra_tui.pool import WorkerPool
-from optiinfra_tui.runtime import Runtime
-from optiinfra_tui.schedules import epoch_slot
 from optiinfra_tui.settings import load_settings
 from optiinfra_tui.storage.history import utcnow
 from optiinfra_tui.tui.app import DashboardApp
 from optiinfra_tui.tui.source import Source
 from optiinfra_tui.tui.widgets.header import HealthHeader
+from optiinfra_tui.worker import actions, health, monitor, runs
+from optiinfra_tui.worker.agent import ConsumerAgent
+from optiinfra_tui.worker.health import Health
+from optiinfra_tui.worker.pool import WorkerPool
+from optiinfra_tui.worker.runtime import Runtime
+from optiinfra_tui.worker.schedules import epoch_slot
 
 CLI = [sys.executable, "-m", "optiinfra_tui.cli"]
 

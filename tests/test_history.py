@@ -6,10 +6,10 @@ from datetime import datetime, timedelta
 import peewee as pw
 import pytest
 
-from optiinfra_tui import runs, schedules
 from optiinfra_tui.settings import Schedule
 from optiinfra_tui.storage import history
 from optiinfra_tui.storage.history import CollectionRun, RunAttempt, SchemaVersion
+from optiinfra_tui.worker import runs, schedules
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

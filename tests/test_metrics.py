@@ -607,7 +607,7 @@ def test_opening_chdb_loads_no_pyarrow_numpy_or_pandas(tmp_path):
         import sys
         from datetime import datetime
         from decimal import Decimal
-        from optiinfra_tui.startup import prepare_process
+        from optiinfra_tui.worker.startup import prepare_process
         prepare_process()
         from optiinfra_tui.rows import COST_LINES, Batch, CostRow
         from optiinfra_tui.storage.metrics import open_metrics
@@ -629,7 +629,7 @@ def test_another_thread_importing_pyarrow_while_chdb_opens_gets_the_real_module(
     # keeping pyarrow from chDB must never keep it from anyone else.
     result = _run(f"""
         import importlib.machinery, sys, threading
-        from optiinfra_tui.startup import prepare_process
+        from optiinfra_tui.worker.startup import prepare_process
         prepare_process()
         got = []
 

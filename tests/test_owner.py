@@ -13,15 +13,15 @@ import pytest
 from procs import Consumer, stop_all, worker_env
 from services import wait_until
 
-from optiinfra_tui import runs
-from optiinfra_tui.collection import request_collection
-from optiinfra_tui.owner import StoreOwned, claim_embedded, embedded_owner, release
-from optiinfra_tui.pool import WorkerPool
-from optiinfra_tui.runtime import Runtime
 from optiinfra_tui.settings import load_settings
+from optiinfra_tui.worker import runs
+from optiinfra_tui.worker.collection import request_collection
+from optiinfra_tui.worker.owner import StoreOwned, claim_embedded, embedded_owner, release
+from optiinfra_tui.worker.pool import WorkerPool
+from optiinfra_tui.worker.runtime import Runtime
 
 HOLD = ("import sys, time\n"
-        "from optiinfra_tui.owner import claim_embedded\n"
+        "from optiinfra_tui.worker.owner import claim_embedded\n"
         "claim_embedded(sys.argv[1], 'test-holder')\n"
         "print('held', flush=True)\n"
         "time.sleep(600)\n")

@@ -30,12 +30,7 @@ from procs import (
 from services import PostgresServer, _pg_bindir, free_port, missing, pg_root, wait_until
 from test_telemetry import value
 
-from optiinfra_tui import actions, recovery, runs, schedules
-from optiinfra_tui.agent import ConsumerAgent
-from optiinfra_tui.collection import request_collection, run_inline
 from optiinfra_tui.errors import BackendUnavailable
-from optiinfra_tui.pool import WorkerPool
-from optiinfra_tui.runtime import Runtime
 from optiinfra_tui.settings import load_settings
 from optiinfra_tui.storage import history
 from optiinfra_tui.storage.history import (
@@ -45,6 +40,11 @@ from optiinfra_tui.storage.history import (
     db,
     utcnow,
 )
+from optiinfra_tui.worker import actions, recovery, runs, schedules
+from optiinfra_tui.worker.agent import ConsumerAgent
+from optiinfra_tui.worker.collection import request_collection, run_inline
+from optiinfra_tui.worker.pool import WorkerPool
+from optiinfra_tui.worker.runtime import Runtime
 
 NO_SCHEDULES = "schedules = []\n"
 

@@ -2,8 +2,8 @@
 
 import random
 
-from optiinfra_tui.collection import MAX_RETRY_DELAY, retry_delay
 from optiinfra_tui.errors import AuthError, ConfigError, DataError, TransientError, error_kind
+from optiinfra_tui.worker.collection import MAX_RETRY_DELAY, retry_delay
 
 
 def test_backoff_grows_exponentially_with_jitter():

@@ -5,8 +5,8 @@ from datetime import datetime, timedelta
 import pytest
 
 from optiinfra_tui.errors import ConfigError
-from optiinfra_tui.schedules import MAX_LATENESS, current_slot, next_run, parse_cron
 from optiinfra_tui.settings import Schedule
+from optiinfra_tui.worker.schedules import MAX_LATENESS, current_slot, next_run, parse_cron
 
 EVERY_15 = Schedule("c", "vultr", ("cost",), interval=900)
 
@@ -49,8 +49,8 @@ def test_monthly_and_yearly_crons_have_a_next_run():
 
 
 def test_monthly_and_yearly_next_runs_show_in_the_queue_panel():
-    from optiinfra_tui.monitor import ScheduleInfo
     from optiinfra_tui.tui.widgets.queue import render_queue
+    from optiinfra_tui.worker.monitor import ScheduleInfo
 
     now = datetime(2026, 3, 14, 9, 26, 53)
     info = [ScheduleInfo(name=s.name, provider=s.provider, data_types=s.data_types,

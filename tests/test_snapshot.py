@@ -9,11 +9,11 @@ from dataclasses import fields, replace
 
 from tui_data import env_for
 
-from optiinfra_tui import monitor
-from optiinfra_tui.runtime import Runtime
 from optiinfra_tui.settings import load_settings
 from optiinfra_tui.storage.history import utcnow
 from optiinfra_tui.tui.source import Source
+from optiinfra_tui.worker import monitor
+from optiinfra_tui.worker.runtime import Runtime
 
 
 def test_the_dashboard_and_status_read_one_snapshot(tmp_path):

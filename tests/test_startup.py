@@ -8,7 +8,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from optiinfra_tui.startup import YOUNG_GC_THRESHOLD
+from optiinfra_tui.worker.startup import YOUNG_GC_THRESHOLD
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -8,11 +8,11 @@ from decimal import Decimal
 import pytest
 from services import wait_until
 
-from optiinfra_tui import actions, collection, runs
-from optiinfra_tui.collection import request_collection
-from optiinfra_tui.pool import WorkerPool
-from optiinfra_tui.runtime import Runtime
 from optiinfra_tui.settings import load_settings
+from optiinfra_tui.worker import actions, collection, runs
+from optiinfra_tui.worker.collection import request_collection
+from optiinfra_tui.worker.pool import WorkerPool
+from optiinfra_tui.worker.runtime import Runtime
 
 
 @pytest.fixture(params=["sqlite", "redis+postgresql"])

@@ -11,9 +11,9 @@ from importlib.metadata import version
 from procs import CLI, Consumer, show, stop_all, worker_env
 from services import free_port, wait_until
 
-from optiinfra_tui import telemetry
-from optiinfra_tui.runtime import Runtime
 from optiinfra_tui.settings import load_settings
+from optiinfra_tui.worker import telemetry
+from optiinfra_tui.worker.runtime import Runtime
 
 # A second loopback address: a server bound to 127.0.0.1 alone refuses it, one on 0.0.0.0 doesn't.
 OTHER_LOOPBACK = "127.0.0.2"
@@ -102,7 +102,8 @@ def test_metrics_host_without_a_port_is_a_usage_error(tmp_path):
 
 
 def test_processes_that_serve_no_metrics_never_import_prometheus_client():
-    code = ("import sys; from optiinfra_tui import cli, collection, telemetry; "
+    code = ("import sys; from optiinfra_tui import cli; "
+            "from optiinfra_tui.worker import collection, telemetry; "
             "telemetry.record_run('vultr', 'success', 1.0); "
             "print('prometheus_client' in sys.modules)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

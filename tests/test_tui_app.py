@@ -16,7 +16,6 @@ from textual.widgets import Input, Select
 from tui_data import SHOWN_SCHEDULE, UnavailableMetrics, seed_bulk, seed_showcase
 from tui_pilot import SIZE, loaded, make_app, make_runtime, screen_text, select_run, until
 
-from optiinfra_tui import runs
 from optiinfra_tui.storage.history import CollectionRun, ScheduleState
 from optiinfra_tui.tui.screens.collect import CollectScreen
 from optiinfra_tui.tui.screens.costs import CostsScreen
@@ -24,6 +23,7 @@ from optiinfra_tui.tui.screens.detail import RunDetailScreen
 from optiinfra_tui.tui.screens.filter import FilterScreen
 from optiinfra_tui.tui.screens.help import HelpScreen, render_help
 from optiinfra_tui.tui.screens.quitting import QuittingScreen
+from optiinfra_tui.worker import runs
 
 pytestmark = pytest.mark.anyio
 
@@ -307,8 +307,8 @@ async def test_down_history_database_is_shown_not_a_crash(tmp_path):
     rt = make_runtime(tmp_path / "ok")
     from tui_data import env_for
 
-    from optiinfra_tui.runtime import Runtime
     from optiinfra_tui.settings import load_settings
+    from optiinfra_tui.worker.runtime import Runtime
 
     down = Runtime(load_settings(env_for(tmp_path / "down",
                                          DATABASE_URL="postgresql://u@127.0.0.1:9/nothing")))

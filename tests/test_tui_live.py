@@ -7,9 +7,9 @@ import os
 import pytest
 from tui_pilot import SIZE, make_runtime, screen_text, until
 
-from optiinfra_tui.pool import WorkerPool
 from optiinfra_tui.tui.app import DashboardApp
 from optiinfra_tui.tui.screens.detail import RunDetailScreen
+from optiinfra_tui.worker.pool import WorkerPool
 
 pytestmark = pytest.mark.anyio
 

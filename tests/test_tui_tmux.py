@@ -256,9 +256,9 @@ def test_beside_a_headless_process_the_dashboard_watches_and_the_headless_collec
         tmux_env, fake_vultr, tmp_path):
     from procs import Consumer, worker_env
 
-    from optiinfra_tui.owner import embedded_owner
     from optiinfra_tui.storage import history
     from optiinfra_tui.storage.history import CollectionRun
+    from optiinfra_tui.worker.owner import embedded_owner
 
     home = tmp_path / "home"  # the tmux session's OPTIINFRA_HOME too
     (tmp_path / "none.toml").write_text("schedules = []\n")

@@ -11,11 +11,11 @@ import sys
 
 import pytest
 
-from optiinfra_tui import actions
 from optiinfra_tui.errors import ConfigError
-from optiinfra_tui.runtime import Runtime
 from optiinfra_tui.settings import load_settings
 from optiinfra_tui.storage.history import CollectionRun
+from optiinfra_tui.worker import actions
+from optiinfra_tui.worker.runtime import Runtime
 
 BAD_FROM_THE_KEYBOARD = [
     (dict(provider="nimbus"), "Unknown provider"),

@@ -11,7 +11,6 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
-from optiinfra_tui.health import Health
 from optiinfra_tui.storage.history import (
     CollectionRun,
     RunAttempt,
@@ -20,6 +19,7 @@ from optiinfra_tui.storage.history import (
 )
 from optiinfra_tui.storage.queries import CostSummary, CostTotal
 from optiinfra_tui.tui.source import Source
+from optiinfra_tui.worker.health import Health
 
 FROZEN_NOW = datetime(2026, 11, 20, 12, 0, 0)
 FROZEN_TODAY = FROZEN_NOW.date()

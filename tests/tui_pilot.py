@@ -8,9 +8,9 @@ from collections.abc import Callable
 
 from tui_data import FrozenSource, StubMetrics, env_for
 
-from optiinfra_tui.runtime import Runtime
 from optiinfra_tui.settings import load_settings
 from optiinfra_tui.tui.app import DashboardApp
+from optiinfra_tui.worker.runtime import Runtime
 
 SIZE = (160, 48)
 

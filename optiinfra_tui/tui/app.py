@@ -13,9 +13,7 @@ from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.worker import get_current_worker
 
-from optiinfra_tui import actions
 from optiinfra_tui.errors import OptiInfraError, short_error
-from optiinfra_tui.owner import StoreOwned, needs_owner
 from optiinfra_tui.settings import Settings
 from optiinfra_tui.storage.history import close_connection
 from optiinfra_tui.tui.messages import Activity, CostsLoaded, PageLoaded, StateLoaded
@@ -23,6 +21,8 @@ from optiinfra_tui.tui.poller import Poller
 from optiinfra_tui.tui.screens.collect import CollectRequest
 from optiinfra_tui.tui.screens.main import MainScreen
 from optiinfra_tui.tui.source import CostsData, HistoryFilter, HistoryQuery, Source
+from optiinfra_tui.worker import actions
+from optiinfra_tui.worker.owner import StoreOwned, needs_owner
 
 log = logging.getLogger("optiinfra.tui")
 
@@ -275,9 +275,9 @@ def close_thread_connection() -> None:
 def run_dashboard(settings: Settings, workers: int, shutdown_timeout: float = 60.0) -> int:
     """Run the dashboard with `workers` embedded worker threads; returns the exit code."""
     from optiinfra_tui.logs import setup_logging
-    from optiinfra_tui.pool import WorkerPool
-    from optiinfra_tui.runtime import Runtime, set_runtime
     from optiinfra_tui.tui.terminal import quiet_terminal, use_tty_size
+    from optiinfra_tui.worker.pool import WorkerPool
+    from optiinfra_tui.worker.runtime import Runtime, set_runtime
 
     setup_logging(settings, stdout=False)
     rt = Runtime(settings)

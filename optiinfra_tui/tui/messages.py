@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from textual.message import Message
 
-from optiinfra_tui.monitor import Snapshot
 from optiinfra_tui.tui.source import CostsData, HistoryPage
+from optiinfra_tui.worker.monitor import Snapshot
 
 
 class Activity(Message):

@@ -12,12 +12,12 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from decimal import Decimal
 
-from optiinfra_tui import monitor, runs
 from optiinfra_tui.errors import short_error
-from optiinfra_tui.health import Health
-from optiinfra_tui.monitor import Snapshot, WorkerInfo
 from optiinfra_tui.storage.history import CollectionRun, utcnow
 from optiinfra_tui.storage.queries import CostSummary
+from optiinfra_tui.worker import monitor, runs
+from optiinfra_tui.worker.health import Health
+from optiinfra_tui.worker.monitor import Snapshot, WorkerInfo
 
 log = logging.getLogger("optiinfra.tui")
 

@@ -11,10 +11,10 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from optiinfra_tui.actions import can_retry, can_revoke
 from optiinfra_tui.formats import attempts_label, clip, error_text, types_label
 from optiinfra_tui.tui.fmt import ERROR_ADVICE, STATUS_STYLE, duration
 from optiinfra_tui.tui.source import RunDetail
+from optiinfra_tui.worker.actions import can_retry, can_revoke
 
 ATTEMPT_COLUMNS = (("#", 3), ("STATUS", 9), ("WORKER", 30), ("STARTED (UTC)", 19),
                    ("FINISHED (UTC)", 19), ("TOOK", 8), ("ROWS", 8), ("ERROR", 40))

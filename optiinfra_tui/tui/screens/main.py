@@ -11,8 +11,6 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer
 
-from optiinfra_tui.actions import can_retry, can_revoke
-from optiinfra_tui.monitor import Snapshot
 from optiinfra_tui.tui.source import CostsData, HistoryPage, RunRow
 from optiinfra_tui.tui.widgets.costs import CostsPanel
 from optiinfra_tui.tui.widgets.header import HealthHeader
@@ -20,6 +18,8 @@ from optiinfra_tui.tui.widgets.history import HistoryTable
 from optiinfra_tui.tui.widgets.queue import QueuePanel
 from optiinfra_tui.tui.widgets.stats import StatsStrip
 from optiinfra_tui.tui.widgets.workers import WorkersPanel
+from optiinfra_tui.worker.actions import can_retry, can_revoke
+from optiinfra_tui.worker.monitor import Snapshot
 
 # Why each action can't apply to the selected run, for the palette (the footer greys them).
 NOT_APPLICABLE = {

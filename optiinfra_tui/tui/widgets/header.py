@@ -8,8 +8,8 @@ from datetime import datetime
 from rich.text import Text
 from textual.widgets import Static
 
-from optiinfra_tui.health import BACKENDS as ORDER
-from optiinfra_tui.health import NO_CREDENTIALS, Health
+from optiinfra_tui.worker.health import BACKENDS as ORDER
+from optiinfra_tui.worker.health import NO_CREDENTIALS, Health
 
 
 class HealthHeader(Static):

@@ -8,8 +8,8 @@ from rich.text import Text
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-from optiinfra_tui.monitor import QueueInfo, ScheduleInfo
 from optiinfra_tui.storage.history import utcnow
+from optiinfra_tui.worker.monitor import QueueInfo, ScheduleInfo
 
 
 class QueuePanel(VerticalScroll, can_focus=True):

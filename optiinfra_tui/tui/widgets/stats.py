@@ -7,8 +7,8 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import Sparkline, Static
 
-from optiinfra_tui.monitor import Stats
 from optiinfra_tui.tui.fmt import duration, rate
+from optiinfra_tui.worker.monitor import Stats
 
 
 class StatsStrip(Horizontal):

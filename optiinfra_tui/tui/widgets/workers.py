@@ -11,8 +11,8 @@ from textual import events
 from textual.widgets import DataTable
 
 from optiinfra_tui.formats import clip
-from optiinfra_tui.monitor import WorkerInfo
 from optiinfra_tui.tui.fmt import STATE_STYLE, fit_columns
+from optiinfra_tui.worker.monitor import WorkerInfo
 
 # (key, label, width); the task column's is its narrowest: it takes the width left.
 COLUMNS = (("where", "HOST:PID", 14), ("kind", "KIND", 9), ("thread", "THREAD", 8),

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import logging
 
-from optiinfra_tui.agent import ConsumerAgent
-from optiinfra_tui.queue import EmbeddedConsumer
+from optiinfra_tui.worker.agent import ConsumerAgent
+from optiinfra_tui.worker.queue import EmbeddedConsumer
 
 log = logging.getLogger("optiinfra.pool")
 

@@ -11,10 +11,10 @@ from types import SimpleNamespace
 
 from huey.exceptions import RetryTask
 
-from optiinfra_tui import runs
-from optiinfra_tui.collection import execute_run, fan_out
 from optiinfra_tui.errors import BackendUnavailable
 from optiinfra_tui.storage.history import UNAVAILABLE
+from optiinfra_tui.worker import runs
+from optiinfra_tui.worker.collection import execute_run, fan_out
 
 log = logging.getLogger("optiinfra.tasks")
 
@@ -27,7 +27,7 @@ def _hand_back(rt, task) -> None:
 
     Nothing is recorded: the attempt never started here, so it costs the run no retry.
     """
-    from optiinfra_tui.owner import embedded_owner
+    from optiinfra_tui.worker.owner import embedded_owner
 
     holder = embedded_owner(rt.settings.home)
     log.warning("task %s handed back: the data dir %s belongs to %s", task.id,
@@ -74,7 +74,7 @@ def register_tasks(rt) -> SimpleNamespace:
     @huey.task(context=True, name="health_check_task")
     def health_check_task(task=None):
         """Check every backend and provider; the results go to the history store."""
-        from optiinfra_tui.health import check_all, record
+        from optiinfra_tui.worker.health import check_all, record
 
         if not rt.may_collect():
             _hand_back(rt, task)

@@ -5,10 +5,10 @@ Each returns something to show, or raises an OptiInfraError whose message says w
 
 from __future__ import annotations
 
-from optiinfra_tui import runs, schedules
-from optiinfra_tui.collection import FanOut, fan_out, request_collection
 from optiinfra_tui.errors import ConfigError
 from optiinfra_tui.storage.history import FAILED, QUEUED, RETRYING, CollectionRun
+from optiinfra_tui.worker import runs, schedules
+from optiinfra_tui.worker.collection import FanOut, fan_out, request_collection
 
 
 def collect(rt, provider: str, customer_id: str | None = None,

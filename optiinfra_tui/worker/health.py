@@ -13,9 +13,9 @@ from datetime import datetime, timedelta
 
 from optiinfra_tui.errors import OptiInfraError
 from optiinfra_tui.logs import scrub
-from optiinfra_tui.queue import queue_ping
 from optiinfra_tui.storage import history
 from optiinfra_tui.storage.history import BackendHealth, utcnow
+from optiinfra_tui.worker.queue import queue_ping
 
 BACKENDS = ("queue", "history", "metrics")
 BACKEND_EVERY = 15.0

@@ -13,15 +13,15 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from optiinfra_tui import runs, telemetry
 from optiinfra_tui.collectors import get_collector
 from optiinfra_tui.collectors.base import CollectContext
 from optiinfra_tui.errors import BackendUnavailable, OptiInfraError, TransientError, error_kind
-from optiinfra_tui.health import NO_CREDENTIALS, record_collection
 from optiinfra_tui.logs import scrub
 from optiinfra_tui.rows import COST_LINES
 from optiinfra_tui.settings import validate_customer_id, validate_data_types
 from optiinfra_tui.storage.history import CANCELED, CollectionRun, utcnow
+from optiinfra_tui.worker import runs, telemetry
+from optiinfra_tui.worker.health import NO_CREDENTIALS, record_collection
 
 log = logging.getLogger("optiinfra.collection")
 

@@ -12,16 +12,16 @@ import threading
 
 from huey.api import Huey
 
-from optiinfra_tui import owner
-from optiinfra_tui.activity import ActivityRegistry
-from optiinfra_tui.queue import build_huey
 from optiinfra_tui.settings import Settings, load_settings
 from optiinfra_tui.storage import history
+from optiinfra_tui.worker import owner
+from optiinfra_tui.worker.activity import ActivityRegistry
+from optiinfra_tui.worker.queue import build_huey
 
 
 class Runtime:
     def __init__(self, settings: Settings) -> None:
-        from optiinfra_tui.tasks import register_tasks
+        from optiinfra_tui.worker.tasks import register_tasks
 
         self.settings = settings
         self.huey: Huey = build_huey(settings)

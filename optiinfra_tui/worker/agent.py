@@ -14,8 +14,6 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from optiinfra_tui import recovery, runs, schedules
-from optiinfra_tui.health import BACKEND_EVERY, check_all, record, recorded
 from optiinfra_tui.logs import protect_existing_handlers, queue_outage
 from optiinfra_tui.storage.history import (
     HEARTBEAT_STALE_AFTER,
@@ -23,6 +21,8 @@ from optiinfra_tui.storage.history import (
     close_connection,
     utcnow,
 )
+from optiinfra_tui.worker import recovery, runs, schedules
+from optiinfra_tui.worker.health import BACKEND_EVERY, check_all, record, recorded
 
 log = logging.getLogger("optiinfra.agent")
 

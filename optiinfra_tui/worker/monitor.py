@@ -10,11 +10,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 
-from optiinfra_tui import schedules as sched
 from optiinfra_tui.errors import short_error
 from optiinfra_tui.formats import rfc3339
-from optiinfra_tui.health import Health, backend_labels, check_all, recorded
-from optiinfra_tui.owner import embedded_owner, needs_owner
 from optiinfra_tui.storage.embedded import embedded_missing
 from optiinfra_tui.storage.history import (
     FAILED,
@@ -28,6 +25,9 @@ from optiinfra_tui.storage.history import (
 from optiinfra_tui.storage.history import (
     HEARTBEAT_STALE_AFTER as STALE_AFTER,
 )
+from optiinfra_tui.worker import schedules as sched
+from optiinfra_tui.worker.health import Health, backend_labels, check_all, recorded
+from optiinfra_tui.worker.owner import embedded_owner, needs_owner
 
 
 @dataclass

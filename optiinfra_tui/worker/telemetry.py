@@ -46,8 +46,8 @@ class _StoreCollector:
     def collect(self) -> Iterator:
         from prometheus_client.core import GaugeMetricFamily
 
-        from optiinfra_tui import monitor
         from optiinfra_tui.storage.history import SUCCESS, CollectionRun
+        from optiinfra_tui.worker import monitor
 
         up = GaugeMetricFamily("optiinfra_backend_up", "Whether a backend answered this scrape.",
                                labels=["backend"])
