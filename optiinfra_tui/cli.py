@@ -14,6 +14,7 @@ import sys
 import time
 from datetime import date, datetime
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 import click
 
@@ -28,6 +29,9 @@ from optiinfra_tui.formats import (
     types_label,
 )
 from optiinfra_tui.settings import load_settings, ordered_types
+
+if TYPE_CHECKING:  # the runtime (and with it huey and the stores) loads only when a command needs it
+    from optiinfra_tui.worker.runtime import Runtime
 
 log = logging.getLogger("optiinfra.cli")
 
@@ -253,7 +257,7 @@ def collect(provider: str, customer_id: str | None, data_types: str | None, wait
     return EXIT_OK if run.status == "success" else EXIT_FAILED
 
 
-def _open_store_for_inline(rt, provider: str, customer_id: str | None,
+def _open_store_for_inline(rt: Runtime, provider: str, customer_id: str | None,
                            data_types: str | None) -> None:
     """Open the metrics store before an inline run is recorded; when another process holds
     the embedded one, stop with the way out instead of leaving a failed run behind."""
@@ -274,7 +278,7 @@ def _open_store_for_inline(rt, provider: str, customer_id: str | None,
             "several processes can write. No run was recorded.") from None
 
 
-def _process_name(rt, pid: str) -> str:
+def _process_name(rt: Runtime, pid: str) -> str:
     """'pid 1234 (headless)' when that process's heartbeat says what it is, else 'pid 1234'."""
     from optiinfra_tui.storage.history import WorkerHeartbeat
 
@@ -288,7 +292,7 @@ def _process_name(rt, pid: str) -> str:
     return f"pid {pid} ({beat.kind})" if beat else f"pid {pid}"
 
 
-def _no_consumer_hint(rt) -> str:
+def _no_consumer_hint(rt: Runtime) -> str:
     """How to start a consumer that shares this process's queue."""
     shared = ("the same REDIS_URL and DATABASE_URL" if rt.settings.redis_url
               else f"the same OPTIINFRA_HOME ({rt.settings.home})")
@@ -296,7 +300,7 @@ def _no_consumer_hint(rt) -> str:
             "huey_config.huey -w 2 -k thread`, or the dashboard (`optiinfra-tui`).")
 
 
-def _warn_without_consumer(rt) -> bool:
+def _warn_without_consumer(rt: Runtime) -> bool:
     """Warn on stderr when no consumer has a fresh heartbeat; True if it warned."""
     from optiinfra_tui.worker import monitor
 
@@ -309,7 +313,7 @@ def _warn_without_consumer(rt) -> bool:
     return True
 
 
-def _wait(rt, run_id: int, timeout: float | None, quiet: bool, hinted: bool = False):
+def _wait(rt: Runtime, run_id: int, timeout: float | None, quiet: bool, hinted: bool = False):
     from optiinfra_tui.worker import monitor, runs
 
     deadline = None if timeout is None else time.monotonic() + timeout

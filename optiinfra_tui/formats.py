@@ -10,16 +10,11 @@ import unicodedata
 from datetime import UTC, datetime
 from decimal import Decimal
 
+from optiinfra_tui.rows import CURRENCY_DIGITS
 from optiinfra_tui.settings import ordered_types
 from optiinfra_tui.storage.history import FINAL_STATUSES
 
 ELLIPSIS = "…"
-# ISO 4217 minor units of the currencies that don't have two; every other currency has two.
-CURRENCY_DIGITS = {
-    "BHD": 3, "BIF": 0, "CLP": 0, "DJF": 0, "GNF": 0, "IQD": 3, "ISK": 0, "JOD": 3, "JPY": 0,
-    "KMF": 0, "KRW": 0, "KWD": 3, "LYD": 3, "OMR": 3, "PYG": 0, "RWF": 0, "TND": 3, "UGX": 0,
-    "UYI": 0, "VND": 0, "VUV": 0, "XAF": 0, "XOF": 0, "XPF": 0,
-}
 _SYMBOLS = {"USD": "$"}
 _SPACES = re.compile(r"\s+")
 

@@ -10,6 +10,13 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 
+# Money's precision: ISO 4217 minor units of the currencies that don't have two.
+CURRENCY_DIGITS = {
+    "BHD": 3, "BIF": 0, "CLP": 0, "DJF": 0, "GNF": 0, "IQD": 3, "ISK": 0, "JOD": 3, "JPY": 0,
+    "KMF": 0, "KRW": 0, "KWD": 3, "LYD": 3, "OMR": 3, "PYG": 0, "RWF": 0, "TND": 3, "UGX": 0,
+    "UYI": 0, "VND": 0, "VUV": 0, "XAF": 0, "XOF": 0, "XPF": 0,
+}
+
 # Tables a batch can be written to (see storage/metrics_schema.py).
 COST_LINES = "cost_lines"  # invoice lines: final charges
 PENDING_CHARGES = "pending_charges"  # the current estimate: replaces the previous snapshot

@@ -17,6 +17,7 @@ from urllib.parse import urlparse, urlsplit
 
 import platformdirs
 
+from optiinfra_tui.cron import parse_cron
 from optiinfra_tui.errors import ConfigError
 
 PROVIDERS: dict[str, tuple[str, ...]] = {
@@ -439,8 +440,6 @@ def _schedules(doc: dict, interval: int, path: Path | None) -> tuple[Schedule, .
             raise ConfigError(f"{where}: give exactly one of cron = \"*/15 * * * *\" "
                               "or interval = <seconds>.")
         if cron is not None:
-            from optiinfra_tui.worker.schedules import parse_cron
-
             parse_cron(cron, where)
         elif not isinstance(every, int) or isinstance(every, bool) or every < 1:
             raise ConfigError(f"{where}: interval must be a whole number of seconds >= 1.")

@@ -4,9 +4,10 @@ from datetime import datetime, timedelta
 
 import pytest
 
+from optiinfra_tui.cron import parse_cron
 from optiinfra_tui.errors import ConfigError
 from optiinfra_tui.settings import Schedule
-from optiinfra_tui.worker.schedules import MAX_LATENESS, current_slot, next_run, parse_cron
+from optiinfra_tui.worker.schedules import MAX_LATENESS, current_slot, next_run
 
 EVERY_15 = Schedule("c", "vultr", ("cost",), interval=900)
 

@@ -11,8 +11,14 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
-from optiinfra_tui.formats import CURRENCY_DIGITS
-from optiinfra_tui.rows import COST_LINES, INVOICE, PENDING, PENDING_CHARGES, SUPERSEDES
+from optiinfra_tui.rows import (
+    COST_LINES,
+    CURRENCY_DIGITS,
+    INVOICE,
+    PENDING,
+    PENDING_CHARGES,
+    SUPERSEDES,
+)
 from optiinfra_tui.storage.clickhouse import ClickHouse
 from optiinfra_tui.storage.metrics_schema import TABLES
 

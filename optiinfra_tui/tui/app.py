@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 from textual import work
 from textual.app import App, SystemCommand
@@ -23,6 +24,9 @@ from optiinfra_tui.tui.screens.main import MainScreen
 from optiinfra_tui.tui.source import CostsData, HistoryFilter, HistoryQuery, Source
 from optiinfra_tui.worker import actions
 from optiinfra_tui.worker.owner import StoreOwned, needs_owner
+
+if TYPE_CHECKING:  # run_dashboard makes the runtime; the rest only annotates it
+    from optiinfra_tui.worker.runtime import Runtime
 
 log = logging.getLogger("optiinfra.tui")
 
@@ -44,7 +48,7 @@ class DashboardApp(App):
     CSS_PATH = "app.tcss"
     TITLE = "OptiInfra"
 
-    def __init__(self, rt, pool=None, shutdown_timeout: float = 60.0,
+    def __init__(self, rt: Runtime, pool=None, shutdown_timeout: float = 60.0,
                  source: Source | None = None, poll: float = 1.0,
                  health_every: float = 5.0, costs_every: float = 60.0,
                  costs_enabled: bool = True, costs_disabled_reason: str = "",
@@ -107,7 +111,7 @@ class DashboardApp(App):
         try:
             self.poller.run(lambda: worker.is_cancelled)
         finally:
-            close_thread_connection()
+            close_connection()
 
     def _on_worker_activity(self) -> None:
         # Called in a Huey worker thread: post_message is the thread-safe way in.
@@ -219,7 +223,7 @@ class DashboardApp(App):
             self.notify(f"{short_error(exc)} (details in {self.rt.settings.log_path})",
                         title=f"{label} failed", severity="error", timeout=8)
         finally:
-            close_thread_connection()
+            close_connection()
             self.poller.wake()
 
     # --- command palette -------------------------------------------------------------------
@@ -265,11 +269,6 @@ class DashboardApp(App):
     def _print_error_renderables(self) -> None:
         # The traceback is in the log file; run_dashboard prints one line saying so.
         self._exit_renderables.clear()
-
-
-def close_thread_connection() -> None:
-    """Thread workers are short-lived: close their peewee connection rather than leak it."""
-    close_connection()
 
 
 def run_dashboard(settings: Settings, workers: int, shutdown_timeout: float = 60.0) -> int:

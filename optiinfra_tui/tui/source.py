@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from optiinfra_tui.errors import short_error
 from optiinfra_tui.storage.history import CollectionRun, utcnow
@@ -18,6 +19,9 @@ from optiinfra_tui.storage.queries import CostSummary
 from optiinfra_tui.worker import monitor, runs
 from optiinfra_tui.worker.health import Health
 from optiinfra_tui.worker.monitor import Snapshot, WorkerInfo
+
+if TYPE_CHECKING:  # run_dashboard makes the runtime; the rest only annotates it
+    from optiinfra_tui.worker.runtime import Runtime
 
 log = logging.getLogger("optiinfra.tui")
 
@@ -103,7 +107,7 @@ class RunDetail:
 class Source:
     """The dashboard's reads, bound to one Runtime; `clock` is swappable so screens are stable."""
 
-    def __init__(self, rt, clock: Callable[[], datetime] = utcnow, metrics=None) -> None:
+    def __init__(self, rt: Runtime, clock: Callable[[], datetime] = utcnow, metrics=None) -> None:
         self.rt = rt
         self.clock = clock
         self._metrics = metrics or rt.metrics

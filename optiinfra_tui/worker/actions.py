@@ -9,16 +9,17 @@ from optiinfra_tui.errors import ConfigError
 from optiinfra_tui.storage.history import FAILED, QUEUED, RETRYING, CollectionRun
 from optiinfra_tui.worker import runs, schedules
 from optiinfra_tui.worker.collection import FanOut, fan_out, request_collection
+from optiinfra_tui.worker.runtime import Runtime
 
 
-def collect(rt, provider: str, customer_id: str | None = None,
+def collect(rt: Runtime, provider: str, customer_id: str | None = None,
             data_types: str | list[str] | None = None, trigger: str = "manual") -> CollectionRun:
     """Queue one collection (defaults: the default customer, the provider's default types)."""
     return request_collection(rt, customer_id or rt.settings.default_customer_id, provider,
                               data_types, trigger=trigger)
 
 
-def collect_everything(rt) -> FanOut:
+def collect_everything(rt: Runtime) -> FanOut:
     """Queue every configured schedule's collection, now, for every customer with credentials.
 
     Raises the queue's error when it took nothing.
@@ -36,7 +37,7 @@ def can_retry(run: CollectionRun | None) -> bool:
     return run is not None and run.status in (FAILED, "canceled")
 
 
-def retry(rt, run_id: int) -> CollectionRun:
+def retry(rt: Runtime, run_id: int) -> CollectionRun:
     """A new run for a failed one, linked to it by `retry_of`."""
     rt.history()
     run = runs.get_run(run_id)
@@ -51,7 +52,7 @@ def can_revoke(run: CollectionRun | None) -> bool:
     return run is not None and run.status in (QUEUED, RETRYING)
 
 
-def revoke(rt, run_id: int) -> CollectionRun:
+def revoke(rt: Runtime, run_id: int) -> CollectionRun:
     """Cancel a queued (or retry-waiting) run; its task is skipped when a worker reaches it."""
     rt.history()
     run = runs.get_run(run_id)
@@ -63,7 +64,7 @@ def revoke(rt, run_id: int) -> CollectionRun:
     return runs.get_run(run_id)
 
 
-def toggle_schedules(rt) -> bool:
+def toggle_schedules(rt: Runtime) -> bool:
     """Pause every schedule, or resume them all if any is paused; returns the new paused state."""
     rt.history()
     names = [s.name for s in rt.settings.schedules]
@@ -72,7 +73,7 @@ def toggle_schedules(rt) -> bool:
     return paused
 
 
-def health_check(rt) -> str:
+def health_check(rt: Runtime) -> str:
     """Queue a health check of every backend and provider; returns its task id."""
     task = rt.tasks.health_check_task.s()
     rt.huey.enqueue(task)

@@ -23,6 +23,7 @@ from optiinfra_tui.storage.history import (
 )
 from optiinfra_tui.worker import recovery, runs, schedules
 from optiinfra_tui.worker.health import BACKEND_EVERY, check_all, record, recorded
+from optiinfra_tui.worker.runtime import Runtime
 
 log = logging.getLogger("optiinfra.agent")
 
@@ -34,7 +35,7 @@ RECOVER_EVERY = 5.0
 PROVIDER_CHECK = "__provider_health__"
 
 class ConsumerAgent:
-    def __init__(self, rt, kind: str, threads: int, run_schedules: bool = True,
+    def __init__(self, rt: Runtime, kind: str, threads: int, run_schedules: bool = True,
                  metrics_health: bool = True,
                  clock: Callable[[], datetime] = utcnow) -> None:
         self.rt = rt
@@ -194,7 +195,7 @@ _plain_agent: ConsumerAgent | None = None
 _plain_lock = threading.Lock()
 
 
-def attach_to_plain_consumer(rt) -> None:
+def attach_to_plain_consumer(rt: Runtime) -> None:
     """Start an agent from Huey's startup hook, for `huey_consumer huey_config.huey`.
 
     The hook runs once in each worker thread; the first starts the agent, each registers

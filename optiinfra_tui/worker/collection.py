@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from optiinfra_tui.collectors import get_collector
 from optiinfra_tui.collectors.base import CollectContext
@@ -22,6 +23,9 @@ from optiinfra_tui.settings import validate_customer_id, validate_data_types
 from optiinfra_tui.storage.history import CANCELED, CollectionRun, utcnow
 from optiinfra_tui.worker import runs, telemetry
 from optiinfra_tui.worker.health import NO_CREDENTIALS, record_collection
+
+if TYPE_CHECKING:  # runtime imports this module's callers: annotations only
+    from optiinfra_tui.worker.runtime import Runtime
 
 log = logging.getLogger("optiinfra.collection")
 
@@ -47,7 +51,7 @@ def retry_delay(attempt: int, base: float, retry_after: float | None = None) -> 
     return delay
 
 
-def request_collection(rt, customer_id: str, provider: str,
+def request_collection(rt: Runtime, customer_id: str, provider: str,
                        data_types: str | Iterable[str] | None, trigger: str,
                        retry_of: int | None = None,
                        schedule: str | None = None) -> CollectionRun:
@@ -90,7 +94,7 @@ class FanOut:
     errors: list[OptiInfraError] = field(default_factory=list)
 
 
-def fan_out(rt, provider: str, data_types: Iterable[str], trigger: str,
+def fan_out(rt: Runtime, provider: str, data_types: Iterable[str], trigger: str,
             schedule: str | None = None, into: FanOut | None = None) -> FanOut:
     """Queue a collection of `provider` for every customer whose credential for it is set in
     this process's environment (a scheduled fan-out runs in a worker: the worker's).
@@ -118,11 +122,11 @@ def fan_out(rt, provider: str, data_types: Iterable[str], trigger: str,
     return out
 
 
-def worker_name(rt) -> str:
+def worker_name(rt: Runtime) -> str:
     return f"{rt.consumer_id}:{threading.current_thread().name}"
 
 
-def execute_run(rt, run_id: int) -> Outcome:
+def execute_run(rt: Runtime, run_id: int) -> Outcome:
     """Run one attempt of a run, recording its start and end; never raises for a run's failure."""
     rt.history()
     run = runs.start_attempt(run_id, worker_name(rt))
@@ -176,7 +180,7 @@ def _from_provider(batches: Iterable) -> Iterator:
         raise
 
 
-def _collect(rt, run: CollectionRun, written: list[int]) -> None:
+def _collect(rt: Runtime, run: CollectionRun, written: list[int]) -> None:
     settings = rt.settings
     try:
         collector = get_collector(run.provider, settings, run.customer_id)  # ConfigError: no key
@@ -270,7 +274,7 @@ class _InvoiceTracker:
         del self.done[:count]
 
 
-def _record_failure(rt, run: CollectionRun, exc: Exception, rows: int) -> Outcome:
+def _record_failure(rt: Runtime, run: CollectionRun, exc: Exception, rows: int) -> Outcome:
     settings = rt.settings
     kind = error_kind(exc)
     message = scrub(str(exc) or type(exc).__name__, settings.secrets())
@@ -297,7 +301,7 @@ def _record_failure(rt, run: CollectionRun, exc: Exception, rows: int) -> Outcom
     return Outcome("failed", rows=rows, error_kind=kind, message=message)
 
 
-def run_inline(rt, run_id: int, on_retry=None) -> CollectionRun:
+def run_inline(rt: Runtime, run_id: int, on_retry=None) -> CollectionRun:
     """Run every attempt of a run in this process, sleeping between retries."""
     while True:
         outcome = execute_run(rt, run_id)

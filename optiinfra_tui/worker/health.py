@@ -10,12 +10,16 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from optiinfra_tui.errors import OptiInfraError
 from optiinfra_tui.logs import scrub
 from optiinfra_tui.storage import history
 from optiinfra_tui.storage.history import BackendHealth, utcnow
 from optiinfra_tui.worker.queue import queue_ping
+
+if TYPE_CHECKING:  # runtime imports this module's callers: annotations only
+    from optiinfra_tui.worker.runtime import Runtime
 
 BACKENDS = ("queue", "history", "metrics")
 BACKEND_EVERY = 15.0
@@ -61,7 +65,7 @@ def period(name: str, provider_every: float = 0) -> float:
     return BACKEND_EVERY if name in BACKENDS else provider_every or PROVIDER_EVERY
 
 
-def backend_labels(rt) -> dict[str, str]:
+def backend_labels(rt: Runtime) -> dict[str, str]:
     """What each backend is in this mode, for headers and `status`."""
     s = rt.settings
     return {
@@ -83,7 +87,7 @@ def _timed(name: str, fn, secrets: list[str]) -> Health:
     return Health(name, True, round((time.perf_counter() - start) * 1000, 2))
 
 
-def check_all(rt, providers: bool = False, metrics: bool = True, backends: bool = True,
+def check_all(rt: Runtime, providers: bool = False, metrics: bool = True, backends: bool = True,
               skip: frozenset[str] = frozenset()) -> list[Health]:
     """Check queue, history and (when asked) metrics and each customer's provider API.
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from optiinfra_tui.errors import short_error
 from optiinfra_tui.formats import rfc3339
@@ -28,6 +29,9 @@ from optiinfra_tui.storage.history import (
 from optiinfra_tui.worker import schedules as sched
 from optiinfra_tui.worker.health import Health, backend_labels, check_all, recorded
 from optiinfra_tui.worker.owner import embedded_owner, needs_owner
+
+if TYPE_CHECKING:  # runtime imports this module's callers: annotations only
+    from optiinfra_tui.worker.runtime import Runtime
 
 
 @dataclass
@@ -220,7 +224,7 @@ def _percentile(values: list[int], q: float) -> int | None:
     return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
 
 
-def health(rt, live: bool = True) -> list[Health]:
+def health(rt: Runtime, live: bool = True) -> list[Health]:
     """Live checks of queue and history; metrics live only when that doesn't open chDB here.
 
     chDB is one process per path: a CLI must not open it beside a running consumer, so for
@@ -241,7 +245,7 @@ def health(rt, live: bool = True) -> list[Health]:
     return results
 
 
-def snapshot(rt, live_health: bool = True, checks: list[Health] | None = None,
+def snapshot(rt: Runtime, live_health: bool = True, checks: list[Health] | None = None,
              now: datetime | None = None) -> Snapshot:
     """Everything at once. A backend that is down shows in `health` or `errors`, never raised.
 

@@ -9,12 +9,13 @@ import logging
 
 from optiinfra_tui.worker.agent import ConsumerAgent
 from optiinfra_tui.worker.queue import EmbeddedConsumer
+from optiinfra_tui.worker.runtime import Runtime
 
 log = logging.getLogger("optiinfra.pool")
 
 
 class WorkerPool:
-    def __init__(self, rt, workers: int, kind: str) -> None:
+    def __init__(self, rt: Runtime, workers: int, kind: str) -> None:
         self.rt = rt
         self.workers = workers
         # With 0 workers the process only watches: no consumer, but still a heartbeat.

@@ -25,6 +25,7 @@ from optiinfra_tui.storage.history import (
 from optiinfra_tui.storage.history import (
     HEARTBEAT_STALE_AFTER as STALE_AFTER,
 )
+from optiinfra_tui.worker.runtime import Runtime
 
 log = logging.getLogger("optiinfra.recovery")
 
@@ -72,7 +73,7 @@ def take_over(run: CollectionRun, now: datetime | None = None) -> str | None:
     return FAILED if final else RETRYING
 
 
-def recover(rt, now: datetime | None = None) -> list[int]:
+def recover(rt: Runtime, now: datetime | None = None) -> list[int]:
     """Re-enqueue every orphan this consumer wins; returns their run ids."""
     recovered = []
     for run in orphaned_runs(now):
@@ -98,7 +99,7 @@ def recover(rt, now: datetime | None = None) -> list[int]:
     return recovered
 
 
-def lost_runs(rt, now: datetime | None = None) -> list[CollectionRun]:
+def lost_runs(rt: Runtime, now: datetime | None = None) -> list[CollectionRun]:
     """Queued or retrying runs overdue by LOST_AFTER whose task the queue no longer holds."""
     cutoff = (now or utcnow()) - LOST_AFTER
     candidates = list(CollectionRun.select().where(
@@ -110,7 +111,7 @@ def lost_runs(rt, now: datetime | None = None) -> list[CollectionRun]:
     return [r for r in candidates if r.task_id not in waiting]
 
 
-def requeue_lost(rt, now: datetime | None = None) -> list[int]:
+def requeue_lost(rt: Runtime, now: datetime | None = None) -> list[int]:
     """Enqueue a new task for every lost run this consumer wins; returns their run ids."""
     requeued = []
     for run in lost_runs(rt, now):

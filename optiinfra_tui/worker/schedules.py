@@ -10,28 +10,15 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import peewee as pw
-from cronsim import CronSim, CronSimError
+from cronsim import CronSim
 
-from optiinfra_tui.errors import ConfigError
+from optiinfra_tui.cron import parse_cron
 from optiinfra_tui.settings import Schedule
 from optiinfra_tui.storage.history import ScheduleSlot, ScheduleState, db, utcnow
 
 # A slot is still worth running this long after it began (a consumer restarting, a slow
 # tick); older slots are skipped rather than run late on start-up.
 MAX_LATENESS = timedelta(seconds=120)
-
-
-def parse_cron(expr: str, where: str = "cron") -> str:
-    """The expression, checked as standard five-field cron; ConfigError when it doesn't parse."""
-    fields = expr.split() if isinstance(expr, str) else []
-    if len(fields) != 5:
-        raise ConfigError(f"{where}: cron {expr!r} must have 5 fields "
-                          "(minute hour day month day-of-week), e.g. \"*/15 * * * *\".")
-    try:
-        CronSim(expr, datetime(2000, 1, 1))
-    except CronSimError as exc:
-        raise ConfigError(f"{where}: cron {expr!r} is not valid ({exc}).") from None
-    return expr
 
 
 def epoch_slot(interval: int, now: datetime) -> datetime:

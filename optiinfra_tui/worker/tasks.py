@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from types import SimpleNamespace
+from typing import TYPE_CHECKING
 
 from huey.exceptions import RetryTask
 
@@ -16,13 +17,16 @@ from optiinfra_tui.storage.history import UNAVAILABLE
 from optiinfra_tui.worker import runs
 from optiinfra_tui.worker.collection import execute_run, fan_out
 
+if TYPE_CHECKING:  # runtime imports this module's callers: annotations only
+    from optiinfra_tui.worker.runtime import Runtime
+
 log = logging.getLogger("optiinfra.tasks")
 
 HISTORY_RETRY_DELAY = 5
 HAND_BACK_DELAY = 2
 
 
-def _hand_back(rt, task) -> None:
+def _hand_back(rt: Runtime, task) -> None:
     """Give a task back to the queue for the process that owns the data dir to run.
 
     Nothing is recorded: the attempt never started here, so it costs the run no retry.
@@ -35,7 +39,7 @@ def _hand_back(rt, task) -> None:
     raise RetryTask(delay=HAND_BACK_DELAY)
 
 
-def register_tasks(rt) -> SimpleNamespace:
+def register_tasks(rt: Runtime) -> SimpleNamespace:
     """Register the tasks on `rt.huey`; each task body runs against that runtime."""
     huey = rt.huey
 

@@ -8,6 +8,10 @@ queue. prometheus_client is imported only by `serve`: other processes record not
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # runtime imports this module's callers: annotations only
+    from optiinfra_tui.worker.runtime import Runtime
 from collections.abc import Callable, Iterator
 from datetime import UTC
 
@@ -40,7 +44,7 @@ class _StoreCollector:
     """Gauges read from the queue and the history at each scrape; a store that is down is
     reported by `optiinfra_backend_up`, its gauges left out."""
 
-    def __init__(self, rt) -> None:
+    def __init__(self, rt: Runtime) -> None:
         self.rt = rt
 
     def collect(self) -> Iterator:
@@ -84,7 +88,7 @@ class _StoreCollector:
         yield up
 
 
-def registry(rt):
+def registry(rt: Runtime):
     """A registry with this process's run counters, the store gauges, build info and the
     client's process, platform and GC metrics; `record_run` counts into it from now on."""
     global _record
@@ -121,7 +125,7 @@ def registry(rt):
     return reg
 
 
-def serve(rt, port: int, host: str = "127.0.0.1"):
+def serve(rt: Runtime, port: int, host: str = "127.0.0.1"):
     """Serve /metrics on a background thread; returns the server (call shutdown() to stop)."""
     from prometheus_client import start_http_server
 

@@ -12,6 +12,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from optiinfra_tui.formats import attempts_label, clip, error_text, types_label
+from optiinfra_tui.storage.history import close_connection
 from optiinfra_tui.tui.fmt import ERROR_ADVICE, STATUS_STYLE, duration
 from optiinfra_tui.tui.source import RunDetail
 from optiinfra_tui.worker.actions import can_retry, can_revoke
@@ -57,12 +58,10 @@ class RunDetailScreen(Screen):
 
     @work(thread=True, exclusive=True, group="detail")
     def load(self) -> None:
-        from optiinfra_tui.tui.app import close_thread_connection
-
         try:
             detail = self.app.source.detail(self.run_id)
         finally:
-            close_thread_connection()
+            close_connection()  # a short-lived thread: don't leak it
         self.app.call_from_thread(self.show, detail)
 
     def show(self, d: RunDetail) -> None:
