@@ -1,4 +1,4 @@
-"""What each start-up setting of optiinfra_tui/startup.py buys, measured against going without.
+"""What each start-up setting of optiinfra_tui/worker/startup.py buys, measured against going without.
 
     python bench/process_setup.py [--rounds 5] [--lines 300000]
 
