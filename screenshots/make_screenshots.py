@@ -38,9 +38,9 @@ from fake_vultr import FakeVultr  # noqa: E402
 from tui_data import env_for, seed_showcase  # noqa: E402
 
 from optiinfra_tui.rows import CostRow  # noqa: E402
-from optiinfra_tui.runtime import Runtime  # noqa: E402
 from optiinfra_tui.settings import load_settings  # noqa: E402
 from optiinfra_tui.storage.history import CollectionRun, WorkerHeartbeat, utcnow  # noqa: E402
+from optiinfra_tui.worker.runtime import Runtime  # noqa: E402
 
 SIZE = (160, 45)
 FONT = "DejaVu Sans Mono"
@@ -89,7 +89,7 @@ def seed_costs(store, now: datetime) -> None:
 
 def seed(env: dict[str, str]) -> None:
     """In a child process: chDB allows one process per data path, and the dashboard needs it."""
-    from optiinfra_tui import schedules
+    from optiinfra_tui.worker import schedules
 
     rt = Runtime(load_settings(env))
     rt.history()

@@ -13,7 +13,6 @@ import pytest
 from fake_azure import FakeAzure, make_certificate
 from services import wait_until
 
-from optiinfra_tui import collection, runs
 from optiinfra_tui.collectors import get_collector
 from optiinfra_tui.collectors.azure import (
     AzureAccount,
@@ -24,10 +23,11 @@ from optiinfra_tui.collectors.azure import (
     parse_page,
 )
 from optiinfra_tui.errors import AuthError, ConfigError, DataError
-from optiinfra_tui.pool import WorkerPool
 from optiinfra_tui.rows import COST_LINES, PENDING_CHARGES
-from optiinfra_tui.runtime import Runtime
 from optiinfra_tui.settings import load_settings
+from optiinfra_tui.worker import collection, runs
+from optiinfra_tui.worker.pool import WorkerPool
+from optiinfra_tui.worker.runtime import Runtime
 
 TODAY = date(2026, 3, 15)  # the window: 2026-02-01 .. 2026-03-15
 CENT = Decimal("0.01")
