@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 from optiinfra_tui.rows import CURRENCY_DIGITS
@@ -107,3 +107,14 @@ def error_text(kind: str | None, message: str | None) -> str:
         return ""
     message = _SPACES.sub(" ", message or "").strip()
     return f"{kind}: {message}" if message else kind
+
+
+def json_default(value: object) -> str:
+    """JSON for what `json` can't write: money as exact decimal strings, times in RFC 3339."""
+    if isinstance(value, Decimal):
+        return amount_text(value)
+    if isinstance(value, datetime):
+        return rfc3339(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    return str(value)

@@ -25,7 +25,6 @@ from aws_fixtures import (
 from aws_truth import ce_pages, seeded_truth
 from services import wait_until
 
-from optiinfra_tui.cli import run_to_dict
 from optiinfra_tui.collectors import get_collector
 from optiinfra_tui.collectors.aws import AwsAccount, RequestBudgetExceeded
 from optiinfra_tui.collectors.aws.collector import AwsCollector
@@ -41,6 +40,7 @@ from optiinfra_tui.settings import load_settings
 from optiinfra_tui.storage import history
 from optiinfra_tui.worker import actions, runs
 from optiinfra_tui.worker.pool import WorkerPool
+from optiinfra_tui.worker.runs import RunRow
 
 # --- pure logic -------------------------------------------------------------------------------
 
@@ -197,7 +197,7 @@ def test_the_budget_stops_a_run_that_would_exceed_it(runtime, aws, clock):
     assert (done.status, done.attempt, done.error_kind) == ("failed", 1, "budget")
     assert "AWS_CE_MAX_REQUESTS" in done.error_message and "3 requests" in done.error_message
     assert done.requests == 3 and len(aws.proxy.periods()) == 3
-    assert run_to_dict(runs.get_run(done.id))["requests"] == 3
+    assert RunRow.of(runs.get_run(done.id)).to_json()["requests"] == 3
     # The pages read are kept; the window isn't replaced from a partial answer.
     assert len(live_rows(rt)) == 150
 

@@ -19,6 +19,7 @@ from optiinfra_tui.storage.queries import CostSummary
 from optiinfra_tui.worker import monitor, runs
 from optiinfra_tui.worker.health import Health
 from optiinfra_tui.worker.monitor import Snapshot, WorkerInfo
+from optiinfra_tui.worker.runs import RunRow
 
 if TYPE_CHECKING:  # run_dashboard makes the runtime; the rest only annotates it
     from optiinfra_tui.worker.runtime import Runtime
@@ -49,33 +50,6 @@ class HistoryQuery:
     filter: HistoryFilter = HistoryFilter()
     before_id: int | None = None
     page: int = 0
-
-
-@dataclass(frozen=True)
-class RunRow:
-    """An immutable copy of a run: safe to hand from a thread to the UI and to compare."""
-
-    id: int
-    status: str
-    provider: str
-    customer_id: str
-    data_types: str
-    trigger: str
-    attempt: int
-    max_attempts: int
-    rows: int
-    duration_ms: int | None
-    queued_at: datetime
-    error_kind: str | None
-    error_message: str | None
-    task_id: str | None
-
-    @classmethod
-    def of(cls, run: CollectionRun) -> RunRow:
-        return cls(run.id, run.status, run.provider, run.customer_id, run.data_types,
-                   run.trigger, run.attempt, run.max_attempts, run.metrics_collected,
-                   run.duration_ms, run.queued_at, run.error_kind, run.error_message,
-                   run.task_id)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -30,6 +30,8 @@ if TYPE_CHECKING:  # runtime imports this module's callers: annotations only
 log = logging.getLogger("optiinfra.collection")
 
 MAX_RETRY_DELAY = 3600.0
+
+Progress = Callable[[int, int], None]  # (rows written, pages read) so far in this attempt
 
 
 @dataclass(frozen=True)
@@ -126,8 +128,10 @@ def worker_name(rt: Runtime) -> str:
     return f"{rt.consumer_id}:{threading.current_thread().name}"
 
 
-def execute_run(rt: Runtime, run_id: int) -> Outcome:
-    """Run one attempt of a run, recording its start and end; never raises for a run's failure."""
+def execute_run(rt: Runtime, run_id: int, on_progress: Progress | None = None) -> Outcome:
+    """Run one attempt of a run, recording its start and end; never raises for a run's failure.
+
+    `on_progress(rows, pages)` is called after each page the collector yields."""
     rt.history()
     run = runs.start_attempt(run_id, worker_name(rt))
     if run is None:
@@ -137,7 +141,7 @@ def execute_run(rt: Runtime, run_id: int) -> Outcome:
     outcome = Outcome("failed")
     began = time.monotonic()
     try:
-        _collect(rt, run, written)
+        _collect(rt, run, written, on_progress)
         # The check first: whoever sees the run final sees the header agree with it.
         _provider_checked(run, True, f"collected {written[0]} rows (run {run.id})")
         runs.finish_success(run, written[0])
@@ -180,7 +184,8 @@ def _from_provider(batches: Iterable) -> Iterator:
         raise
 
 
-def _collect(rt: Runtime, run: CollectionRun, written: list[int]) -> None:
+def _collect(rt: Runtime, run: CollectionRun, written: list[int],
+             on_progress: Progress | None = None) -> None:
     settings = rt.settings
     try:
         collector = get_collector(run.provider, settings, run.customer_id)  # ConfigError: no key
@@ -188,6 +193,7 @@ def _collect(rt: Runtime, run: CollectionRun, written: list[int]) -> None:
         setattr(exc, PROVIDER_SIDE, True)
         raise
     deadline = time.monotonic() + settings.task_time_limit
+    pages = 0
     try:
         store = rt.metrics()
         for data_type in run.types:
@@ -208,6 +214,9 @@ def _collect(rt: Runtime, run: CollectionRun, written: list[int]) -> None:
                                                    collected_at=ctx.collected_at)
                         if batch.table == COST_LINES:
                             invoices.saw(batch.rows)
+                        pages += 1
+                        if on_progress:
+                            on_progress(written[0], pages)
                         if time.monotonic() > deadline:
                             raise TransientError(
                                 f"The collection ran past TASK_TIME_LIMIT ({settings.task_time_limit} s);"
@@ -301,10 +310,11 @@ def _record_failure(rt: Runtime, run: CollectionRun, exc: Exception, rows: int) 
     return Outcome("failed", rows=rows, error_kind=kind, message=message)
 
 
-def run_inline(rt: Runtime, run_id: int, on_retry=None) -> CollectionRun:
+def run_inline(rt: Runtime, run_id: int, on_retry: Callable[[Outcome], None] | None = None,
+               on_progress: Progress | None = None) -> CollectionRun:
     """Run every attempt of a run in this process, sleeping between retries."""
     while True:
-        outcome = execute_run(rt, run_id)
+        outcome = execute_run(rt, run_id, on_progress)
         if outcome.status != "retrying":
             return runs.get_run(run_id)
         if on_retry:

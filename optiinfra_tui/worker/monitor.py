@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from optiinfra_tui.errors import short_error
-from optiinfra_tui.formats import rfc3339
+from optiinfra_tui.formats import json_default
 from optiinfra_tui.storage.embedded import embedded_missing
 from optiinfra_tui.storage.history import (
     FAILED,
@@ -123,13 +123,7 @@ class Snapshot:
     owner: str | None = None
 
     def to_json(self) -> dict:
-        return json.loads(json.dumps(asdict(self), default=_json_default))
-
-
-def _json_default(value):
-    if isinstance(value, datetime):
-        return rfc3339(value)
-    return str(value)
+        return json.loads(json.dumps(asdict(self), default=json_default))
 
 
 def workers(now: datetime | None = None) -> list[WorkerInfo]:

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
 from peewee import PostgresqlDatabase
 
+from optiinfra_tui.settings import ordered_types
 from optiinfra_tui.storage.history import (
     CANCELED,
     FAILED,
@@ -26,6 +28,48 @@ from optiinfra_tui.storage.history import (
     durable,
     utcnow,
 )
+
+
+@dataclass(frozen=True)
+class RunRow:
+    """An immutable copy of a run: safe to hand from a thread to the UI, to compare, and to
+    print as JSON (`collect --json`, `history --json`)."""
+
+    id: int
+    task_id: str | None
+    status: str
+    customer_id: str
+    provider: str
+    data_types: str
+    trigger: str
+    attempt: int
+    max_attempts: int
+    rows: int
+    requests: int
+    error_kind: str | None
+    error_message: str | None
+    queued_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    duration_ms: int | None
+    worker: str | None
+    next_attempt_at: datetime | None
+    retry_of: int | None
+
+    @classmethod
+    def of(cls, run: CollectionRun) -> RunRow:
+        return cls(run.id, run.task_id, run.status, run.customer_id, run.provider,
+                   run.data_types, run.trigger, run.attempt, run.max_attempts,
+                   run.metrics_collected, run.requests, run.error_kind, run.error_message,
+                   run.queued_at, run.started_at, run.finished_at, run.duration_ms, run.worker,
+                   run.next_attempt_at, run.retry_of)
+
+    def to_json(self) -> dict:
+        """The run as a JSON object (data types as a list, in the provider's order)."""
+        doc = asdict(self)
+        doc["data_types"] = list(ordered_types(self.provider, self.data_types))
+        return doc
+
 
 # The statements every task runs, on PostgreSQL written out: building them with peewee was
 # most of a task's CPU. A data-modifying WITH is one atomic statement, so start and finish

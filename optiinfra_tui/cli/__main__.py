@@ -1,0 +1,5 @@
+"""`python -m optiinfra_tui.cli`, as the tests and older scripts call it."""
+
+from optiinfra_tui.cli import main
+
+main()
