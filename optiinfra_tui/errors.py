@@ -6,6 +6,8 @@ because retrying a missing key or a bad body only delays the message.
 
 from __future__ import annotations
 
+import random
+
 
 class OptiInfraError(Exception):
     """Base of every error the product reports to a user: the message says what to fix."""
@@ -55,15 +57,18 @@ class BackendUnavailable(OptiInfraError):
     kind = "backend"
 
 
-RETRYABLE = (TransientError,)
+# The kinds a collection retries (with `backoff`, up to MAX_RETRIES); every other fails at once.
+RETRYABLE: tuple[type[OptiInfraError], ...] = (TransientError,)
+
+
+def backoff(attempt: int, base: float, cap: float) -> float:
+    """Exponential back-off with jitter: `base * 2**attempt` capped at `cap`, then a random
+    point in its upper half, so clients that failed together don't retry together."""
+    delay = min(base * 2 ** attempt, cap)
+    return delay / 2 + random.random() * delay / 2
 
 
 def error_kind(exc: BaseException) -> str:
     """The kind stored on a run for any exception; unknown ones are 'internal'."""
     return exc.kind if isinstance(exc, OptiInfraError) else "internal"
 
-
-def short_error(exc: BaseException) -> str:
-    """'Type: first line of the message', at most 200 characters: for one line on a screen."""
-    text = (str(exc).strip().splitlines() or [""])[0]
-    return f"{type(exc).__name__}: {text}"[:200] if text else type(exc).__name__

@@ -11,23 +11,14 @@ import logging
 import logging.handlers
 import sys
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from optiinfra_tui.settings import Settings
-
-MASK = "***"
-
-
-def scrub(text: str, secrets: Iterable[str]) -> str:
-    """Replace every secret in `text` with a mask."""
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, MASK)
-    return text
+from optiinfra_tui.text import scrub, short_error
 
 
 class SecretFilter(logging.Filter):
@@ -96,7 +87,7 @@ class QueueOutage(logging.Filter):
                 return False
             self.down = True
         exc = record.exc_info[1] if record.exc_info else None
-        detail = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}" if exc else ""
+        detail = short_error(exc, 300) if exc else ""
         record.name = "optiinfra.queue"
         record.msg = (f"queue unreachable: {self.where} ({detail}). Workers keep retrying with "
                       f"back-off. {self.fix}")

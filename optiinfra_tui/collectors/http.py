@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import fnmatch
 import logging
-import random
 import ssl
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -25,7 +24,16 @@ import httpx
 from optiinfra_tui import __version__
 from optiinfra_tui.collectors.fields import decode_json
 from optiinfra_tui.collectors.ratelimit import RateLimiter
-from optiinfra_tui.errors import AuthError, ConfigError, DataError, OptiInfraError, TransientError
+from optiinfra_tui.errors import (
+    RETRYABLE,
+    AuthError,
+    ConfigError,
+    DataError,
+    OptiInfraError,
+    TransientError,
+    backoff,
+)
+from optiinfra_tui.text import safe_url, scrub
 
 log = logging.getLogger("optiinfra.collectors")
 
@@ -128,15 +136,6 @@ def untrusted_certificate(where: str, host: str, reason: str, url_env: str | Non
                        "set SSL_CERT_FILE to the CA bundle that signs its certificate.")
 
 
-def _safe_url(url: str) -> str:
-    """The URL without user:password, query or fragment: safe to show."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return f"{parts.scheme}://{host}{parts.path}"
-
-
 def _host_port(url: str) -> str:
     """host:port of a URL, with the scheme's default port when it names none."""
     parts = urlsplit(url)
@@ -193,7 +192,7 @@ class ApiClient:
         self._url_hint = url_hint
         self._retry_headers = tuple(h.lower() for h in retry_after_headers)
         self._auth_fix = dict(auth_fix or {})
-        self._base = _safe_url(base_url.rstrip("/"))
+        self._base = safe_url(base_url.rstrip("/"))
         self._origin = _origin(base_url)
         self._host = _host_port(base_url)
         self._default_url = default_url.rstrip("/") if default_url else None
@@ -236,7 +235,7 @@ class ApiClient:
         if _is_absolute(url):
             if _origin(url) != self._origin:
                 # The token goes with every request: never to a host the user didn't name.
-                raise DataError(f"{self._service} answered with a link to {_safe_url(url)}, "
+                raise DataError(f"{self._service} answered with a link to {safe_url(url)}, "
                                 f"outside {self._base}; not following it with the credential.")
             target = url
         else:
@@ -277,7 +276,7 @@ class ApiClient:
                     if verdict is not None:
                         # The provider's text may quote the server's: never with the token.
                         verdict.args = (self.scrub(str(verdict.args[0])), *verdict.args[1:])
-                        if not isinstance(verdict, TransientError):
+                        if not isinstance(verdict, RETRYABLE):
                             raise verdict
                     if verdict is None and status < 500 and status not in _RETRY_STATUSES:
                         return self._decode(resp, where)
@@ -299,7 +298,7 @@ class ApiClient:
                     raise TransientError(self._unreachable(where, unreachable, problem),
                                          retry_after)
                 raise TransientError(f"{where} failed: {problem}.", retry_after)
-            wait = retry_after if retry_after is not None else self._backoff(attempt)
+            wait = retry_after if retry_after is not None else backoff(attempt, self._backoff_base, self._max_wait)
             log.warning("%s: %s; retrying in %.2f s (request %d of %d)",
                         where, problem, wait, attempt + 2, self._max_retries + 1)
             if status == 429 and self._limiter is not None:
@@ -378,13 +377,9 @@ class ApiClient:
             fix += f", or unset it to use {self._default_url}." if self._default_url else "."
         return f"{where}: {what}, {source} ({problem}). {fix}"
 
-    def _backoff(self, attempt: int) -> float:
-        delay = min(self._max_wait, self._backoff_base * 2**attempt)
-        return delay / 2 + random.uniform(0, delay / 2)
-
     def scrub(self, text: str) -> str:
         """`text` without the token (the current one, for a token source)."""
-        return text.replace(self._secret, "***") if self._secret else text
+        return scrub(text, (self._secret,))
 
     def _error_text(self, resp: httpx.Response) -> str:
         """The server's own error message, if it sent one, short and scrubbed."""
@@ -436,4 +431,4 @@ class ApiClient:
 
 
 def _shown(url: str) -> str:
-    return _safe_url(url) if _is_absolute(url) else "/" + url.lstrip("/")
+    return safe_url(url) if _is_absolute(url) else "/" + url.lstrip("/")

@@ -31,6 +31,7 @@ from optiinfra_tui.storage.metrics_schema import (
     pivot,
     wire_columns,
 )
+from optiinfra_tui.text import first_line, safe_url, scrub
 
 log = logging.getLogger("optiinfra.metrics")
 
@@ -204,7 +205,7 @@ def _open_chdb(url: str, store_type: type[S]) -> S:
             client = clickhouse_connect.get_client(dsn=f"chdb://{path}")
         except Exception as exc:
             os.close(fd)
-            raise ConfigError(f"chDB could not open {path}: {str(exc).splitlines()[0][:300]}") from None
+            raise ConfigError(f"chDB could not open {path}: {first_line(exc)}") from None
         store = store_type(client, DEFAULT_DATABASE, f"chDB at {path}", path=path, lock_fd=fd)
         try:
             store._init_schema()
@@ -281,14 +282,14 @@ def _open_server(url: str, store_type: type[S]) -> S:
     parsed = urlparse(url)
     scheme = "http" if parsed.scheme == "clickhouse" else parsed.scheme
     try:
-        port = parsed.port
+        _ = parsed.port  # raises on a port that is not a number
     except ValueError:
         raise ConfigError("CLICKHOUSE_URL has an invalid port. Use http(s)://host:8123/db.") from None
     database = unquote(parsed.path.strip("/")) or DEFAULT_DATABASE
     if not _DB_RE.match(database):
         raise ConfigError(f"CLICKHOUSE_URL names database {database!r}, which is not a plain "
                           "identifier: use letters, digits and '_'.")
-    label = f"ClickHouse at {scheme}://{parsed.hostname or 'localhost'}{f':{port}' if port else ''}"
+    label = f"ClickHouse at {safe_url(urlunparse(parsed._replace(scheme=scheme, path='')))}"
     # Both spellings of the password: as typed in the URL and percent-decoded.
     secrets = tuple(filter(None, {parsed.password, unquote(parsed.password or "")}))
     # The database goes in every query instead of the DSN: it may not exist yet.
@@ -316,10 +317,7 @@ def _open_server(url: str, store_type: type[S]) -> S:
 
 def _scrub(text: str, secrets: tuple[str, ...]) -> str:
     """The first line of an error, without the password."""
-    text = (text.strip().splitlines() or [""])[0][:300]
-    for secret in secrets:
-        text = text.replace(secret, "***")
-    return text
+    return first_line(scrub(text, secrets))
 
 
 def _translate(exc: Exception, label: str, secrets: tuple[str, ...]) -> OptiInfraError | None:

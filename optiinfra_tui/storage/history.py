@@ -16,6 +16,7 @@ import peewee as pw
 from playhouse.db_url import parse as parse_db_url
 
 from optiinfra_tui.errors import BackendUnavailable, ConfigError
+from optiinfra_tui.text import first_line, safe_url
 
 log = logging.getLogger("optiinfra.history")
 
@@ -205,7 +206,7 @@ def connect(url: str) -> pw.Database:
             migrate(database)
         except pw.OperationalError as exc:
             raise BackendUnavailable(
-                f"The history database ({describe_url(url)}) is unreachable: {_short(exc)}. "
+                f"The history database ({safe_url(url)}) is unreachable: {(first_line(exc) or type(exc).__name__)}. "
                 "Check DATABASE_URL and that the server is running."
             ) from None
         _current_url = url
@@ -281,20 +282,6 @@ def ping() -> float:
     return time.perf_counter() - start
 
 
-def describe_url(url: str) -> str:
-    """A URL fit for messages: scheme, host and path, never the password."""
-    p = urlparse(url)
-    if p.scheme == "sqlite":
-        return url
-    host = p.hostname or "localhost"
-    port = f":{p.port}" if p.port else ""
-    return f"{p.scheme}://{host}{port}{p.path}"
-
-
-def _short(exc: BaseException) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-
-
 # Errors that mean "the database is unreachable right now", as opposed to a bug in a query.
 UNAVAILABLE = (pw.OperationalError, pw.InterfaceError)
 
@@ -318,7 +305,7 @@ def durable(fn, *args, what: str = "history write", give_up_after: float = DURAB
                 raise
             if not warned:
                 log.warning("history database unavailable during %s (%s); retrying until it "
-                            "returns", what, _short(exc))
+                            "returns", what, (first_line(exc) or type(exc).__name__))
                 warned = True
             try:
                 db.close()  # drop the dead connection so the next try reconnects

@@ -14,9 +14,10 @@ from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.worker import get_current_worker
 
-from optiinfra_tui.errors import OptiInfraError, short_error
+from optiinfra_tui.errors import OptiInfraError
 from optiinfra_tui.settings import Settings
 from optiinfra_tui.storage.history import close_connection
+from optiinfra_tui.text import short_error
 from optiinfra_tui.tui.messages import Activity, CostsLoaded, PageLoaded, StateLoaded
 from optiinfra_tui.tui.poller import Poller
 from optiinfra_tui.tui.screens.collect import CollectRequest

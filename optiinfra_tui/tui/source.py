@@ -13,9 +13,9 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
-from optiinfra_tui.errors import short_error
 from optiinfra_tui.storage.history import CollectionRun, utcnow
 from optiinfra_tui.storage.queries import CostSummary
+from optiinfra_tui.text import short_error
 from optiinfra_tui.worker import monitor, runs
 from optiinfra_tui.worker.health import Health
 from optiinfra_tui.worker.monitor import Snapshot, WorkerInfo

@@ -21,6 +21,7 @@ from optiinfra_tui.storage.history import (
     close_connection,
     utcnow,
 )
+from optiinfra_tui.text import short_error
 from optiinfra_tui.worker import recovery, runs, schedules
 from optiinfra_tui.worker.health import BACKEND_EVERY, check_all, record, recorded
 from optiinfra_tui.worker.runtime import Runtime
@@ -97,7 +98,7 @@ class ConsumerAgent:
 
     def _failed(self, exc: Exception) -> None:
         # One line per change of state, not one per loop: a down database is news once.
-        text = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"
+        text = short_error(exc, 300)
         self._reachable_since = time.monotonic()
         if text != self._last_error:
             log.warning("consumer agent: a backend is unavailable (%s); retrying", text)

@@ -7,7 +7,6 @@ what happens next (TransientError retries, everything else fails at once).
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -16,11 +15,18 @@ from typing import TYPE_CHECKING
 
 from optiinfra_tui.collectors import get_collector
 from optiinfra_tui.collectors.base import CollectContext
-from optiinfra_tui.errors import BackendUnavailable, OptiInfraError, TransientError, error_kind
-from optiinfra_tui.logs import scrub
+from optiinfra_tui.errors import (
+    RETRYABLE,
+    BackendUnavailable,
+    OptiInfraError,
+    TransientError,
+    backoff,
+    error_kind,
+)
 from optiinfra_tui.rows import COST_LINES
 from optiinfra_tui.settings import validate_customer_id, validate_data_types
 from optiinfra_tui.storage.history import CANCELED, CollectionRun, utcnow
+from optiinfra_tui.text import scrub
 from optiinfra_tui.worker import runs, telemetry
 from optiinfra_tui.worker.health import NO_CREDENTIALS, record_collection
 
@@ -44,10 +50,8 @@ class Outcome:
 
 
 def retry_delay(attempt: int, base: float, retry_after: float | None = None) -> float:
-    """Exponential back-off with jitter for the retry after `attempt` (1-based)."""
-    delay = min(base * 2 ** (attempt - 1), MAX_RETRY_DELAY)
-    # Jitter in [delay/2, delay] keeps consumers that failed together from retrying together.
-    delay = delay / 2 + random.random() * delay / 2
+    """The wait before the retry after `attempt` (1-based); at least what the server asked."""
+    delay = backoff(attempt - 1, base, MAX_RETRY_DELAY)
     if retry_after is not None:
         delay = max(delay, min(retry_after, MAX_RETRY_DELAY))
     return delay
@@ -296,13 +300,13 @@ def _record_failure(rt: Runtime, run: CollectionRun, exc: Exception, rows: int) 
         # Worded as the timed check words it, so the header says one thing for one cause.
         _provider_checked(run, False, f"{NO_CREDENTIALS}: set {missing}" if missing
                           and kind == "config" else message)
-    if isinstance(exc, TransientError) and run.attempt < run.max_attempts:
-        delay = retry_delay(run.attempt, settings.retry_delay, exc.retry_after)
+    if isinstance(exc, RETRYABLE) and run.attempt < run.max_attempts:
+        delay = retry_delay(run.attempt, settings.retry_delay, getattr(exc, "retry_after", None))
         runs.schedule_retry(run, kind, message, delay, rows)
         log.warning("run %d: attempt %d/%d failed (%s), retrying in %.1f s: %s", run.id,
                     run.attempt, run.max_attempts, kind, delay, message)
         return Outcome("retrying", rows=rows, retry_in=delay, error_kind=kind, message=message)
-    if isinstance(exc, TransientError):
+    if isinstance(exc, RETRYABLE):
         tries = "1 attempt" if run.attempt == 1 else f"{run.attempt} attempts"
         message = f"{message.rstrip()} Gave up after {tries} (MAX_RETRIES={settings.max_retries})."
     runs.finish_failure(run, kind, message, rows)

@@ -13,9 +13,9 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from optiinfra_tui.errors import OptiInfraError
-from optiinfra_tui.logs import scrub
 from optiinfra_tui.storage import history
 from optiinfra_tui.storage.history import BackendHealth, utcnow
+from optiinfra_tui.text import first_line, scrub, short_error
 from optiinfra_tui.worker.queue import queue_ping
 
 if TYPE_CHECKING:  # runtime imports this module's callers: annotations only
@@ -82,8 +82,7 @@ def _timed(name: str, fn, secrets: list[str]) -> Health:
     except OptiInfraError as exc:
         return Health(name, False, None, scrub(str(exc), secrets))
     except Exception as exc:
-        first = (str(exc).strip().splitlines() or [""])[0]
-        return Health(name, False, None, scrub(f"{type(exc).__name__}: {first}"[:300], secrets))
+        return Health(name, False, None, short_error(exc, 300, secrets))
     return Health(name, True, round((time.perf_counter() - start) * 1000, 2))
 
 
@@ -126,8 +125,7 @@ def check_all(rt: Runtime, providers: bool = False, metrics: bool = True, backen
 
 def record_collection(provider: str, customer_id: str, ok: bool, message: str) -> None:
     """A collection's outcome as a check of its provider for its customer."""
-    first = (message.strip().splitlines() or [""])[0]
-    record([Health(check_name(provider, customer_id), ok, None, first[:200])])
+    record([Health(check_name(provider, customer_id), ok, None, first_line(message, 200))])
 
 
 def record(results: list[Health], now: datetime | None = None) -> None:

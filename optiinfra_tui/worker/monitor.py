@@ -11,7 +11,6 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from optiinfra_tui.errors import short_error
 from optiinfra_tui.formats import json_default
 from optiinfra_tui.storage.embedded import embedded_missing
 from optiinfra_tui.storage.history import (
@@ -26,6 +25,7 @@ from optiinfra_tui.storage.history import (
 from optiinfra_tui.storage.history import (
     HEARTBEAT_STALE_AFTER as STALE_AFTER,
 )
+from optiinfra_tui.text import short_error
 from optiinfra_tui.worker import schedules as sched
 from optiinfra_tui.worker.health import Health, backend_labels, check_all, recorded
 from optiinfra_tui.worker.owner import embedded_owner, needs_owner

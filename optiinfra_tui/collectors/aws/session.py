@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from optiinfra_tui.collectors.aws import INSTALL_HINT, AwsAccount, RequestBudgetExceeded
 from optiinfra_tui.errors import AuthError, ConfigError, DataError, TransientError
+from optiinfra_tui.text import scrub
 
 try:
     import botocore.session
@@ -160,10 +161,7 @@ class AwsSession:
     # --- errors -------------------------------------------------------------------------------
 
     def scrub(self, text: str) -> str:
-        for secret in self._secrets:
-            if secret and len(secret) >= 4:
-                text = text.replace(secret, "***")
-        return text
+        return scrub(text, self._secrets)
 
     def translate(self, exc: BaseException, what: str, permission: str) -> Exception:
         """The product's error for a botocore error; `permission` is the IAM action to check."""

@@ -11,7 +11,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 from optiinfra_tui.settings import Settings
-from optiinfra_tui.storage.history import describe_url
+from optiinfra_tui.text import safe_url
 from optiinfra_tui.tui.widgets.history import DROP_ORDER, LABELS
 
 KEYS = (
@@ -65,7 +65,7 @@ def render_help(s: Settings) -> Table:
     table.add_row("", Text("Everything the dashboard and its workers log goes there, "
                            "never to the terminal.", style="dim"))
     table.add_row(Text("Data dir", style="bold"), str(s.home))
-    table.add_row(Text("History", style="bold"), describe_url(s.database_url))
+    table.add_row(Text("History", style="bold"), safe_url(s.database_url))
     table.add_row(Text("Config", style="bold"), str(s.config_path or "(none: OPTIINFRA_CONFIG unset)"))
     table.add_row(Text("Mode", style="bold"), s.mode)
     table.add_row("", "")
