@@ -53,6 +53,15 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(doc)
 
 
+class OneLine(logging.Formatter):
+    """A record without its traceback: a terminal gets what happened, never a stack."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        record = logging.makeLogRecord(record.__dict__)
+        record.exc_info = record.exc_text = None
+        return super().format(record)
+
+
 class QueueOutage(logging.Filter):
     """Turns Huey's traceback-per-poll during a queue outage into one line per change of state.
 
@@ -128,8 +137,10 @@ class _OwnLogsOnly(logging.Filter):
 
 
 def setup_logging(settings: Settings, stdout: bool = False, fmt: str = "text",
-                  level: int = logging.INFO) -> None:
-    """Route every log record to the data dir's log file, and ours to stdout when asked."""
+                  level: int = logging.INFO, *, stderr: bool = False, file: bool = True) -> None:
+    """Route every log record to the data dir's log file (unless `file` is False), and ours to
+    stdout or stderr when asked. A CLI command logs to stderr only: the rotating file is the
+    workers', and a second process rotating it would lose their lines."""
     root = logging.getLogger()
     for h in list(root.handlers):
         root.removeHandler(h)
@@ -138,17 +149,21 @@ def setup_logging(settings: Settings, stdout: bool = False, fmt: str = "text",
     secret_filter = SecretFilter(settings.secrets)
 
     queue_outage.describe(settings)
-    settings.home.mkdir(parents=True, exist_ok=True)
-    fileh = logging.handlers.RotatingFileHandler(settings.log_path, maxBytes=10_000_000,
-                                                 backupCount=3, encoding="utf-8")
-    fileh.setFormatter(logging.Formatter(TEXT_FORMAT))
-    fileh.addFilter(queue_outage)
-    fileh.addFilter(secret_filter)
-    root.addHandler(fileh)
+    if file:
+        settings.home.mkdir(parents=True, exist_ok=True)
+        fileh = logging.handlers.RotatingFileHandler(settings.log_path, maxBytes=10_000_000,
+                                                     backupCount=3, encoding="utf-8")
+        fileh.setFormatter(logging.Formatter(TEXT_FORMAT))
+        fileh.addFilter(queue_outage)
+        fileh.addFilter(secret_filter)
+        root.addHandler(fileh)
 
-    if stdout:
-        out = logging.StreamHandler(sys.stdout)
-        out.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+    if stdout or stderr:
+        out = logging.StreamHandler(sys.stdout if stdout else sys.stderr)
+        if stderr:  # beside a command's own output: warnings and errors, one line each
+            out.setLevel(logging.WARNING)
+        out.setFormatter(JsonFormatter() if fmt == "json" else
+                         OneLine(TEXT_FORMAT) if stderr else logging.Formatter(TEXT_FORMAT))
         out.addFilter(queue_outage)
         out.addFilter(secret_filter)
         out.addFilter(_OwnLogsOnly())

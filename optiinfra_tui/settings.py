@@ -168,11 +168,20 @@ def default_home(env: Mapping[str, str]) -> Path:
     return Path(platformdirs.user_data_dir("optiinfra", appauthor=False))
 
 
+def config_file(env: Mapping[str, str]) -> Path | None:
+    """OPTIINFRA_CONFIG, else `config.toml` in the platform's config dir when it exists
+    (`~/.config/optiinfra/config.toml` on Linux); None: no file, environment only."""
+    if env.get("OPTIINFRA_CONFIG"):
+        return Path(env["OPTIINFRA_CONFIG"]).expanduser()
+    found = Path(platformdirs.user_config_dir("optiinfra", appauthor=False)) / "config.toml"
+    return found if found.is_file() else None
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate every setting; raise ConfigError naming the variable and the fix."""
     env = dict(os.environ if env is None else env)
     home = default_home(env).resolve()
-    config_path = Path(env["OPTIINFRA_CONFIG"]).expanduser() if env.get("OPTIINFRA_CONFIG") else None
+    config_path = config_file(env)
     doc = _read_toml(config_path) if config_path else {}
     check_known_keys(doc, config_path)
 

@@ -7,6 +7,7 @@ Exit codes: 0 success, 1 the run (or a backend check) failed, 2 bad usage or con
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 import click
@@ -61,9 +62,31 @@ def main(argv: list[str] | None = None) -> None:
                    "and that the server is running.", err=True)
         code = EXIT_BACKEND
     except Exception as exc:
-        log.exception("unexpected error")
+        where = _save_traceback(exc)
         click.echo(f"optiinfra-tui: unexpected error ({type(exc).__name__}). This is a bug; "
-                   "the details are in the log file in the data dir.", err=True)
+                   f"the details are in {where}.", err=True)
         code = EXIT_FAILED
     sys.exit(code if isinstance(code, int) else EXIT_OK)
 
+
+
+def _save_traceback(exc: BaseException) -> str:
+    """Write a bug's traceback, secrets masked, beside the data (not into the workers' log)."""
+    import traceback
+
+    from optiinfra_tui.settings import default_home, load_settings
+    from optiinfra_tui.text import scrub
+
+    try:
+        settings = load_settings()
+        home, secrets = settings.home, settings.secrets()
+    except Exception:  # the settings are what failed: the traceback still matters
+        home, secrets = default_home(os.environ), []
+    path = home / "cli-error.log"
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        path.write_text(scrub("".join(traceback.format_exception(exc)), secrets),
+                        encoding="utf-8")
+    except OSError:
+        return "no file (the data dir is not writable)"
+    return str(path)

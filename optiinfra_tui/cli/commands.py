@@ -27,16 +27,43 @@ if TYPE_CHECKING:  # the runtime (and with it huey and the stores) loads only wh
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BACKEND, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
-def _runtime(stdout_logs: bool = False):
+def _runtime() -> Runtime:
+    """The settings and stores of a command; its log lines go to stderr, never the log file."""
     from optiinfra_tui.logs import setup_logging
     from optiinfra_tui.worker.runtime import Runtime
 
     settings = load_settings()
-    setup_logging(settings, stdout=stdout_logs)
+    setup_logging(settings, stderr=True, file=False)
     return Runtime(settings)
 
 
-@click.group(invoke_without_command=True,
+EPILOG = """\b
+Exit codes:
+  0    success
+  1    the run (or a backend check) failed
+  2    bad usage or configuration
+  3    a backend (queue, history, metrics) is unreachable
+  130  interrupted
+
+\b
+Environment (the main variables; the README lists them all):
+  OPTIINFRA_HOME     data dir (default: the platform's, ~/.local/share/optiinfra)
+  OPTIINFRA_CONFIG   TOML file of customers and schedules (default:
+                     ~/.config/optiinfra/config.toml when it exists)
+  REDIS_URL          Huey's Redis (unset: a SQLite queue in the data dir)
+  DATABASE_URL       collection history (default: SQLite in the data dir)
+  CLICKHOUSE_URL     metrics store (default: chDB in the data dir)
+  VULTR_API_KEY      the default customer's Vultr key
+  OPTIINFRA_WORKERS  worker threads (default 2)
+  MAX_RETRIES, RETRY_DELAY  transient-failure retries (3) and base delay (60 s)
+
+\b
+Shell completion (bash; zsh and fish alike, with zsh_source / fish_source):
+  eval "$(_OPTIINFRA_TUI_COMPLETE=bash_source optiinfra-tui)"
+"""
+
+
+@click.group(invoke_without_command=True, epilog=EPILOG,
              context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--headless", is_flag=True, help="Worker pool + scheduler, no UI (for servers).")
 @click.option("--workers", type=click.IntRange(0, 64), default=None,
@@ -226,11 +253,13 @@ def _wait(rt: Runtime, run_id: int, timeout: float | None, quiet: bool, hinted: 
 
 
 @cli.command()
-@click.option("--status", type=click.Choice(["queued", "running", "retrying", "success", "failed", "canceled"]))
-@click.option("--provider", default=None)
-@click.option("--customer", "customer_id", default=None)
-@click.option("--limit", type=click.IntRange(1, 10000), default=20, show_default=True)
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--status", type=click.Choice(["queued", "running", "retrying", "success", "failed", "canceled"]),
+              help="Only runs in this state.")
+@click.option("--provider", default=None, help="Only this provider's runs.")
+@click.option("--customer", "customer_id", default=None, help="Only this customer's runs.")
+@click.option("--limit", type=click.IntRange(1, 10000), default=20, show_default=True,
+              help="At most this many runs.")
+@click.option("--json", "as_json", is_flag=True, help="Print the runs as a JSON array.")
 def history(status: str | None, provider: str | None, customer_id: str | None, limit: int,
             as_json: bool) -> int:
     """List collection runs, newest first."""
@@ -250,7 +279,7 @@ def history(status: str | None, provider: str | None, customer_id: str | None, l
 
 
 @cli.command()
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the snapshot as JSON.")
 def status(as_json: bool) -> int:
     """Backends, queue depth, scheduled and retrying tasks, workers, next runs."""
     from optiinfra_tui.worker import monitor
@@ -267,7 +296,7 @@ def status(as_json: bool) -> int:
 
 @cli.command()
 @click.option("--by", type=click.Choice(["provider", "service", "day", "customer"]), default="provider",
-              show_default=True)
+              show_default=True, help="What each line totals.")
 @click.option("--since", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
               help="Only charges from this date on (YYYY-MM-DD), spread per day over their periods.")
 @click.option("--json", "as_json", is_flag=True, help="Totals as decimal strings.")
