@@ -18,6 +18,7 @@ from optiinfra_tui.errors import OptiInfraError
 from optiinfra_tui.settings import Settings
 from optiinfra_tui.storage.history import close_connection
 from optiinfra_tui.text import short_error
+from optiinfra_tui.tui.keys import palette
 from optiinfra_tui.tui.messages import Activity, CostsLoaded, PageLoaded, StateLoaded
 from optiinfra_tui.tui.poller import Poller
 from optiinfra_tui.tui.screens.collect import CollectRequest
@@ -30,20 +31,6 @@ if TYPE_CHECKING:  # run_dashboard makes the runtime; the rest only annotates it
     from optiinfra_tui.worker.runtime import Runtime
 
 log = logging.getLogger("optiinfra.tui")
-
-PALETTE = (
-    ("Collect…", "Start a collection: provider, customer, data types (c)", "collect"),
-    ("Collect everything now", "Queue every configured schedule's collection (a)", "collect_all"),
-    ("Health check", "Check every backend and provider (h)", "health"),
-    ("Retry selected run", "A new run for the selected failed run (r)", "retry"),
-    ("Revoke selected run", "Cancel the selected queued run (x)", "revoke"),
-    ("Run detail", "Attempts, error and timings of the selected run (enter)", "detail"),
-    ("Filter history…", "By status, provider, customer, text (/)", "filter"),
-    ("Pause or resume schedules", "Toggle every schedule (p)", "pause"),
-    ("Costs view", "Spend by day and provider, month to date, pending estimate", "costs"),
-    ("Help", "Keys, and where the log file is (?)", "help"),
-)
-
 
 class DashboardApp(App):
     CSS_PATH = "app.tcss"
@@ -231,7 +218,7 @@ class DashboardApp(App):
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         main = self.main
-        for title, help_text, action in PALETTE:
+        for title, help_text, action in palette():
             yield SystemCommand(title, help_text, lambda a=action: main.run_from_palette(a))
         yield SystemCommand("Quit", "Quit; waits for tasks in flight (q)", self.action_quit)
         yield from (c for c in super().get_system_commands(screen) if c.title != "Quit")

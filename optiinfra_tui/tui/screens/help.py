@@ -12,22 +12,8 @@ from textual.widgets import Static
 
 from optiinfra_tui.settings import Settings
 from optiinfra_tui.text import safe_url
+from optiinfra_tui.tui.keys import help_lines
 from optiinfra_tui.tui.widgets.history import DROP_ORDER, LABELS
-
-KEYS = (
-    ("c", "collect: choose provider, customer and data types (enter: defaults)"),
-    ("a", "collect everything configured, now"),
-    ("h", "health check of every backend and provider"),
-    ("enter", "detail of the selected run: attempts, error, what to do"),
-    ("r", "retry the selected failed run (a new run linked to it)"),
-    ("x", "revoke the selected queued run"),
-    ("/", "filter the history: status, provider, customer, text"),
-    ("p", "pause or resume every schedule"),
-    ("tab", "move between panels (enter on Costs: the costs view)"),
-    ("ctrl+p", "command palette: every action"),
-    ("?", "this help"),
-    ("q", "quit (waits for tasks in flight, bounded)"),
-)
 
 
 class HelpScreen(ModalScreen[None]):
@@ -57,7 +43,7 @@ def render_help(s: Settings) -> Table:
     table.add_column(style="bold #5fafff", no_wrap=True)
     table.add_column()
     table.add_row(Text("OptiInfra TUI", style="bold"), "")
-    for key, what in KEYS:
+    for key, what in help_lines():
         table.add_row(key, what)
     table.add_row("", "")
     table.add_row(Text("History", style="bold"), history_columns_note())

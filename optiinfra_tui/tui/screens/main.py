@@ -6,11 +6,12 @@ from dataclasses import replace
 
 from textual import events
 from textual.app import ComposeResult
-from textual.binding import ActiveBinding, Binding
+from textual.binding import ActiveBinding
 from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer
 
+from optiinfra_tui.tui.keys import bindings
 from optiinfra_tui.tui.source import CostsData, HistoryPage, RunRow
 from optiinfra_tui.tui.widgets.costs import CostsPanel
 from optiinfra_tui.tui.widgets.header import HealthHeader
@@ -46,17 +47,7 @@ class MainScreen(Screen):
     # Narrow terminals drop the costs panel (the costs view stays in the palette); small ones
     # also give the workers panel less room and the footer fewer keys.
     HORIZONTAL_BREAKPOINTS = [(0, "-small"), (SMALL, "-narrow"), (140, "-wide")]
-    BINDINGS = [
-        Binding("c", "collect", "Collect"),
-        Binding("a", "collect_all", "All now"),
-        Binding("h", "health", "Health"),
-        Binding("r", "retry", "Retry"),
-        Binding("x", "revoke", "Revoke"),
-        Binding("slash", "filter", "Filter", key_display="/"),
-        Binding("p", "pause", "Pause/resume"),
-        Binding("question_mark", "help", "Help", key_display="?"),
-        Binding("q", "app.quit", "Quit"),
-    ]
+    BINDINGS = bindings()
 
     def compose(self) -> ComposeResult:
         yield HealthHeader(id="header")
