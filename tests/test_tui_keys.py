@@ -1,6 +1,9 @@
-"""The keys are written once: the footer's bindings, the help screen and the palette agree."""
+"""The keys are written once (the footer's bindings, the help screen and the palette agree),
+and the chosen theme is remembered."""
 
 from __future__ import annotations
+
+import pytest
 
 from optiinfra_tui.tui.app import DashboardApp
 from optiinfra_tui.tui.keys import KEYS, help_lines, palette
@@ -21,3 +24,30 @@ def test_every_palette_command_runs_a_main_screen_action_and_names_its_key():
         key = next(k for k in KEYS if k.action == action)
         if key.display:
             assert help_text.endswith(f"({key.display})"), title
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+
+@pytest.mark.anyio
+async def test_the_chosen_theme_is_back_after_a_restart(tmp_path):
+    from tui_pilot import loaded, make_app, make_runtime
+
+    rt = make_runtime(tmp_path / "home")
+    try:
+        app = make_app(rt)
+        default = app.theme
+        async with app.run_test(size=(120, 40)) as pilot:
+            await loaded(pilot)
+            app.theme = "nord" if default != "nord" else "gruvbox"
+            chosen = app.theme
+            await pilot.pause()
+        assert chosen != default
+        again = make_app(rt)
+        async with again.run_test(size=(120, 40)) as pilot:
+            await loaded(pilot)
+            assert again.theme == chosen
+    finally:
+        rt.close()

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import signal
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from textual import work
@@ -31,6 +33,17 @@ if TYPE_CHECKING:  # run_dashboard makes the runtime; the rest only annotates it
     from optiinfra_tui.worker.runtime import Runtime
 
 log = logging.getLogger("optiinfra.tui")
+
+PREFS_FILE = "tui.json"  # in the data dir: the dashboard's remembered choices (its theme)
+
+
+def _read_prefs(home: Path) -> dict:
+    try:
+        doc = json.loads((home / PREFS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # none yet, or unreadable: the defaults
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
 
 class DashboardApp(App):
     CSS_PATH = "app.tcss"
@@ -59,6 +72,20 @@ class DashboardApp(App):
         self._cursor = "keep"
         self._quitting = False
         self._handle_signals = handle_signals
+        saved = _read_prefs(rt.settings.home).get("theme")
+        if saved in self.available_themes:  # a theme since uninstalled: the default
+            self.theme = saved
+
+    def watch_theme(self, theme: str) -> None:
+        """Remember the chosen theme (ctrl+p, "Change theme") for the next start."""
+        prefs = _read_prefs(self.rt.settings.home)
+        if prefs.get("theme") == theme:
+            return
+        prefs["theme"] = theme
+        try:
+            (self.rt.settings.home / PREFS_FILE).write_text(json.dumps(prefs), encoding="utf-8")
+        except OSError as exc:  # only a preference: the dashboard works without it
+            log.warning("could not save the theme to %s: %s", PREFS_FILE, exc)
 
     def get_default_screen(self) -> Screen:
         return MainScreen(id="main")
