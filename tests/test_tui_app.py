@@ -570,3 +570,53 @@ def _footer_key(app, key: str):
     from textual.widgets._footer import FooterKey
 
     return next(k for k in app.main.query(FooterKey) if k.key == key)
+
+
+def colours_of(app, word: str) -> set[str]:
+    """The foreground colours (#rrggbb) the screen draws `word` (a cell, or what begins a
+    segment) in, as rendered."""
+    return {seg.style.color.get_truecolor().hex.upper()
+            for strip in app.screen._compositor.render_strips() for seg in strip
+            if seg.style and seg.style.color
+            and (seg.text.strip() == word or seg.text.strip().startswith(word + " "))}
+
+
+async def test_states_take_their_colours_from_the_current_theme(rt, seeded, tmp_path):
+    app = make_app(rt)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        seen = []
+        for theme in ("textual-light", "nord"):
+            app.theme = theme
+            error = app.get_css_variables()["text-error"].upper()
+            # A failed run's STATUS cell, redrawn without waiting for new data.
+            await until(pilot, lambda e=error: e in colours_of(app, "failed"))
+            seen.append(error)
+        assert seen[0] != seen[1] and seen[0] not in colours_of(app, "failed")
+
+    from tui_data import env_for
+
+    from optiinfra_tui.settings import load_settings
+    from optiinfra_tui.worker.runtime import Runtime
+
+    down = Runtime(load_settings(env_for(tmp_path / "down",
+                                         DATABASE_URL="postgresql://u@127.0.0.1:9/nothing")))
+    app = make_app(down)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: "✖ DOWN" in screen_text(app))
+        for theme in ("textual-dark", "textual-light"):
+            app.theme = theme
+            error = app.get_css_variables()["text-error"].upper()
+            await until(pilot, lambda e=error: e in colours_of(app, "✖ DOWN"))
+
+
+def test_no_colour_is_hard_coded_in_the_dashboard_but_the_providers():
+    from pathlib import Path
+
+    import optiinfra_tui.tui as tui
+
+    found = [f"{path.name}:{n}: {line.strip()}"
+             for path in Path(tui.__file__).parent.rglob("*.*") if path.suffix in (".py", ".tcss")
+             for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+             if re.search(r"#[0-9a-fA-F]{6}\b", line) and "PROVIDER_COLOURS = " not in line]
+    assert not found, found

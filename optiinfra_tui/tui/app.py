@@ -22,6 +22,7 @@ from optiinfra_tui.storage.history import close_connection
 from optiinfra_tui.text import short_error
 from optiinfra_tui.tui.keys import palette
 from optiinfra_tui.tui.messages import Activity, CostsLoaded, PageLoaded, StateLoaded
+from optiinfra_tui.tui.palette import Palette, use_palette
 from optiinfra_tui.tui.poller import Poller
 from optiinfra_tui.tui.screens.collect import CollectRequest
 from optiinfra_tui.tui.screens.main import MainScreen
@@ -75,9 +76,12 @@ class DashboardApp(App):
         saved = _read_prefs(rt.settings.home).get("theme")
         if saved in self.available_themes:  # a theme since uninstalled: the default
             self.theme = saved
+        use_palette(Palette.from_variables(self.get_css_variables()))
 
     def watch_theme(self, theme: str) -> None:
-        """Remember the chosen theme (ctrl+p, "Change theme") for the next start."""
+        """Take the theme's colours (the screens redraw on theme_changed_signal, sent after
+        this) and remember it (ctrl+p, "Change theme") for the next start."""
+        use_palette(Palette.from_variables(self.get_css_variables()))
         prefs = _read_prefs(self.rt.settings.home)
         if prefs.get("theme") == theme:
             return

@@ -1,19 +1,9 @@
-"""Text formatting shared by the panels: durations, ages, status colours (money, clipping and
-the rest shared with the CLI are in `optiinfra_tui.formats`)."""
+"""Text formatting shared by the panels: durations, ages, column fitting (colours are in
+`tui.palette`; money, clipping and the rest shared with the CLI in `optiinfra_tui.formats`)."""
 
 from __future__ import annotations
 
 from datetime import datetime
-
-STATUS_STYLE = {
-    "queued": "bold #5fafff",
-    "running": "bold #00d7d7",
-    "retrying": "bold #ffaf00",
-    "success": "bold #5fd75f",
-    "failed": "bold #ff5f5f",
-    "canceled": "#8a8a8a",
-}
-STATE_STYLE = {"busy": "bold #00d7d7", "idle": "#8a8a8a"}
 
 # What to do about each kind of failure, for the run detail screen.
 ERROR_ADVICE = {

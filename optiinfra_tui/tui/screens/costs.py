@@ -13,6 +13,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from optiinfra_tui.formats import money
+from optiinfra_tui.tui.palette import palette
 from optiinfra_tui.tui.source import CostsData
 from optiinfra_tui.tui.widgets.costs import spend_chart
 
@@ -45,8 +46,12 @@ class CostsScreen(Screen):
         if self.app.costs is not None:
             self.show(self.app.costs)
         self.app.poller.wake(costs=True)
+        self.app.theme_changed_signal.subscribe(self, self._redraw)
 
     def on_resize(self) -> None:
+        self._redraw()
+
+    def _redraw(self, _theme: object = None) -> None:
         if self.costs is not None:
             self.show(self.costs)
 
@@ -65,7 +70,7 @@ def figures(c: CostsData) -> Table | Text:
     """Per currency (a column each): billed, estimated, total and month to date, each with
     what it means."""
     if c.error:
-        return Text.assemble(("metrics unavailable\n", "bold #ff5f5f"), (c.error, "dim"))
+        return Text.assemble(("metrics unavailable\n", f"bold {palette().error}"), (c.error, "dim"))
     if not c.summary:
         return Text("No cost data yet: collect with c (or `optiinfra-tui collect vultr`).",
                     style="dim")
@@ -77,7 +82,7 @@ def figures(c: CostsData) -> Table | Text:
     s0 = c.summary[0]
     meanings = dict(MEANINGS)
     for name, figure, style in (("billed", "billed_cost", ""),
-                                ("estimated", "estimated_cost", "#ffaf00"),
+                                ("estimated", "estimated_cost", palette().warning),
                                 ("total", "total", "bold"), ("month to date", "month_to_date", "bold")):
         meaning = meanings[name]
         if name == "month to date":

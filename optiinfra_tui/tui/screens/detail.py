@@ -13,7 +13,8 @@ from textual.widgets import DataTable, Footer, Static
 
 from optiinfra_tui.formats import attempts_label, clip, error_text, types_label
 from optiinfra_tui.storage.history import close_connection
-from optiinfra_tui.tui.fmt import ERROR_ADVICE, STATUS_STYLE, duration
+from optiinfra_tui.tui.fmt import ERROR_ADVICE, duration
+from optiinfra_tui.tui.palette import palette, status_style
 from optiinfra_tui.tui.source import RunDetail
 from optiinfra_tui.worker.actions import can_retry, can_revoke
 
@@ -48,8 +49,13 @@ class RunDetailScreen(Screen):
         for label, width in ATTEMPT_COLUMNS:
             table.add_column(label, width=width)
         self.load()
+        self.app.theme_changed_signal.subscribe(self, self._redraw)
         # A run still in progress is re-read while it is on screen.
         self.set_interval(1.0, self._reload_if_live)
+
+    def _redraw(self, _theme: object) -> None:
+        if self.detail is not None:
+            self.show(self.detail)
 
     def _reload_if_live(self) -> None:
         run = self.detail.run if self.detail else None
@@ -69,11 +75,11 @@ class RunDetailScreen(Screen):
         self.refresh_bindings()
         if d.run is None:
             self.query_one("#detail-fields", Static).update(
-                Text(d.error or f"Run {self.run_id} is gone.", style="bold #ff5f5f"))
+                Text(d.error or f"Run {self.run_id} is gone.", style=f"bold {palette().error}"))
             return
         run = d.run
         title = Text(f"Run {run.id}  ")
-        title.append(f" {run.status} ", style=f"reverse {STATUS_STYLE.get(run.status, '')}")
+        title.append(f" {run.status} ", style=f"reverse {status_style(run.status)}")
         title.append(f"  {run.provider} / {run.customer_id}  "
                      f"[{types_label(run.provider, run.data_types)}]")
         self.query_one("#detail-title", Static).update(title)
@@ -84,11 +90,11 @@ class RunDetailScreen(Screen):
         widths = dict(ATTEMPT_COLUMNS)
         for a in d.attempts:
             # The error box above has the whole message; the table names each attempt's.
-            table.add_row(str(a.attempt), Text(a.status, style=STATUS_STYLE.get(a.status, "")),
+            table.add_row(str(a.attempt), Text(a.status, style=status_style(a.status)),
                           clip(a.worker or "-", widths["WORKER"]), _ts(a.started_at),
                           _ts(a.finished_at), duration(a.duration_ms), f"{a.rows:,}",
                           Text(clip(error_text(a.error_kind, a.error_message), widths["ERROR"],
-                                    words=True), style="#ff5f5f"))
+                                    words=True), style=palette().error))
         if not d.attempts:
             table.add_row("-", "-", Text("no attempt yet", style="dim"), *[""] * 5)
         retries = Text()
@@ -96,7 +102,7 @@ class RunDetailScreen(Screen):
             retries.append(f"This run retries run {run.retry_of}.\n", style="dim")
         for r in d.retries:
             retries.append(f"Retried as run {r.id}: ", style="dim")
-            retries.append(r.status, style=STATUS_STYLE.get(r.status, ""))
+            retries.append(r.status, style=status_style(r.status))
             retries.append("\n")
         self.query_one("#detail-retries", Static).update(retries)
 
@@ -157,7 +163,7 @@ def error_box(run) -> Text:
     if not run.error_kind:
         return Text("")
     t = Text()
-    t.append(f"Error ({run.error_kind})\n", style="bold #ff5f5f")
+    t.append(f"Error ({run.error_kind})\n", style=f"bold {palette().error}")
     t.append(f"{run.error_message or ''}\n")
     advice = ERROR_ADVICE.get(run.error_kind)
     if advice:

@@ -13,6 +13,7 @@ from textual.widgets import Static
 from optiinfra_tui.settings import Settings
 from optiinfra_tui.text import safe_url
 from optiinfra_tui.tui.keys import help_lines
+from optiinfra_tui.tui.palette import palette
 from optiinfra_tui.tui.widgets.history import DROP_ORDER, LABELS
 
 
@@ -27,6 +28,10 @@ class HelpScreen(ModalScreen[None]):
         with VerticalScroll(id="help", classes="dialog"):
             yield Static(render_help(self.settings))
 
+    def on_mount(self) -> None:
+        self.app.theme_changed_signal.subscribe(
+            self, lambda _: self.query_one(Static).update(render_help(self.settings)))
+
     def action_close(self) -> None:
         self.dismiss(None)
 
@@ -40,7 +45,7 @@ def history_columns_note() -> str:
 
 def render_help(s: Settings) -> Table:
     table = Table.grid(padding=(0, 2))
-    table.add_column(style="bold #5fafff", no_wrap=True)
+    table.add_column(style=f"bold {palette().info}", no_wrap=True)
     table.add_column()
     table.add_row(Text("OptiInfra TUI", style="bold"), "")
     for key, what in help_lines():

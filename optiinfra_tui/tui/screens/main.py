@@ -61,6 +61,13 @@ class MainScreen(Screen):
 
     def on_mount(self) -> None:
         self.query_one(HistoryTable).focus()
+        # The app sets the palette before this signal: the panels redraw in the new colours.
+        self.app.theme_changed_signal.subscribe(self, lambda _: self.redraw())
+
+    def redraw(self) -> None:
+        for panel in (HealthHeader, WorkersPanel, QueuePanel, CostsPanel, HistoryTable,
+                      StatsStrip):
+            self.query_one(panel).redraw()
 
     _small: bool | None = None
 

@@ -13,6 +13,7 @@ from textual.message import Message
 from textual.widgets import Static
 
 from optiinfra_tui.formats import money
+from optiinfra_tui.tui.palette import palette
 from optiinfra_tui.tui.source import CostsData
 
 PROVIDER_COLOURS = {"vultr": "#5fafff", "aws": "#ffaf00", "azure": "#af87ff", "gcp": "#5fd75f"}
@@ -36,6 +37,12 @@ class CostsPanel(Static, can_focus=True):
     def action_open(self) -> None:
         self.post_message(self.Open())
 
+    def redraw(self) -> None:
+        """Draw again in the current palette: what is shown has the last theme's colours."""
+        costs, self.costs = self.costs, None
+        if costs is not None:
+            self.show(costs)
+
     def show(self, costs: CostsData) -> None:
         if costs == self.costs:
             return
@@ -46,7 +53,7 @@ class CostsPanel(Static, can_focus=True):
 def render_costs(c: CostsData, days: int, height: int) -> Text:
     """The panel: the main currency's month to date and estimate, over its daily spend."""
     if c.error:
-        return Text.assemble(("metrics unavailable\n", "bold #ff5f5f"), (c.error, "dim"))
+        return Text.assemble(("metrics unavailable\n", f"bold {palette().error}"), (c.error, "dim"))
     if not c.summary:
         return Text("no cost data yet: press c to collect", style="dim")
     main = c.summary[0]
@@ -54,7 +61,7 @@ def render_costs(c: CostsData, days: int, height: int) -> Text:
     t.append("MTD ", style="dim")
     t.append(money(main.month_to_date, main.currency), style="bold")
     t.append("  est. ", style="dim")
-    t.append(money(main.estimated_cost, main.currency), style="bold #ffaf00")
+    t.append(money(main.estimated_cost, main.currency), style=f"bold {palette().warning}")
     t.append("\n")
     t.append_text(spend_chart(c.by_day, main.currency, c.today, days, height))
     if len(c.summary) > 1:

@@ -8,6 +8,7 @@ from datetime import datetime
 from rich.text import Text
 from textual.widgets import Static
 
+from optiinfra_tui.tui.palette import palette
 from optiinfra_tui.worker.health import BACKENDS as ORDER
 from optiinfra_tui.worker.health import NO_CREDENTIALS, Health
 
@@ -34,6 +35,12 @@ class HealthHeader(Static):
         if self._args is not None:
             self._render_fitted()
 
+    def redraw(self) -> None:
+        """Draw again in the current palette: what is shown has the last theme's colours."""
+        self._shown = None
+        if self._args is not None:
+            self._render_fitted()
+
     def _render_fitted(self) -> None:
         width = self.size.width
         text = render_header(*self._args)
@@ -53,10 +60,11 @@ def render_header(mode: str, backends: dict[str, str], health: list[Health],
                   now: datetime | None = None, compact: int = 0) -> Text:
     """compact 1 drops healthy checks' labels and latencies, 2 their 'ok' too."""
     by_name = {h.name: h for h in health}
+    p = palette()
     t = Text(" OptiInfra ", style="bold")
     t.append(f" {mode} ", style="reverse")
     if watching:  # first, so that a narrow terminal still shows it
-        t.append(f"  watching: {watching}", style="bold #ffaf00")
+        t.append(f"  watching: {watching}", style=f"bold {p.warning}")
     for name in ORDER:
         t.append("  ")
         h = by_name.get(name)
@@ -68,12 +76,13 @@ def render_header(mode: str, backends: dict[str, str], health: list[Health],
             t.append("  ")
             _backend(t, h.name, "", h, now, compact)
     for err in errors:
-        t.append(f"  ! {err}", style="bold #ff5f5f")
+        t.append(f"  ! {err}", style=f"bold {p.error}")
     return t
 
 
 def _backend(t: Text, name: str, label: str, h: Health | None, now: datetime | None,
              compact: int = 0) -> None:
+    p = palette()
     t.append(f"{name}", style="bold")
     if label:
         t.append(f" ({label})", style="dim")
@@ -81,11 +90,11 @@ def _backend(t: Text, name: str, label: str, h: Health | None, now: datetime | N
         t.append(" ? unchecked", style="dim")
     elif h.ok:
         lat = f" {h.latency_ms:.1f} ms" if h.latency_ms is not None and not compact else ""
-        t.append(" ●" if compact > 1 else f" ● ok{lat}", style="#5fd75f")
+        t.append(" ●" if compact > 1 else f" ● ok{lat}", style=p.success)
     elif h.message.startswith(NO_CREDENTIALS):
-        t.append(f" ○ {h.message[:60]}", style="bold #ffaf00")
+        t.append(f" ○ {h.message[:60]}", style=f"bold {p.warning}")
     else:
-        t.append(f" ✖ DOWN {h.message[:60]}", style="bold #ff5f5f")
+        t.append(f" ✖ DOWN {h.message[:60]}", style=f"bold {p.error}")
     late = h.late(now) if h is not None and now is not None else ""
     if late:
-        t.append(f" {late}", style="#ffaf00")
+        t.append(f" {late}", style=p.warning)

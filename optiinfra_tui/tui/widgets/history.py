@@ -15,7 +15,8 @@ from textual.message import Message
 from textual.widgets import DataTable
 
 from optiinfra_tui.formats import attempts_label, clip, error_text, types_label
-from optiinfra_tui.tui.fmt import STATUS_STYLE, duration, fit_columns
+from optiinfra_tui.tui.fmt import duration, fit_columns
+from optiinfra_tui.tui.palette import palette, status_style
 from optiinfra_tui.tui.source import HistoryPage, RunRow
 
 # (key, label, width); the error column's is its narrowest: it takes the width left.
@@ -36,9 +37,10 @@ def layout_for(width: int) -> tuple[tuple[str, str, int], ...]:
 
 def cells(r: RunRow, layout: tuple[tuple[str, str, int], ...]) -> tuple:
     """The row's cells for the shown columns, each cut to its width with `…`."""
+    p = palette()
     values = {
         "id": lambda w: Text(clip(str(r.id), w), justify="right"),
-        "status": lambda w: Text(clip(r.status, w), style=STATUS_STYLE.get(r.status, "")),
+        "status": lambda w: Text(clip(r.status, w), style=status_style(r.status)),
         "provider": lambda w: clip(r.provider, w),
         "customer": lambda w: clip(r.customer_id, w),
         "types": lambda w: clip(types_label(r.provider, r.data_types), w),
@@ -48,7 +50,7 @@ def cells(r: RunRow, layout: tuple[tuple[str, str, int], ...]) -> tuple:
         "took": lambda w: Text(clip(duration(r.duration_ms), w), justify="right"),
         "queued": lambda w: clip(f"{r.queued_at:%m-%d %H:%M:%S}", w),
         "error": lambda w: Text(clip(error_text(r.error_kind, r.error_message), w, words=True),
-                                style="#ff5f5f" if r.status == "failed" else "#ffaf00"),
+                                style=p.error if r.status == "failed" else p.warning),
     }
     return tuple(values[key](width) for key, _, width in layout)
 
@@ -102,16 +104,20 @@ class HistoryTable(DataTable):
         if layout == self.fitted:
             return
         self.fitted = layout
+        self.redraw()
+        self._retitle()
+
+    def redraw(self) -> None:
+        """Rebuild the rows at the fitted widths, in the current palette; the cursor stays."""
         keep = self.cursor_row
         with self.app.batch_update():
             self.clear(columns=True)
-            for key, label, width in layout:
+            for key, label, width in self.fitted:
                 self.add_column(label, width=width, key=key)
             if self.page is not None:
-                self.add_rows([cells(r, layout) for r in self.page.rows])
+                self.add_rows([cells(r, self.fitted) for r in self.page.rows])
                 if self.page.rows:
                     self.move_cursor(row=min(keep, len(self.page.rows) - 1), animate=False)
-        self._retitle()
 
     @property
     def selected(self) -> RunRow | None:

@@ -9,6 +9,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from optiinfra_tui.storage.history import utcnow
+from optiinfra_tui.tui.palette import palette
 from optiinfra_tui.worker.monitor import QueueInfo, ScheduleInfo
 
 
@@ -18,34 +19,43 @@ class QueuePanel(VerticalScroll, can_focus=True):
         self.border_title = "Queue"
         self._body = Static(Text("connecting…", style="dim"))
         self._shown: Text | None = None
+        self._args: tuple | None = None
 
     def compose(self):
         yield self._body
 
     def show(self, queue: QueueInfo | None, schedules: list[ScheduleInfo]) -> None:
+        self._args = (queue, schedules)
         text = render_queue(queue, schedules)
         if text != self._shown:
             self._shown = text
             self._body.update(text)
 
+    def redraw(self) -> None:
+        """Draw again in the current palette: what is shown has the last theme's colours."""
+        self._shown = None
+        if self._args is not None:
+            self.show(*self._args)
+
 
 def render_queue(queue: QueueInfo | None, schedules: list[ScheduleInfo],
                  now: datetime | None = None) -> Text:
     now = now or utcnow()
+    p = palette()
     t = Text()
     if queue is None:
-        t.append("queue unreachable\n", style="bold #ff5f5f")
+        t.append("queue unreachable\n", style=f"bold {p.error}")
     else:
         t.append("pending ", style="dim")
         t.append(str(queue.pending), style="bold")
         t.append("  scheduled ", style="dim")
         t.append(str(len(queue.scheduled)), style="bold")
         t.append("  retrying ", style="dim")
-        t.append(str(len(queue.retrying)), style="bold #ffaf00" if queue.retrying else "bold")
+        t.append(str(len(queue.retrying)), style=f"bold {p.warning}" if queue.retrying else "bold")
         t.append("\n")
         for run_id, label, at in queue.retrying:
             eta = f"{at:%H:%M:%S}" if at else "-"
-            t.append(f" ↻ run {run_id} {label[:18]} at {eta}\n", style="#ffaf00")
+            t.append(f" ↻ run {run_id} {label[:18]} at {eta}\n", style=p.warning)
         for task in queue.scheduled:
             eta = f"{task.eta:%H:%M:%S}" if task.eta else "-"
             what = f"run {task.run_id}" if task.run_id else task.name[:20]
@@ -57,13 +67,13 @@ def render_queue(queue: QueueInfo | None, schedules: list[ScheduleInfo],
         t.append(f" {s.name[:20]:<20} ", style="dim" if s.paused else "bold")
         t.append(f"{s.every}\n", style="dim")
         if s.paused:
-            t.append("   PAUSED", style="bold #ffaf00")
+            t.append("   PAUSED", style=f"bold {p.warning}")
         else:
             t.append(f"   next {_when(s.next_run, now)}")
         t.append("\n")
         note = s.credentials_note()
         if note:  # what the fan-out skips, and how to fix it (one space: fits 34 columns)
-            t.append(f" {note}\n", style="bold #ffaf00")
+            t.append(f" {note}\n", style=f"bold {p.warning}")
     t.rstrip()
     return t
 

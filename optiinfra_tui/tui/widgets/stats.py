@@ -8,6 +8,7 @@ from textual.containers import Horizontal
 from textual.widgets import Sparkline, Static
 
 from optiinfra_tui.tui.fmt import duration, rate
+from optiinfra_tui.tui.palette import palette
 from optiinfra_tui.worker.monitor import Stats
 
 
@@ -22,6 +23,12 @@ class StatsStrip(Horizontal):
         yield Static("runs/min", id="stats-label")
         yield Sparkline([0] * 60, id="stats-spark")
 
+    def redraw(self) -> None:
+        """Draw again in the current palette: what is shown has the last theme's colours."""
+        stats, self._shown = self._shown, None
+        if stats is not None:
+            self.show(stats)
+
     def show(self, stats: Stats) -> None:
         if stats == self._shown:
             return
@@ -33,10 +40,10 @@ class StatsStrip(Horizontal):
 
 
 def render_stats(s: Stats) -> Text:
-    t = Text()
+    t, p = Text(), palette()
     for label, value, style in (
-        ("success", rate(s.success_rate), "#5fd75f" if (s.success_rate or 0) >= 0.9 else "#ffaf00"),
-        ("runs", f"{s.runs:,}", ""), ("failed", str(s.failed), "#ff5f5f" if s.failed else ""),
+        ("success", rate(s.success_rate), p.success if (s.success_rate or 0) >= 0.9 else p.warning),
+        ("runs", f"{s.runs:,}", ""), ("failed", str(s.failed), p.error if s.failed else ""),
         ("p50", duration(s.p50_ms), ""), ("p95", duration(s.p95_ms), ""),
         ("rows", f"{s.rows:,}", ""),
     ):

@@ -11,7 +11,8 @@ from textual import events
 from textual.widgets import DataTable
 
 from optiinfra_tui.formats import clip
-from optiinfra_tui.tui.fmt import STATE_STYLE, fit_columns
+from optiinfra_tui.tui.fmt import fit_columns
+from optiinfra_tui.tui.palette import state_style
 from optiinfra_tui.worker.monitor import WorkerInfo
 
 # (key, label, width); the task column's is its narrowest: it takes the width left.
@@ -48,6 +49,12 @@ class WorkersPanel(DataTable):
             self._rows = None
             self.show(self._workers)
 
+    def redraw(self) -> None:
+        """Draw again in the current palette: the rows hold the last theme's colours."""
+        if self._rows is not None:  # else nothing shown yet: still connecting
+            self._rows = None
+            self.show(self._workers)
+
     def show(self, workers: list[WorkerInfo]) -> None:
         self._workers = workers
         rows = [worker_row(w, self.fitted) for w in workers]
@@ -73,7 +80,7 @@ def worker_row(w: WorkerInfo, fitted: tuple[tuple[str, str, int], ...]) -> tuple
         "where": lambda n: clip(w.host, max(1, n - len(pid))) + pid,
         "kind": lambda n: clip(w.kind, n),
         "thread": lambda n: clip(w.thread, n),
-        "state": lambda n: Text(clip(w.state, n), style=STATE_STYLE.get(w.state, "")),
+        "state": lambda n: Text(clip(w.state, n), style=state_style(w.state)),
         "task": lambda n: clip(w.task or "-", n),
         "since": lambda n: f"{w.since:%H:%M:%S}",
         "done": lambda n: clip(str(w.processed), n),
