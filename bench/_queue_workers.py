@@ -97,7 +97,7 @@ class NoopCollector:
     provider = "noop"
     data_types = ("ping", "burst")
 
-    def __init__(self, settings, customer_id: str) -> None:
+    def __init__(self, settings, customer_id: str, account=None) -> None:
         self.customer_id = customer_id
 
     def collect(self, data_type, ctx):
@@ -142,9 +142,12 @@ class NullClient:
 
 
 def register_noop() -> None:
-    from optiinfra_tui.collectors import register_provider
+    from optiinfra_tui.providers import ProviderSpec, register
 
-    register_provider("noop", NoopCollector, NoopCollector.data_types)
+    # In this process only: the benchmark's workers are its own threads.
+    register(ProviderSpec(name="noop", title="no-op", data_types=NoopCollector.data_types,
+                          default_types=NoopCollector.data_types[:1], fields={},
+                          collector=f"{__name__}:NoopCollector"))
 
 
 def ours_runtime():

@@ -102,7 +102,7 @@ def attempts_label(status: str, attempt: int, max_attempts: int) -> str:
 
 
 def error_text(kind: str | None, message: str | None) -> str:
-    """'config: VULTR_API_KEY is not set…': an error's kind, then its message."""
+    """'config: API_KEY is not set…': an error's kind, then its message."""
     if not kind:
         return ""
     message = _SPACES.sub(" ", message or "").strip()

@@ -29,10 +29,10 @@ RESOURCES = "resources"
 # window, nor a Cost Explorer window an export's.
 INVOICE = "invoice"
 PENDING = "pending"
-COST_EXPLORER = "cost_explorer"  # AWS Cost Explorer: daily totals per service, revised for weeks
-DATA_EXPORT = "data_export"  # AWS Data Exports (FOCUS 1.0 / CUR 2.0) in S3: line items
-BIGQUERY_EXPORT = "bigquery_export"  # GCP's Cloud Billing export: daily sums, rows arrive late
-COST_MANAGEMENT = "cost_management"  # Azure Cost Management Query: daily totals, revised for days
+COST_EXPLORER = "cost_explorer"  # a cost API's daily totals per service, revised for weeks
+DATA_EXPORT = "data_export"  # billing export files (FOCUS 1.0 / CUR 2.0): line items
+BIGQUERY_EXPORT = "bigquery_export"  # a billing export table: daily sums, rows arrive late
+COST_MANAGEMENT = "cost_management"  # a cost query API's daily totals, revised for days
 # A month holding rows of the key source counts none of the value source's rows: both describe
 # the same spend, the key source in more detail.
 SUPERSEDES = {DATA_EXPORT: COST_EXPLORER}

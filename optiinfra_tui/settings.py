@@ -17,41 +17,37 @@ from urllib.parse import urlparse, urlsplit
 
 import platformdirs
 
+from optiinfra_tui import providers
 from optiinfra_tui.cron import parse_cron
 from optiinfra_tui.errors import ConfigError
+from optiinfra_tui.providers import Account
 
-PROVIDERS: dict[str, tuple[str, ...]] = {
-    "vultr": ("cost", "account", "resource"),
-    "aws": ("cost", "export"),
-    "gcp": ("cost",),
-}
-DEFAULT_TYPES: dict[str, tuple[str, ...]] = {"vultr": ("cost",), "aws": ("cost",), "gcp": ("cost",)}
-PROVIDER_KEY_VARS = {"vultr": "VULTR_API_KEY"}
-VULTR_API_URL_DEFAULT = "https://api.vultr.com/v2"
-
-# Every key the TOML file may hold, level by level: the one place to extend when the file
-# grows (e.g. a provider sub-table [customers.acme.vultr] becomes an entry in _CUSTOMER_KEYS).
-# A dict is a table of known keys, ANY_KEY inside it stands for keys the user names (customer
-# ids), a one-element list is an array of tables, and None a value checked by its own parser.
+# Every key the TOML file may hold, level by level (`config_schema()`): a dict is a table of
+# known keys, ANY_KEY inside it stands for keys the user names (customer ids), a one-element
+# list is an array of tables, and None a value checked by its own parser. Each provider's
+# [customers.<id>.<provider>] table comes from its spec (optiinfra_tui.providers).
 ANY_KEY = "*"
-# Providers keyed by one API key (AWS access is more than a key: its sub-table comes with
-# the provider plug-ins; GCP's access is a key file, set up in its collector).
-_CUSTOMER_KEYS: dict = {f"{p}_api_key_env": None for p in PROVIDER_KEY_VARS}
 _SCHEDULE_KEYS: dict = dict.fromkeys(("name", "provider", "data_types", "interval", "cron"))
-CONFIG_SCHEMA: dict = {
-    "customers": {ANY_KEY: _CUSTOMER_KEYS},
-    "schedules": [_SCHEDULE_KEYS],
-}
-# Settings that live in the environment: naming one in the file gets its variable as the fix.
+# Settings that live in the environment: naming one in the file gets its variable as the fix
+# (providers' own settings are added from their specs).
 _ENV_ONLY_KEYS = {
     "workers": "OPTIINFRA_WORKERS (or --workers)", "keep_days": "OPTIINFRA_KEEP_DAYS",
     "home": "OPTIINFRA_HOME", "redis_url": "REDIS_URL", "database_url": "DATABASE_URL",
-    "clickhouse_url": "CLICKHOUSE_URL", "vultr_api_url": "VULTR_API_URL",
-    "vultr_api_key": "VULTR_API_KEY", "vultr_max_rps": "VULTR_MAX_RPS",
+    "clickhouse_url": "CLICKHOUSE_URL",
     "default_customer_id": "DEFAULT_CUSTOMER_ID", "collection_interval": "COLLECTION_INTERVAL",
     "task_time_limit": "TASK_TIME_LIMIT", "max_retries": "MAX_RETRIES",
     "retry_delay": "RETRY_DELAY",
 }
+
+
+def config_schema() -> dict:
+    """The known keys of the TOML file, with every installed provider's customer table."""
+    customer: dict = {}
+    for spec in providers.specs().values():
+        customer.update(dict.fromkeys(spec.legacy_keys))
+        customer[spec.name] = dict.fromkeys(spec.fields)
+    return {"customers": {ANY_KEY: customer}, "schedules": [_SCHEDULE_KEYS]}
+
 
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -59,10 +55,14 @@ _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 @dataclass(frozen=True)
 class Customer:
-    """A customer and, per provider, the name of the env var holding its credential."""
+    """A customer and its access to each of its providers (names of env vars, never secrets)."""
 
     id: str
-    credential_vars: Mapping[str, str]
+    accounts: Mapping[str, Account]
+
+    @property
+    def providers(self) -> tuple[str, ...]:
+        return tuple(self.accounts)
 
 
 @dataclass(frozen=True)
@@ -82,8 +82,6 @@ class Settings:
     redis_url: str | None
     database_url: str
     clickhouse_url: str
-    vultr_api_url: str
-    vultr_max_rps: float
     default_customer_id: str
     collection_interval: int
     workers: int
@@ -97,6 +95,8 @@ class Settings:
     env: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
     # Seconds between checks of each provider API (0: only on `h` and by collections).
     provider_check_interval: int = 60
+    # Providers' settings from the environment, by variable, validated at start (their specs).
+    options: Mapping[str, object] = field(default_factory=dict)
 
     @property
     def mode(self) -> str:
@@ -132,34 +132,61 @@ class Settings:
             "Add it under [customers] in the OPTIINFRA_CONFIG file."
         )
 
-    def credential(self, customer_id: str, provider: str) -> str:
-        """The secret for a customer's provider, read from this process's environment."""
-        var = self.customer(customer_id).credential_vars.get(provider)
-        if not var:
+    def account(self, customer_id: str, provider: str) -> Account:
+        """The customer's access to `provider`; ConfigError saying how to configure it."""
+        spec = providers.spec(provider)
+        found = self.customer(customer_id).accounts.get(provider)
+        if found is None:
+            fields = ", ".join(f"{k} ({f.meaning})" for k, f in spec.fields.items())
             raise ConfigError(
-                f"Customer {customer_id!r} has no {provider} credential configured. "
-                f"Set {provider}_api_key_env for it in the OPTIINFRA_CONFIG file."
-            )
-        value = self.env.get(var, "").strip()
+                f"Customer {customer_id!r} has no {spec.title} access configured. Add "
+                f"[customers.{customer_id}.{provider}] to the OPTIINFRA_CONFIG file with: "
+                f"{fields}.")
+        return found
+
+    def customers_with(self, provider: str) -> list[Customer]:
+        """The customers configured for `provider` (credentials present or not)."""
+        return [c for c in self.customers if provider in c.accounts]
+
+    def option(self, var: str) -> object:
+        """A provider's setting from the environment (VAR as its spec names it), validated."""
+        if var not in self.options:
+            raise ConfigError(f"{var} is not a setting of any installed provider.")
+        return self.options[var]
+
+    def credential(self, customer_id: str, provider: str) -> str:
+        """The secret of a customer's provider keyed by one secret variable, from this
+        process's environment."""
+        spec = providers.spec(provider)
+        account = self.account(customer_id, provider)
+        key = next(k for k, f in spec.fields.items() if f.env and f.secret)
+        var = account.get(key)
+        value = self.env.get(var, "").strip() if var else ""
         if not value:
             raise ConfigError(
-                f"{var} is not set: the {provider} API key for customer {customer_id!r} "
-                f"is missing. Export {var}=<your {provider} API key> where the workers run."
-            )
+                f"{var} is not set: the {spec.title} credential for customer {customer_id!r} "
+                f"is missing. Export {var}=<its value> where the workers run.")
         return value
 
     def missing_credential(self, customer_id: str, provider: str) -> str | None:
-        """The env var to set when the customer's credential for `provider` is unset or
-        empty in this process's environment; None when it is there."""
-        var = self.customer(customer_id).credential_vars.get(provider)
-        if var is None:
-            return f"{provider}_api_key_env for {customer_id}"
-        return None if self.env.get(var, "").strip() else var
+        """The env var to set when the customer's credential for `provider` is unset or empty
+        in this process's environment; None when it is there."""
+        spec = providers.spec(provider)
+        account = self.customer(customer_id).accounts.get(provider)
+        if account is None:
+            return f"[customers.{customer_id}.{provider}] in the OPTIINFRA_CONFIG file"
+        return spec.missing_credential(account, self.env)
 
     def secrets(self) -> list[str]:
         """Every credential value this process knows, for scrubbing them from text."""
-        names = {v for c in self.customers for v in c.credential_vars.values()}
-        return [self.env[n] for n in names if self.env.get(n)]
+        names: set[str] = set()
+        for spec in providers.specs().values():
+            names.update(spec.secret_vars)
+            for c in self.customers_with(spec.name):
+                account = c.accounts[spec.name]
+                names.update(v for k, f in spec.fields.items()
+                             if f.env and f.secret and (v := account.get(k)))
+        return [self.env[n] for n in sorted(names) if self.env.get(n, "").strip()]
 
 
 def default_home(env: Mapping[str, str]) -> Path:
@@ -186,58 +213,53 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     check_known_keys(doc, config_path)
 
     default_customer_id = _identifier(env, "DEFAULT_CUSTOMER_ID", "default_customer")
-    interval = _int(env, "COLLECTION_INTERVAL", 900, minimum=1)
-    customers = _customers(doc, default_customer_id, config_path)
+    interval = env_int(env, "COLLECTION_INTERVAL", 900, minimum=1)
+    options = {o.var: o.parse(env) for spec in providers.specs().values() for o in spec.options}
+    customers = _customers(doc, default_customer_id, config_path, env)
     schedules = _schedules(doc, interval, config_path)
 
     return Settings(
         home=home,
         redis_url=_redis_url(env),
-        database_url=_url(env, "DATABASE_URL", f"sqlite:///{home / 'history.db'}",
+        database_url=env_url(env, "DATABASE_URL", f"sqlite:///{home / 'history.db'}",
                           ("sqlite", "postgres", "postgresql")),
-        clickhouse_url=_url(env, "CLICKHOUSE_URL", f"chdb://{home / 'clickhouse'}",
+        clickhouse_url=env_url(env, "CLICKHOUSE_URL", f"chdb://{home / 'clickhouse'}",
                             ("chdb", "http", "https", "clickhouse")),
-        vultr_api_url=_url(env, "VULTR_API_URL", VULTR_API_URL_DEFAULT,
-                           ("http", "https")).rstrip("/"),
-        vultr_max_rps=_float(env, "VULTR_MAX_RPS", 30.0, minimum=0.1),
         default_customer_id=default_customer_id,
         collection_interval=interval,
-        workers=_int(env, "OPTIINFRA_WORKERS", 2, minimum=0, maximum=64),
-        task_time_limit=_int(env, "TASK_TIME_LIMIT", 1800, minimum=1),
-        max_retries=_int(env, "MAX_RETRIES", 3, minimum=0, maximum=100),
-        retry_delay=_float(env, "RETRY_DELAY", 60.0, minimum=0.0),
-        keep_days=_int(env, "OPTIINFRA_KEEP_DAYS", 90, minimum=1),
+        workers=env_int(env, "OPTIINFRA_WORKERS", 2, minimum=0, maximum=64),
+        task_time_limit=env_int(env, "TASK_TIME_LIMIT", 1800, minimum=1),
+        max_retries=env_int(env, "MAX_RETRIES", 3, minimum=0, maximum=100),
+        retry_delay=env_float(env, "RETRY_DELAY", 60.0, minimum=0.0),
+        keep_days=env_int(env, "OPTIINFRA_KEEP_DAYS", 90, minimum=1),
         customers=customers,
         schedules=schedules,
         config_path=config_path,
         env=env,
         provider_check_interval=_provider_check_interval(env),
+        options=options,
     )
 
 
 def validate_provider(provider: str) -> str:
-    if provider not in PROVIDERS:
-        raise ConfigError(
-            f"Unknown provider {provider!r}. Supported providers: {', '.join(PROVIDERS)}."
-        )
+    providers.spec(provider)  # ConfigError naming the installed providers
     return provider
 
 
 def validate_data_types(provider: str, data_types: str | list[str] | tuple[str, ...] | None) -> tuple[str, ...]:
     """Parse 'cost,resource' or a list; empty means the provider's default types."""
-    validate_provider(provider)
+    spec = providers.spec(provider)
     if isinstance(data_types, str):
         data_types = [t.strip() for t in data_types.split(",") if t.strip()]
     if data_types is not None and not isinstance(data_types, (list, tuple)):
         raise ConfigError(f"Data types for {provider} must be a list such as [\"cost\"], "
                           f"not {data_types!r}.")
     if not data_types:
-        return DEFAULT_TYPES[provider]
-    allowed = PROVIDERS[provider]
+        return spec.default_types
     for t in data_types:
-        if t not in allowed:
+        if t not in spec.data_types:
             raise ConfigError(
-                f"Unknown data type {t!r} for {provider}. Choose from: {', '.join(allowed)}."
+                f"Unknown data type {t!r} for {provider}. Choose from: {', '.join(spec.data_types)}."
             )
     return ordered_types(provider, data_types)
 
@@ -246,7 +268,8 @@ def ordered_types(provider: str, data_types: str | list[str] | tuple[str, ...]) 
     """Data types in their canonical order: the provider's own, unknown ones after it."""
     if isinstance(data_types, str):
         data_types = [t for t in data_types.split(",") if t]
-    rank = {t: i for i, t in enumerate(PROVIDERS.get(provider, ()))}
+    spec = providers.specs().get(provider)
+    rank = {t: i for i, t in enumerate(spec.data_types if spec else ())}
     # A stable sort: types the provider doesn't declare keep their order, after its own.
     return tuple(sorted(dict.fromkeys(data_types), key=lambda t: rank.get(t, len(rank))))
 
@@ -267,7 +290,7 @@ def _problem(var: str, value: object, problem: str, fix: str) -> ConfigError:
     return ConfigError(f"{var}={value!r}: {problem}. {fix}")
 
 
-def _int(env: Mapping[str, str], var: str, default: int, minimum: int | None = None,
+def env_int(env: Mapping[str, str], var: str, default: int, minimum: int | None = None,
          maximum: int | None = None) -> int:
     raw = env.get(var, "").strip()
     if not raw:
@@ -282,7 +305,7 @@ def _int(env: Mapping[str, str], var: str, default: int, minimum: int | None = N
     return value
 
 
-def _float(env: Mapping[str, str], var: str, default: float, minimum: float = 0.0) -> float:
+def env_float(env: Mapping[str, str], var: str, default: float, minimum: float = 0.0) -> float:
     raw = env.get(var, "").strip()
     if not raw:
         return default
@@ -297,7 +320,7 @@ def _float(env: Mapping[str, str], var: str, default: float, minimum: float = 0.
 
 def _provider_check_interval(env: Mapping[str, str]) -> int:
     # Each check is an API request: at most one a minute (0 turns the timer off).
-    value = _int(env, "PROVIDER_CHECK_INTERVAL", 60, minimum=0)
+    value = env_int(env, "PROVIDER_CHECK_INTERVAL", 60, minimum=0)
     if 0 < value < 60:
         raise _problem("PROVIDER_CHECK_INTERVAL", value, "below 60 seconds",
                        "Set 0 (no timed checks) or at least 60, so that checks don't spend "
@@ -313,7 +336,7 @@ def _identifier(env: Mapping[str, str], var: str, default: str) -> str:
     return raw
 
 
-def _url(env: Mapping[str, str], var: str, default: str, schemes: tuple[str, ...]) -> str:
+def env_url(env: Mapping[str, str], var: str, default: str, schemes: tuple[str, ...]) -> str:
     raw = env.get(var, "").strip()
     if not raw:
         return default
@@ -329,12 +352,12 @@ def _url(env: Mapping[str, str], var: str, default: str, schemes: tuple[str, ...
 
 def _redis_url(env: Mapping[str, str]) -> str | None:
     if env.get("REDIS_URL", "").strip():
-        return _url(env, "REDIS_URL", "", ("redis", "rediss", "unix"))
+        return env_url(env, "REDIS_URL", "", ("redis", "rediss", "unix"))
     host = env.get("REDIS_HOST", "").strip()
     if not host:
         return None
-    port = _int(env, "REDIS_PORT", 6379, minimum=1, maximum=65535)
-    db = _int(env, "REDIS_DB", 0, minimum=0, maximum=1024)
+    port = env_int(env, "REDIS_PORT", 6379, minimum=1, maximum=65535)
+    db = env_int(env, "REDIS_DB", 0, minimum=0, maximum=1024)
     return f"redis://{host}:{port}/{db}"
 
 
@@ -358,8 +381,8 @@ def _read_toml(path: Path) -> dict:
 
 
 def check_known_keys(doc: dict, path: Path | None) -> None:
-    """Raise ConfigError for the first key the file holds that CONFIG_SCHEMA doesn't know."""
-    _check_table(doc, CONFIG_SCHEMA, "", "at the top level", path)
+    """Raise ConfigError for the first key the file holds that config_schema() doesn't know."""
+    _check_table(doc, config_schema(), "", "at the top level", path)
 
 
 def _check_table(table: dict, schema: dict, where: str, place: str, path: Path | None) -> None:
@@ -379,63 +402,128 @@ def _check_table(table: dict, schema: dict, where: str, place: str, path: Path |
 
 def _unknown_key(key: str, full: str, schema: dict, place: str, path: Path | None) -> ConfigError:
     known = [k for k in schema if k != ANY_KEY]
+    specs = providers.specs()
     provider = key.removesuffix("_api_key_env")
     close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
-    if provider != key and provider in PROVIDERS and provider not in PROVIDER_KEY_VARS:
-        hint = (f" {provider} takes no API key variable: it collects for the default customer "
-                "from its own standard environment (see the README).")
-    elif provider != key and provider not in PROVIDERS:
-        hint = f" {provider!r} is not a supported provider (supported: {', '.join(PROVIDERS)})."
+    env_only = dict(_ENV_ONLY_KEYS, **{o.var.lower(): o.var for s in specs.values()
+                                       for o in s.options})
+    if provider != key and provider in specs:
+        spec = specs[provider]
+        hint = (f" {provider} takes no API key variable: its access goes in a "
+                f"[customers.<id>.{provider}] table ({', '.join(spec.fields)}); the default "
+                "customer's comes from its standard environment (see the README).")
+    elif provider != key:
+        hint = f" {provider!r} is not a supported provider (supported: {', '.join(specs)})."
     elif close:
         hint = f" Did you mean {close[0]}?"
-    elif place == "at the top level" and key.lower() in _ENV_ONLY_KEYS:
+    elif place == "at the top level" and key.lower() in env_only:
         hint = (f" That setting comes from the environment, not this file: "
-                f"set {_ENV_ONLY_KEYS[key.lower()]}.")
+                f"set {env_only[key.lower()]}.")
     else:
         hint = ""
     return ConfigError(f"{path}: {full} is not a known key.{hint} "
                        f"Keys allowed {place}: {', '.join(known)}.")
 
 
-def _customers(doc: dict, default_id: str, path: Path | None) -> tuple[Customer, ...]:
+def _customers(doc: dict, default_id: str, path: Path | None,
+               env: Mapping[str, str]) -> tuple[Customer, ...]:
     table = doc.get("customers", {})
     if not isinstance(table, dict):
         raise ConfigError(f"{path}: [customers] must be a table of customer ids.")
-    found: dict[str, Customer] = {
-        default_id: Customer(default_id, dict(PROVIDER_KEY_VARS)),
-    }
-    for cid, spec in table.items():
+    specs = providers.specs()
+    found: dict[str, Customer] = {default_id: Customer(default_id, _standard_accounts(env))}
+    for cid, entry in table.items():
         validate_customer_id(cid, f"{path}: customer id")
-        if not isinstance(spec, dict):
+        if not isinstance(entry, dict):
             raise ConfigError(f"{path}: [customers.{cid}] must be a table, e.g. "
-                              'vultr_api_key_env = "ACME_VULTR_API_KEY".')
-        creds: dict[str, str] = {}
-        for key, value in spec.items():
-            provider = key.removesuffix("_api_key_env")  # check_known_keys allowed only these
-            if not isinstance(value, str) or not _ENV_NAME_RE.match(value):
-                raise ConfigError(f"{path}: [customers.{cid}] {key} must name an environment "
-                                  "variable (the key itself never goes in this file).")
-            creds[provider] = value
-        found[cid] = Customer(cid, creds)
+                              f"[customers.{cid}.<provider>] (providers: {', '.join(specs)}).")
+        tables: dict[str, dict] = {}
+        for key, value in entry.items():  # check_known_keys allowed only these keys
+            legacy = next((s for s in specs.values() if key in s.legacy_keys), None)
+            if legacy is not None:
+                tables.setdefault(legacy.name, {})[legacy.legacy_keys[key]] = value
+            elif not isinstance(value, dict):
+                raise ConfigError(f"{path}: [customers.{cid}] {key} must be a table: "
+                                  f"[customers.{cid}.{key}].")
+            else:
+                tables.setdefault(key, {}).update(value)
+        default = cid == default_id
+        accounts = dict(found[cid].accounts) if default else {}
+        for provider, values in tables.items():
+            # The default customer's table overrides its standard environment key by key.
+            base = _standard_values(specs[provider], env) if default else {}
+            accounts[provider] = _account(specs[provider], {**base, **values},
+                                          f"{path}: [customers.{cid}.{provider}]", env, default)
+        found[cid] = Customer(cid, accounts)
     return tuple(found.values())
+
+
+def _account(spec: providers.ProviderSpec, values: dict, where: str,
+             env: Mapping[str, str], standard: bool = False) -> Account:
+    """A customer's table for one provider, checked by its spec (ConfigError naming `where`)."""
+    for key, f in spec.fields.items():
+        value = values.get(key)
+        if value is None:
+            if f.required:
+                raise ConfigError(f"{where} needs {key}: {f.meaning}.")
+            continue
+        if not isinstance(value, str) or (f.env and not _ENV_NAME_RE.match(value)):
+            what = ("must name an environment variable (the secret itself never goes in "
+                    "this file)") if f.env else "must be a string"
+            raise ConfigError(f"{where} {key} {what}.")
+    account = Account(spec.name, dict(values), standard)
+    try:
+        spec.typed_account(account, env)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    return account
+
+
+def _standard_accounts(env: Mapping[str, str]) -> dict[str, Account]:
+    """The default customer's accounts: each provider's standard environment, for providers
+    that are always offered or whose variables are set."""
+    accounts = {}
+    for spec in providers.specs().values():
+        if spec.detect and not any(env.get(v, "").strip() for v in spec.detect):
+            continue
+        account = Account(spec.name, _standard_values(spec, env), standard=True)
+        try:
+            spec.typed_account(account, env)
+        except ConfigError as exc:
+            used = ", ".join(f.standard for f in spec.fields.values() if f.standard and not f.env)
+            raise ConfigError(f"{used}: {exc}" if used else str(exc)) from None
+        accounts[spec.name] = account
+    return accounts
+
+
+def _standard_values(spec: providers.ProviderSpec, env: Mapping[str, str]) -> dict[str, str]:
+    values = {k: f.standard if f.env else env.get(f.standard, "").strip()
+              for k, f in spec.fields.items() if f.standard}
+    return {k: v for k, v in values.items() if v}
 
 
 def _schedules(doc: dict, interval: int, path: Path | None) -> tuple[Schedule, ...]:
     items = doc.get("schedules")
+    specs = providers.specs()
     if items is None:
-        return (Schedule("vultr-cost", "vultr", ("cost",), interval=interval),)
+        return tuple(Schedule(f"{s.name}-{'-'.join(d.data_types)}", s.name, d.data_types,
+                              interval=d.interval or interval)
+                     for s in specs.values() for d in s.schedules)
     if not isinstance(items, list):
         raise ConfigError(f"{path}: schedules must be an array of tables ([[schedules]]).")
+    implicit = next((s.name for s in specs.values() if s.implicit), None)
     out: list[Schedule] = []
     names: set[str] = set()
     for i, item in enumerate(items):
         where = f"{path}: schedules[{i}]"
         if not isinstance(item, dict):
             raise ConfigError(f"{where} must be a table.")
-        provider = item.get("provider", "vultr")
-        if not isinstance(provider, str) or provider not in PROVIDERS:
+        provider = item.get("provider", implicit)
+        if provider is None:
+            raise ConfigError(f"{where}: give provider = one of {', '.join(specs)}.")
+        if not isinstance(provider, str) or provider not in specs:
             raise ConfigError(f"{where}: provider {provider!r} is not supported "
-                              f"(choose from {', '.join(PROVIDERS)}).")
+                              f"(choose from {', '.join(specs)}).")
         try:
             types = validate_data_types(provider, item.get("data_types"))
         except ConfigError as exc:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from optiinfra_tui import providers
 from optiinfra_tui.cli.output import (
     costs_json,
     emit_json,
@@ -25,6 +26,58 @@ if TYPE_CHECKING:  # the runtime (and with it huey and the stores) loads only wh
     from optiinfra_tui.worker.runtime import Runtime
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BACKEND, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+
+class ProviderChoice(click.Choice):
+    """The installed providers (their entry points), read when the command line is parsed."""
+
+    def __init__(self) -> None:
+        super().__init__((), case_sensitive=True)
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        return providers.names()
+
+    @choices.setter
+    def choices(self, _value) -> None:  # click sets it in __init__; the specs decide
+        pass
+
+    def convert(self, value, param, ctx):
+        if value in self.choices:
+            return value
+        self.fail(f"Unknown provider {value!r}. Supported providers: {', '.join(self.choices)}.",
+                  param, ctx)
+
+
+class DataTypesChoice(click.Choice):
+    """Comma-separated data types, each one some installed provider's (the provider's own list
+    is checked with the provider)."""
+
+    name = "data types"
+
+    def __init__(self) -> None:
+        super().__init__((), case_sensitive=True)
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(t for s in providers.specs().values() for t in s.data_types))
+
+    @choices.setter
+    def choices(self, _value) -> None:
+        pass
+
+    def get_metavar(self, param, ctx=None) -> str:
+        return f"[{','.join(self.choices)}]"
+
+    def convert(self, value, param, ctx):
+        wanted = [t.strip() for t in str(value).split(",") if t.strip()]
+        unknown = [t for t in wanted if t not in self.choices]
+        if unknown:
+            by_provider = "; ".join(f"{s.name}: {', '.join(s.data_types)}"
+                                    for s in providers.specs().values())
+            self.fail(f"Unknown data type {unknown[0]!r}. Choose from ({by_provider}).",
+                      param, ctx)
+        return ",".join(wanted)
 
 
 def _runtime() -> Runtime:
@@ -165,16 +218,17 @@ def _reject_worker_options_without_workers(ctx: click.Context) -> None:
 
 
 @cli.command()
-@click.argument("provider")
+@click.argument("provider", type=ProviderChoice())
 @click.option("--customer", "customer_id", default=None, help="Customer id (default DEFAULT_CUSTOMER_ID).")
-@click.option("--types", "data_types", default=None, help="Comma-separated: cost,account,resource.")
+@click.option("--types", "data_types", type=DataTypesChoice(), default=None,
+              help="Comma-separated data types of PROVIDER (default: its default types).")
 @click.option("--wait", is_flag=True, help="Block until the run ends; exit 1 if it failed.")
 @click.option("--inline", is_flag=True, help="Run it in this process (no consumer needed).")
 @click.option("--json", "as_json", is_flag=True, help="Print the run as JSON.")
 @click.option("--timeout", type=click.FloatRange(0), default=None, help="Give up waiting after N seconds.")
 def collect(provider: str, customer_id: str | None, data_types: str | None, wait: bool,
             inline: bool, as_json: bool, timeout: float | None) -> int:
-    """Start a collection for PROVIDER (e.g. vultr)."""
+    """Start a collection for PROVIDER (an installed provider: see the choices above)."""
     from optiinfra_tui.settings import validate_data_types, validate_provider
     from optiinfra_tui.worker.collection import request_collection
 
@@ -255,7 +309,7 @@ def _wait(rt: Runtime, run_id: int, timeout: float | None, quiet: bool, hinted: 
 @cli.command()
 @click.option("--status", type=click.Choice(["queued", "running", "retrying", "success", "failed", "canceled"]),
               help="Only runs in this state.")
-@click.option("--provider", default=None, help="Only this provider's runs.")
+@click.option("--provider", type=ProviderChoice(), default=None, help="Only this provider's runs.")
 @click.option("--customer", "customer_id", default=None, help="Only this customer's runs.")
 @click.option("--limit", type=click.IntRange(1, 10000), default=20, show_default=True,
               help="At most this many runs.")
@@ -272,7 +326,8 @@ def history(status: str | None, provider: str | None, customer_id: str | None, l
         emit_json([RunRow.of(r).to_json() for r in found])
         return EXIT_OK
     if not found:
-        click.echo("No runs yet. Start one with `optiinfra-tui collect vultr`.")
+        click.echo(f"No runs yet. Start one with `optiinfra-tui collect PROVIDER` "
+                   f"({', '.join(providers.names())}).")
         return EXIT_OK
     print_history(found)
     return EXIT_OK
@@ -313,7 +368,8 @@ def costs(by: str, since: datetime | None, as_json: bool) -> int:
         emit_json(costs_json(totals))
         return EXIT_OK
     if not totals:
-        click.echo("No cost data yet. Run `optiinfra-tui collect vultr --inline`.")
+        click.echo(f"No cost data yet. Run `optiinfra-tui collect PROVIDER --inline` "
+                   f"({', '.join(providers.names())}).")
         return EXIT_OK
     print_costs(by, since, totals, summary)
     return EXIT_OK

@@ -27,7 +27,9 @@ from optiinfra_tui.collectors.fields import (
 )
 from optiinfra_tui.collectors.http import ApiClient, PageRequest
 from optiinfra_tui.collectors.ratelimit import limiter_for
-from optiinfra_tui.errors import DataError
+from optiinfra_tui.collectors.specs import VULTR_API_URL_DEFAULT
+from optiinfra_tui.errors import ConfigError, DataError
+from optiinfra_tui.providers import Account
 from optiinfra_tui.rows import (
     ACCOUNT_SNAPSHOTS,
     COST_LINES,
@@ -42,7 +44,7 @@ from optiinfra_tui.rows import (
     LedgerEntry,
     ResourceRow,
 )
-from optiinfra_tui.settings import VULTR_API_URL_DEFAULT, Settings
+from optiinfra_tui.settings import Settings
 
 PROVIDER = "vultr"
 _BRACKETS_RE = re.compile(r"\[([^\[\]]+)\]")
@@ -253,16 +255,25 @@ class VultrCollector:
     provider = PROVIDER
     data_types = ("cost", "account", "resource")
 
-    def __init__(self, settings: Settings, customer_id: str, *, per_page: int = 500) -> None:
-        token = settings.credential(customer_id, PROVIDER)  # ConfigError before any request
+    def __init__(self, settings: Settings, customer_id: str, *, account: Account | None = None,
+                 per_page: int = 500) -> None:
+        if account is None:
+            token = settings.credential(customer_id, PROVIDER)  # ConfigError before any request
+            account = settings.account(customer_id, PROVIDER)
+        else:
+            token = settings.env.get(account.get("api_key_env") or "", "").strip()
+            if not token:
+                raise ConfigError(f"{account.get('api_key_env')} is not set: the Vultr API key "
+                                  f"for customer {customer_id!r} is missing. Export it where "
+                                  "the workers run.")
         self.customer_id = customer_id
         self._per_page = per_page
         self._client = ApiClient(
-            settings.vultr_api_url,
+            str(settings.option("VULTR_API_URL")),
             token,
-            limiter_for(token, settings.vultr_max_rps),
+            limiter_for(token, float(settings.option("VULTR_MAX_RPS"))),
             service="Vultr",
-            key_env=settings.customer(customer_id).credential_vars.get(PROVIDER),
+            key_env=account.get("api_key_env"),
             url_env="VULTR_API_URL",
             url_hint="for Vultr it ends in /v2",
             default_url=VULTR_API_URL_DEFAULT,

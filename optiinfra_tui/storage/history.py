@@ -62,7 +62,7 @@ class CollectionRun(BaseModel):
     next_attempt_at = pw.DateTimeField(null=True)
     retry_of = pw.IntegerField(null=True)
     schedule = pw.CharField(max_length=64, null=True)
-    # Requests sent to the provider over all attempts (AWS Cost Explorer bills each one).
+    # Requests sent to the provider over all attempts (some cost APIs bill each one).
     # A database default too: the PostgreSQL fast path inserts runs without naming it.
     requests = pw.IntegerField(default=0, constraints=[pw.SQL("DEFAULT 0")])
 

@@ -11,7 +11,7 @@ ERROR_ADVICE = {
               "environment of the process that runs the workers), restart it, then press r "
               "to retry.",
     "auth": "The provider refused the credential: check that the API key is current and "
-            "allowed from this host (Vultr keys can be limited to IP ranges), then retry.",
+            "allowed from this host (some providers limit keys to IP ranges), then retry.",
     "data": "The provider answered with something that doesn't parse. Retrying rarely "
             "helps; the log file has the details worth reporting.",
     "transient": "A temporary failure (rate limit, 5xx, network). It is retried with "

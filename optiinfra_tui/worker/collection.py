@@ -109,9 +109,7 @@ def fan_out(rt: Runtime, provider: str, data_types: Iterable[str], trigger: str,
     run per slot. A customer the queue refused doesn't stop the others.
     """
     out = into or FanOut()
-    for customer in rt.settings.customers:
-        if provider not in customer.credential_vars:
-            continue
+    for customer in rt.settings.customers_with(provider):
         missing = rt.settings.missing_credential(customer.id, provider)
         if missing:
             out.no_credentials.append((customer.id, missing))

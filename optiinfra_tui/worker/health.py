@@ -104,7 +104,7 @@ def check_all(rt: Runtime, providers: bool = False, metrics: bool = True, backen
         from optiinfra_tui.collectors import get_collector
 
         for customer in settings.customers:
-            for provider in customer.credential_vars:
+            for provider in customer.accounts:
                 name = check_name(provider, customer.id)
                 if name in skip:
                     continue

@@ -174,7 +174,7 @@ def schedule_info(settings, now: datetime | None = None) -> list[ScheduleInfo]:
     for s in settings.schedules:
         last = (ScheduleSlot.select(ScheduleSlot.slot).where(ScheduleSlot.schedule == s.name)
                 .order_by(ScheduleSlot.slot.desc()).first())
-        customers = [c.id for c in settings.customers if s.provider in c.credential_vars]
+        customers = [c.id for c in settings.customers_with(s.provider)]
         missing = [(c, var) for c in customers
                    if (var := settings.missing_credential(c, s.provider))]
         out.append(ScheduleInfo(

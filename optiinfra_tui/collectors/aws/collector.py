@@ -46,7 +46,9 @@ class AwsCollector:
             account = default_account(settings.env)
         self.customer_id = customer_id
         self.account = account
-        self.meter = RequestMeter(budget=max_requests(settings.env), what="AWS Cost Explorer",
+        # Validated at start (the spec's option); read again for Settings built by hand.
+        budget = settings.options.get(MAX_REQUESTS_VAR) or max_requests(settings.env)
+        self.meter = RequestMeter(budget=int(budget), what="AWS Cost Explorer",
                                   budget_var=MAX_REQUESTS_VAR)
         self._session = AwsSession(settings.env, account, customer_id, self.meter)
         self._clients: dict[str, object] = {}

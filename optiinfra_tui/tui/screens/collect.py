@@ -1,5 +1,6 @@
-"""The collect modal (`c`): provider, customer, data types; enter with the defaults starts a
-collection of the default provider's default types for the default customer."""
+"""The collect modal (`c`): provider, customer, data types, every installed provider's (from
+their specs); enter with the defaults starts a collection of the first provider the default
+customer can collect from now, its default types."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Label, Select, SelectionList, Static
 
+from optiinfra_tui import providers
 from optiinfra_tui.errors import ConfigError
-from optiinfra_tui.settings import DEFAULT_TYPES, PROVIDERS, Settings, validate_data_types
+from optiinfra_tui.settings import Settings, validate_data_types
 
 
 @dataclass(frozen=True)
@@ -34,11 +36,12 @@ class CollectScreen(ModalScreen[CollectRequest | None]):
         self.settings = settings
 
     def compose(self) -> ComposeResult:
-        provider = next(iter(PROVIDERS))
+        provider = self._first_provider()
         with Vertical(id="dialog", classes="dialog"):
             yield Label("Start a collection", classes="dialog-title")
             yield Label("Provider")
-            yield Select([(p, p) for p in PROVIDERS], value=provider, allow_blank=False,
+            yield Select([(f"{s.title} ({s.name})", s.name) for s in providers.specs().values()],
+                         value=provider, allow_blank=False,
                          id="provider")
             yield Label("Customer")
             yield Select(self._customers(provider), value=self.settings.default_customer_id,
@@ -55,19 +58,34 @@ class CollectScreen(ModalScreen[CollectRequest | None]):
         types.focus()
         self.call_after_refresh(setattr, types, "highlighted", 0)  # show where space acts
 
+    def _first_provider(self) -> str:
+        """The first provider the default customer has its credentials for, else the first it
+        has, else the first installed."""
+        s = self.settings
+        have = s.customer(s.default_customer_id).providers
+        ready = [p for p in have if not s.missing_credential(s.default_customer_id, p)]
+        return min(ready or have or providers.names())
+
     def _customers(self, provider: str) -> list[tuple[str, str]]:
-        ids = [c.id for c in self.settings.customers if provider in c.credential_vars]
+        ids = [c.id for c in self.settings.customers_with(provider)]
         ids = ids or [self.settings.default_customer_id]
         return [(c, c) for c in ids]
 
     def _types(self, provider: str) -> list[tuple[str, str, bool]]:
-        return [(t, t, t in DEFAULT_TYPES[provider]) for t in PROVIDERS[provider]]
+        spec = providers.spec(provider)
+        return [(t, t, t in spec.default_types) for t in spec.data_types]
 
     def on_select_changed(self, event: Select.Changed) -> None:
         if event.select.id == "provider" and isinstance(event.value, str):
             types = self.query_one("#types", SelectionList)
             types.clear_options()
             types.add_options(self._types(event.value))
+            customer = self.query_one("#customer", Select)
+            choices = self._customers(event.value)
+            current = customer.value
+            customer.set_options(choices)
+            ids = [c for c, _ in choices]
+            customer.value = current if current in ids else ids[0]
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         # An open drop-down keeps enter for choosing its option.

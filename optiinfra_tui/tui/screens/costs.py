@@ -72,7 +72,7 @@ def figures(c: CostsData) -> Table | Text:
     if c.error:
         return Text.assemble(("metrics unavailable\n", f"bold {palette().error}"), (c.error, "dim"))
     if not c.summary:
-        return Text("No cost data yet: collect with c (or `optiinfra-tui collect vultr`).",
+        return Text("No cost data yet: collect with c (or `optiinfra-tui collect PROVIDER`).",
                     style="dim")
     t = Table(box=None, header_style="bold dim", padding=(0, 2, 0, 0))
     t.add_column("", style="bold", no_wrap=True)

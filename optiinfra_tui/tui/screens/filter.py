@@ -8,7 +8,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select
 
-from optiinfra_tui.settings import PROVIDERS
+from optiinfra_tui import providers
 from optiinfra_tui.storage.history import STATUSES
 from optiinfra_tui.tui.source import HistoryFilter
 
@@ -29,12 +29,12 @@ class FilterScreen(ModalScreen[HistoryFilter | None]):
         with Vertical(id="dialog", classes="dialog"):
             yield Label("Filter the history", classes="dialog-title")
             yield Label("Free text (customer, types, trigger, error)")
-            yield Input(f.text or "", placeholder="e.g. VULTR_API_KEY", id="text")
+            yield Input(f.text or "", placeholder="e.g. API_KEY", id="text")
             yield Label("Status")
             yield Select([(s, s) for s in STATUSES], value=f.status or Select.NULL,
                          prompt="any status", id="status")
             yield Label("Provider")
-            yield Select([(p, p) for p in PROVIDERS], value=f.provider or Select.NULL,
+            yield Select([(p, p) for p in providers.names()], value=f.provider or Select.NULL,
                          prompt="any provider", id="provider")
             yield Label("Customer")
             yield Input(f.customer_id or "", placeholder="any customer", id="customer")

@@ -13,10 +13,10 @@ from textual.message import Message
 from textual.widgets import Static
 
 from optiinfra_tui.formats import money
+from optiinfra_tui.providers import colour as provider_colour
 from optiinfra_tui.tui.palette import palette
 from optiinfra_tui.tui.source import CostsData
 
-PROVIDER_COLOURS = {"vultr": "#5fafff", "aws": "#ffaf00", "azure": "#af87ff", "gcp": "#5fd75f"}
 BLOCKS = " ▁▂▃▄▅▆▇█"
 
 
@@ -102,7 +102,7 @@ def spend_chart(by_day: list[tuple[date, str, str, Decimal]], currency: str, tod
     span = f"{first:%m-%d}".ljust(width - 5) + f"{today:%m-%d}"
     t.append(" " * (label_w + 1) + span + "\n", style="dim")
     for p in providers:
-        t.append("■ ", style=PROVIDER_COLOURS.get(p, "white"))
+        t.append("■ ", style=provider_colour(p))
         t.append(p + "  ")
     t.append(f"{currency}/day", style="dim")
     return t
@@ -121,7 +121,7 @@ def _cell(day: dict[str, Decimal], peak: Decimal, height: int, level: int) -> tu
     acc, colour = Decimal(0), "white"
     for provider, amount in day.items():
         acc += amount
-        colour = PROVIDER_COLOURS.get(provider, "white")
+        colour = provider_colour(provider)
         if acc >= mid:
             break
     return BLOCKS[min(8, filled)], colour
