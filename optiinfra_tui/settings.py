@@ -454,7 +454,7 @@ def _customers(doc: dict, default_id: str, path: Path | None,
             base = _standard_values(specs[provider], env) if default else {}
             accounts[provider] = _account(specs[provider], {**base, **values},
                                           f"{path}: [customers.{cid}.{provider}]", env, default)
-        found[cid] = Customer(cid, accounts)
+        found[cid] = Customer(cid, dict(sorted(accounts.items())))
     return tuple(found.values())
 
 
