@@ -357,3 +357,50 @@ def test_no_module_outside_collectors_names_a_provider():
                 for m in word.finditer(tok.string):
                     found.append((f"{path.relative_to(ROOT)}:{tok.start[0]}", m.group(0)))
     assert found == []
+
+
+# --- (g) a plain consumer collects AWS through the entry point --------------------------------
+
+
+def test_a_plain_huey_consumer_collects_aws_through_the_entry_point(tmp_path, aws):
+    from datetime import UTC, datetime
+
+    from aws_fixtures import by_day
+    from aws_truth import ce_pages, seeded_truth
+    from procs import Consumer, worker_env
+
+    # The consumer's own clock decides its window: the truth lies in this month, which stays
+    # inside the window (previous month to tomorrow) whenever the test runs.
+    first = datetime.now(UTC).date().replace(day=1)
+    truth = seeded_truth(first, 1)
+    aws.inject_ce(ce_pages(truth, groups_per_page=5))  # three pages
+    toml = ('schedules = []\n[customers.acme.aws]\naccess_key_id_env = "ACME_AWS_KEY_ID"\n'
+            'secret_access_key_env = "ACME_AWS_SECRET"\n')
+    (tmp_path / "c.toml").write_text(toml)
+    home = tmp_path / "consumer"
+    env = worker_env(os.environ, OPTIINFRA_CONFIG=tmp_path / "c.toml", OPTIINFRA_HOME=home,
+                     ACME_AWS_KEY_ID=aws.key_id, ACME_AWS_SECRET=aws.secret,
+                     **{k: v for k, v in aws.env.items() if not k.startswith("AWS_ACCESS")
+                        and not k.startswith("AWS_SECRET")},
+                     AWS_CONFIG_FILE=os.devnull, AWS_SHARED_CREDENTIALS_FILE=os.devnull)
+    env = {k: v for k, v in env.items()
+           if k not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE")}
+    consumer = Consumer("huey", env, home).start()
+    try:
+        r = subprocess.run(CLI + ["collect", "aws", "--customer", "acme", "--wait", "--json",
+                                  "--timeout", "180"], env=dict(env), capture_output=True,
+                           text=True, timeout=240, cwd=tmp_path)
+    finally:
+        consumer.stop()
+    printed = consumer.printed()
+    assert r.returncode == 0, r.stdout + r.stderr + printed[-3000:]
+    run = json.loads(r.stdout[r.stdout.index("{"):])
+    assert (run["status"], run["provider"], run["customer_id"]) == ("success", "aws", "acme")
+    assert run["rows"] == len(truth) and run["requests"] == 3
+    assert str(os.getpid()) not in run["worker"]  # the consumer ran it, not this process
+    costs = subprocess.run(CLI + ["costs", "--by", "day", "--json"], env=env,
+                           capture_output=True, text=True, timeout=180, cwd=tmp_path)
+    assert costs.returncode == 0, costs.stderr
+    reported = {(t["key"], t["currency"]): t["total"] for t in json.loads(costs.stdout)}
+    assert reported == {k: str(v) for k, v in by_day(truth).items()}
+    assert aws.secret not in printed + consumer.logged()
