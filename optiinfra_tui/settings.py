@@ -216,7 +216,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     interval = env_int(env, "COLLECTION_INTERVAL", 900, minimum=1)
     options = {o.var: o.parse(env) for spec in providers.specs().values() for o in spec.options}
     customers = _customers(doc, default_customer_id, config_path, env)
-    schedules = _schedules(doc, interval, config_path)
+    schedules = _schedules(doc, interval, config_path, customers)
 
     return Settings(
         home=home,
@@ -502,13 +502,16 @@ def _standard_values(spec: providers.ProviderSpec, env: Mapping[str, str]) -> di
     return {k: v for k, v in values.items() if v}
 
 
-def _schedules(doc: dict, interval: int, path: Path | None) -> tuple[Schedule, ...]:
+def _schedules(doc: dict, interval: int, path: Path | None,
+               customers: tuple[Customer, ...]) -> tuple[Schedule, ...]:
     items = doc.get("schedules")
     specs = providers.specs()
     if items is None:
+        # Each provider's own default schedules, for the providers some customer has.
+        used = {p for c in customers for p in c.accounts}
         return tuple(Schedule(f"{s.name}-{'-'.join(d.data_types)}", s.name, d.data_types,
                               interval=d.interval or interval)
-                     for s in specs.values() for d in s.schedules)
+                     for s in specs.values() if s.name in used for d in s.schedules)
     if not isinstance(items, list):
         raise ConfigError(f"{path}: schedules must be an array of tables ([[schedules]]).")
     implicit = next((s.name for s in specs.values() if s.implicit), None)

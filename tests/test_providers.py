@@ -291,10 +291,16 @@ def test_the_default_customer_has_aws_when_its_standard_environment_says_so(tmp_
 def test_default_schedules_come_from_the_specs(tmp_path):
     cfg = tmp_path / "none.toml"
     cfg.write_text("")
-    s = load_settings({"OPTIINFRA_HOME": str(tmp_path), "OPTIINFRA_CONFIG": str(cfg),
-                       "COLLECTION_INTERVAL": "600"})
+    env = {"OPTIINFRA_HOME": str(tmp_path), "OPTIINFRA_CONFIG": str(cfg),
+           "COLLECTION_INTERVAL": "600"}
+    # Each provider's own, for the providers some customer has: AWS's every 6 hours (Cost
+    # Explorer bills each request), Vultr's every COLLECTION_INTERVAL.
+    s = load_settings(dict(env, AWS_PROFILE="billing"))
     assert [(x.name, x.provider, x.data_types, x.interval) for x in s.schedules] == [
         ("aws-cost", "aws", ("cost",), 21600), ("vultr-cost", "vultr", ("cost",), 600)]
+    assert [x.name for x in load_settings(env).schedules] == ["vultr-cost"]
+    cfg.write_text('[customers.acme.aws]\nrole_arn = "arn:aws:iam::111122223333:role/r"\n')
+    assert [x.name for x in load_settings(env).schedules] == ["aws-cost", "vultr-cost"]
     # A schedule naming no provider means the one files meant before providers were plug-ins.
     s = settings_with(tmp_path, '[[schedules]]\nname = "c"\ninterval = 60\n')
     assert s.schedules[0].provider == "vultr"
@@ -404,3 +410,38 @@ def test_a_plain_huey_consumer_collects_aws_through_the_entry_point(tmp_path, aw
     reported = {(t["key"], t["currency"]): t["total"] for t in json.loads(costs.stdout)}
     assert reported == {k: str(v) for k, v in by_day(truth).items()}
     assert aws.secret not in printed + consumer.logged()
+
+
+# --- fan-out and health checks follow the specs -----------------------------------------------
+
+
+def test_the_aws_fan_out_and_health_checks_follow_each_customers_credentials(make_env, aws,
+                                                                             tmp_path):
+    from optiinfra_tui.collection import fan_out
+    from optiinfra_tui.health import check_all
+    from optiinfra_tui.runtime import Runtime
+
+    cfg = tmp_path / "custs.toml"
+    cfg.write_text('schedules = []\n'
+                   '[customers.acme.aws]\naccess_key_id_env = "ACME_KEY"\n'
+                   'secret_access_key_env = "ACME_SECRET"\n'
+                   '[customers.bob.aws]\naccess_key_id_env = "BOB_KEY"\n'
+                   'secret_access_key_env = "BOB_SECRET"\n'
+                   '[customers.carol]\nvultr_api_key_env = "CAROL_VULTR"\n')
+    rt = Runtime(load_settings(make_env(OPTIINFRA_CONFIG=str(cfg), ACME_KEY=aws.key_id,
+                                        ACME_SECRET=aws.secret, **aws.env)))
+    try:
+        rt.history()
+        default = rt.settings.default_customer_id
+        out = fan_out(rt, "aws", ("cost",), trigger="schedule", schedule="aws-cost")
+        assert sorted(r.customer_id for r in out.runs) == sorted([default, "acme"])
+        assert out.no_credentials == [("bob", "BOB_KEY")]
+        checks = {h.name: (h.ok, h.message) for h in check_all(rt, providers=True,
+                                                                backends=False)}
+    finally:
+        rt.close()
+    assert checks == {
+        f"aws:{default}": (True, ""), "aws:acme": (True, ""),  # STS answered
+        "aws:bob": (False, "no credentials: set BOB_KEY"),
+        f"vultr:{default}": (False, "no credentials: set VULTR_API_KEY"),
+        "vultr:carol": (False, "no credentials: set CAROL_VULTR")}

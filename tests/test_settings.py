@@ -19,10 +19,7 @@ def test_defaults_are_embedded(tmp_path):
     assert (s.collection_interval, s.workers, s.max_retries, s.retry_delay) == (900, 2, 3, 60.0)
     assert s.task_time_limit == 1800
     assert [c.id for c in s.customers] == ["default_customer"]
-    # Each provider's default schedule, from its spec: AWS's every 6 hours (Cost Explorer bills
-    # each request), Vultr's every COLLECTION_INTERVAL.
-    assert [(x.name, x.interval, x.data_types) for x in s.schedules] == [
-        ("aws-cost", 6 * 3600, ("cost",)), ("vultr-cost", 900, ("cost",))]
+    assert [(x.name, x.interval, x.data_types) for x in s.schedules] == [("vultr-cost", 900, ("cost",))]
 
 
 def test_redis_host_builds_a_url_and_redis_url_wins(tmp_path):

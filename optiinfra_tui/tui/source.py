@@ -96,7 +96,7 @@ class Source:
     def state(self, health: list[Health]) -> Snapshot:
         """The monitor's snapshot, with this process's threads as they are now."""
         now = self.clock()
-        # The default customer's checks go by the provider's name alone: 'vultr ● ok'.
+        # The default customer's checks go by the provider's name alone: '<provider> ● ok'.
         suffix = ":" + self.rt.settings.default_customer_id
         health = [replace(h, name=h.name.removesuffix(suffix)) for h in health]
         snap = monitor.snapshot(self.rt, checks=health, now=now)

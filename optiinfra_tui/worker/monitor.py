@@ -79,7 +79,7 @@ class ScheduleInfo:
     customers: int = 0  # customers of the provider, with or without credentials
 
     def credentials_note(self) -> str:
-        """'no credentials: set VULTR_API_KEY' when the fan-out skips every customer, or
+        """'no credentials: set API_KEY' when the fan-out skips every customer, or
         'skips acme (set ACME_KEY)' when it skips some; '' when it skips none."""
         if not self.no_credentials:
             return ""
