@@ -114,6 +114,35 @@ def seed_showcase(now: datetime = FROZEN_NOW, extra: int = 40) -> dict[str, int]
     return ids
 
 
+# AWS beside Vultr: its schedule, the runs it made, and each provider's health.
+AWS_SCHEDULES = SHOWN_SCHEDULE + (
+    '[[schedules]]\nname = "aws-cost"\nprovider = "aws"\ndata_types = ["cost"]\n'
+    'interval = 21600\n'
+    '[customers.acme.aws]\naccess_key_id_env = "ACME_AWS_ACCESS_KEY_ID"\n'
+    'secret_access_key_env = "ACME_AWS_SECRET_ACCESS_KEY"\n')
+AWS_DENIED = ("Cost Explorer GetCostAndUsage: AccessDeniedException. The credentials from "
+              "ACME_AWS_ACCESS_KEY_ID / ACME_AWS_SECRET_ACCESS_KEY lack the IAM permission "
+              "ce:GetCostAndUsage: grant it to that user or role (see the README's IAM policy).")
+AWS_HEALTH = [Health("aws:default_customer", True, 41.0),
+              Health("aws:acme", False, None, AWS_DENIED),
+              Health("vultr:default_customer", True, 84.0)]
+
+
+def seed_aws_runs(now: datetime = FROZEN_NOW) -> dict[str, int]:
+    """AWS runs among the showcase's: a scheduled cost run, an export, a denied key."""
+    ids = {}
+    ids["aws_cost"] = CollectionRun.insert(_run(
+        4, now - timedelta(seconds=3), "success", provider="aws", rows=247, requests=10,
+        schedule="aws-cost")).execute()
+    ids["aws_export"] = CollectionRun.insert(_run(
+        6, now - timedelta(seconds=3), "success", provider="aws", data_types="cost,export",
+        trigger="manual", rows=18250, requests=1)).execute()
+    ids["aws_denied"] = CollectionRun.insert(_run(
+        8, now - timedelta(seconds=3), "failed", provider="aws", customer_id="acme",
+        error_kind="auth", error_message=AWS_DENIED, requests=1, duration_ms=310)).execute()
+    return ids
+
+
 def seed_heartbeat(now: datetime = FROZEN_NOW) -> None:
     """Another consumer sharing the queue: one busy thread, one idle."""
     threads = [
@@ -187,11 +216,13 @@ class UnavailableMetrics:
 class FrozenSource(Source):
     """The real reads at a fixed time, with fixed latencies: for stable pictures."""
 
-    def __init__(self, rt, metrics=None, now: datetime = FROZEN_NOW) -> None:
+    def __init__(self, rt, metrics=None, now: datetime = FROZEN_NOW,
+                 providers: list[Health] | None = None) -> None:
         super().__init__(rt, clock=lambda: now, metrics=lambda: metrics or StubMetrics())
+        self.providers = providers or [Health("vultr:default_customer", True, 84.0)]
 
     def health(self, live: bool) -> list[Health]:
         fixed = {"queue": 0.4, "history": 0.3}
         real = [h if not h.ok else Health(h.name, True, fixed[h.name])
                 for h in super().health(live) if h.name in fixed]
-        return real + [Health("metrics", True, 12.5), Health("vultr:default_customer", True, 84.0)]
+        return real + [Health("metrics", True, 12.5), *self.providers]
