@@ -154,18 +154,18 @@ class Settings:
             raise ConfigError(f"{var} is not a setting of any installed provider.")
         return self.options[var]
 
-    def credential(self, customer_id: str, provider: str) -> str:
-        """The secret of a customer's provider keyed by one secret variable, from this
-        process's environment."""
+    def credential(self, customer_id: str, provider: str, account: Account | None = None) -> str:
+        """The secret of a customer's provider keyed by one secret variable (of `account`, else
+        the customer's configured one), read from this process's environment."""
         spec = providers.spec(provider)
-        account = self.account(customer_id, provider)
+        account = account or self.account(customer_id, provider)
         key = next(k for k, f in spec.fields.items() if f.env and f.secret)
         var = account.get(key)
         value = self.env.get(var, "").strip() if var else ""
         if not value:
             raise ConfigError(
                 f"{var} is not set: the {spec.title} credential for customer {customer_id!r} "
-                f"is missing. Export {var}=<its value> where the workers run.")
+                f"is missing. Export {var}=<your {spec.title} key> where the workers run.")
         return value
 
     def missing_credential(self, customer_id: str, provider: str) -> str | None:

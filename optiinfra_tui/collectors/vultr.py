@@ -257,15 +257,8 @@ class VultrCollector:
 
     def __init__(self, settings: Settings, customer_id: str, *, account: Account | None = None,
                  per_page: int = 500) -> None:
-        if account is None:
-            token = settings.credential(customer_id, PROVIDER)  # ConfigError before any request
-            account = settings.account(customer_id, PROVIDER)
-        else:
-            token = settings.env.get(account.get("api_key_env") or "", "").strip()
-            if not token:
-                raise ConfigError(f"{account.get('api_key_env')} is not set: the Vultr API key "
-                                  f"for customer {customer_id!r} is missing. Export it where "
-                                  "the workers run.")
+        account = account or settings.account(customer_id, PROVIDER)
+        token = settings.credential(customer_id, PROVIDER, account)  # ConfigError: before any request
         self.customer_id = customer_id
         self._per_page = per_page
         self._client = ApiClient(
