@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import logging
+import sys
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -102,14 +103,8 @@ class ProviderSpec:
 
     def extra_missing(self) -> str | None:
         """The install command when the SDK this provider needs is not installed, else None."""
-        from importlib.util import find_spec
-
         for module in self.sdk:
-            try:
-                found = find_spec(module)
-            except (ImportError, ValueError):
-                found = None
-            if found is None:
+            if not _installed(module):
                 return self.install or f"install {module}"
         return None
 
@@ -142,6 +137,33 @@ class ProviderSpec:
                               f"imported ({exc}). "
                               f"{'Install it: ' + self.install if self.install else 'Reinstall it.'}"
                               ) from None
+
+
+def _installed(module: str) -> bool:
+    """Whether `module` can be imported, asked of the import system's finders without
+    importing it or its parent packages."""
+    path = None
+    for depth in range(1, module.count(".") + 2):
+        name = module.rsplit(".", module.count(".") + 1 - depth)[0]
+        if name in sys.modules:
+            found = sys.modules[name]
+            if found is None:  # blocked on purpose
+                return False
+            path = getattr(found, "__path__", None)
+            continue
+        spec = None
+        for finder in sys.meta_path:
+            find = getattr(finder, "find_spec", None)
+            try:
+                spec = find(name, path) if find else None
+            except ImportError:
+                return False
+            if spec is not None:
+                break
+        if spec is None:
+            return False
+        path = spec.submodule_search_locations
+    return True
 
 
 _lock = threading.Lock()

@@ -226,6 +226,25 @@ def test_emulator_needs_no_credentials(make_env, seeded, clock):
         rt.close()
 
 
+def test_a_customer_names_its_own_export_table_in_its_gcp_table(make_env, seeded, clock,
+                                                                 tmp_path):
+    cfg = tmp_path / "acme.toml"
+    cfg.write_text(f'schedules = []\n[customers.acme.gcp]\nbilling_table = "{seeded.billing_table}"\n'
+                   f'job_project = "{PROJECT}"\nservice_account_file_env = "ACME_GCP_KEY"\n')
+    # The default customer has no GCP here (no GCP_BILLING_TABLE): acme alone reads the export.
+    rt = runtime(make_env, OPTIINFRA_CONFIG=str(cfg), BIGQUERY_API_URL=seeded.emulator.url)
+    try:
+        assert [c.id for c in rt.settings.customers_with("gcp")] == ["acme"]
+        assert rt.settings.missing_credential("acme", "gcp") is None  # an emulator: no key
+        run = request_collection(rt, "acme", "gcp", "cost", trigger="cli")
+        done = collection.run_inline(rt, run.id)
+        assert done.status == "success", done.error_message
+        rows = rt.metrics().read_rows(COST_LINES, customer_id="acme", provider="gcp")
+        assert by_day_service_currency(rows) == seeded.by_day_service_currency()
+    finally:
+        rt.close()
+
+
 def test_a_missing_table_fails_at_once_naming_the_setting(make_env, billing_export, clock):
     missing_table = billing_export.billing_table + "_nope"
     rt = runtime(make_env, **emulator_env(billing_export, GCP_BILLING_TABLE=missing_table))
@@ -358,8 +377,9 @@ def test_without_google_auth_the_error_names_the_extra(make_env, tmp_path, monke
     ({"GCP_BILLING_TABLE": "p.d.t"}, "GOOGLE_APPLICATION_CREDENTIALS is not set"),
 ])
 def test_configuration_errors_name_the_setting(make_env, env, needle):
-    settings = load_settings(make_env(**env))
+    # The table, the project and the URL are checked at start; the key file when GCP collects.
     with pytest.raises(ConfigError, match=needle):
+        settings = load_settings(make_env(**env))
         gcp.gcp_config(settings, settings.default_customer_id)
 
 

@@ -154,7 +154,7 @@ def test_a_provider_from_another_package_is_found_through_its_entry_point(tmp_pa
                        timeout=120)
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
-    assert lines[0] == "('aws', 'nimbus', 'vultr')"
+    assert lines[0] == "('aws', 'gcp', 'nimbus', 'vultr')"
     assert lines[1] == "[('nimbus-usage', 'nimbus', ('usage',), 3600)]"  # its default schedule
     assert lines[2] == "['nimbus', 'vultr'] ['nimbus', 'vultr']"
     assert lines[3] == "['nimbus-secret-1', 'nimbus-secret-2']"
@@ -164,7 +164,7 @@ def test_a_provider_from_another_package_is_found_through_its_entry_point(tmp_pa
     # The CLI's choices are the specs': the plug-in's provider and data types are accepted.
     r = subprocess.run(CLI + ["collect", "--help"], env=env, capture_output=True, text=True,
                        timeout=60)
-    assert "{aws|nimbus|vultr}" in r.stdout, r.stdout
+    assert "{aws|gcp|nimbus|vultr}" in r.stdout, r.stdout
     r = subprocess.run(CLI + ["collect", "nimbus", "--customer", "acme", "--types", "cost",
                               "--json"], env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
@@ -189,7 +189,7 @@ def test_a_broken_plugin_is_a_config_error_naming_it(tmp_path, nimbus):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["collect", "nimbus"], "Unknown provider 'nimbus'. Supported providers: aws, vultr."),
+    (["collect", "nimbus"], "Unknown provider 'nimbus'. Supported providers: aws, gcp, vultr."),
     (["collect", "aws", "--types", "bills"], "Unknown data type 'bills'"),
     (["collect", "aws", "--types", "resource"], "Unknown data type 'resource' for aws. "
                                                 "Choose from: cost, export."),
@@ -202,7 +202,7 @@ def test_the_cli_choices_come_from_the_specs(tmp_path, args, message):
     assert message in r.stderr and "Traceback" not in r.stderr
     help_text = subprocess.run(CLI + ["collect", "--help"], env=base_env(tmp_path),
                                capture_output=True, text=True, timeout=60).stdout
-    assert "{aws|vultr}" in help_text and "[cost,export,account,resource]" in help_text
+    assert "{aws|gcp|vultr}" in help_text and "[cost,export,account,resource]" in help_text
 
 
 # --- credentials per customer and provider ----------------------------------------------------
@@ -288,6 +288,33 @@ def test_the_default_customer_has_aws_when_its_standard_environment_says_so(tmp_
     assert sorted(s.secrets()) == ["AKIAEXAMPLE", "sec", "tok"]
 
 
+def test_gcp_takes_a_table_per_customer_and_the_default_customers_from_its_variables(tmp_path):
+    toml = ('schedules = []\n[customers.acme.gcp]\nservice_account_file_env = "ACME_GCP_KEY"\n'
+            'billing_table = "acme-proj.billing.gcp_billing_export_v1_X"\n')
+    s = settings_with(tmp_path, toml)
+    assert s.customer("acme").providers == ("gcp",)
+    assert s.customer("default_customer").providers == ("vultr",)  # no GCP_BILLING_TABLE
+    assert s.missing_credential("acme", "gcp") == "ACME_GCP_KEY"
+    s = settings_with(tmp_path, toml, ACME_GCP_KEY="/keys/acme.json",
+                      GCP_BILLING_TABLE="p.billing.t", BIGQUERY_API_URL="https://bq.example")
+    assert s.missing_credential("acme", "gcp") is None
+    assert s.customer("default_customer").providers == ("gcp", "vultr")
+    assert s.missing_credential("default_customer", "gcp") == "GOOGLE_APPLICATION_CREDENTIALS"
+    s = settings_with(tmp_path, toml, BIGQUERY_API_URL="http://127.0.0.1:9050")
+    assert s.missing_credential("acme", "gcp") is None  # a local double takes no token
+    for toml, env, message in (
+            ('[customers.acme.gcp]\nbilling_table = "just-a-table"', {},
+             "[customers.acme.gcp]: billing_table='just-a-table' is not project.dataset.table"),
+            ('[customers.acme.gcp]\nservice_account_file_env = "K"', {},
+             "[customers.acme.gcp] needs billing_table"),
+            ("", {"GCP_BILLING_TABLE": "p.d.t", "GCP_JOB_PROJECT": "bad project"},
+             "GCP_JOB_PROJECT='bad project' is not a project id"),
+            ("", {"BIGQUERY_API_URL": "ftp://x"}, "BIGQUERY_API_URL has scheme 'ftp'")):
+        with pytest.raises(ConfigError) as err:
+            settings_with(tmp_path, toml, **env)
+        assert message in str(err.value)
+
+
 def test_default_schedules_come_from_the_specs(tmp_path):
     cfg = tmp_path / "none.toml"
     cfg.write_text("")
@@ -332,7 +359,7 @@ def test_collecting_from_a_provider_whose_extra_is_missing_names_the_install_com
                               capture_output=True, text=True, timeout=180)
 
     listed = run("collect", "--help")  # the provider is still listed
-    assert listed.returncode == 0 and "{aws|vultr}" in listed.stdout, listed.stderr
+    assert listed.returncode == 0 and "{aws|gcp|vultr}" in listed.stdout, listed.stderr
     r = run("collect", "aws", "--inline", "--json")
     assert r.returncode == 1, r.stdout + r.stderr
     doc = json.loads(r.stdout[r.stdout.index("{"):])

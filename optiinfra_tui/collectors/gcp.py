@@ -30,12 +30,13 @@ import httpx
 from optiinfra_tui.collectors.base import CollectContext, check_collect
 from optiinfra_tui.collectors.fields import decode_json, parse_decimal
 from optiinfra_tui.collectors.http import ApiClient
+from optiinfra_tui.collectors.specs import BIGQUERY_API_URL_DEFAULT
 from optiinfra_tui.errors import AuthError, ConfigError, DataError, OptiInfraError, TransientError
+from optiinfra_tui.providers import Account
 from optiinfra_tui.rows import BIGQUERY_EXPORT, COST_LINES, REPLACE_WINDOW, Batch, CostRow, Window
 from optiinfra_tui.settings import Settings
 
 PROVIDER = "gcp"
-BIGQUERY_API_URL_DEFAULT = "https://bigquery.googleapis.com"
 INSTALL = 'pip install "optiinfra-tui[gcp]"'
 SCOPE = "https://www.googleapis.com/auth/bigquery"
 LATE_DAYS = 3  # export rows keep arriving this many days after the usage
@@ -87,6 +88,24 @@ def is_emulator(url: str) -> bool:
         return False
 
 
+def check_table(billing_table: str | None, job_project: str | None, table_env: str,
+                project_env: str) -> tuple[str, str]:
+    """(table, job project: the table's unless given); ConfigError naming the setting."""
+    if not billing_table:
+        raise ConfigError(
+            f"{table_env} is not set: name the Cloud Billing export table as "
+            "project.dataset.table (BigQuery console: the dataset chosen under Billing > "
+            "Billing export, table gcp_billing_export_v1_... or _resource_v1_...).")
+    match = _TABLE_RE.match(billing_table)
+    if not match:
+        raise ConfigError(f"{table_env}={billing_table!r} is not project.dataset.table "
+                          "(e.g. my-project.billing.gcp_billing_export_v1_0123AB_CDEF01_234567).")
+    job_project = job_project or match["project"]
+    if not _PROJECT_RE.match(job_project):
+        raise ConfigError(f"{project_env}={job_project!r} is not a project id.")
+    return billing_table, job_project
+
+
 def gcp_config(settings: Settings, customer_id: str, *,
                service_account_file_env: str | None = None, billing_table: str | None = None,
                job_project: str | None = None) -> GcpConfig:
@@ -103,9 +122,9 @@ def gcp_config(settings: Settings, customer_id: str, *,
     else:
         if not service_account_file_env and not billing_table:
             raise ConfigError(
-                f"Customer {customer_id!r} has no GCP settings: today GCP collects for the "
-                f"default customer ({settings.default_customer_id!r}) only, from "
-                "GOOGLE_APPLICATION_CREDENTIALS, GCP_BILLING_TABLE and GCP_JOB_PROJECT.")
+                f"Customer {customer_id!r} has no GCP settings: add [customers.{customer_id}.gcp] "
+                "with service_account_file_env, billing_table and job_project to the "
+                "OPTIINFRA_CONFIG file.")
         key_env = service_account_file_env or ""
         table_env = f"[customers.{customer_id}.gcp] billing_table"
         project_env = f"[customers.{customer_id}.gcp] job_project"
@@ -113,18 +132,8 @@ def gcp_config(settings: Settings, customer_id: str, *,
     if urlsplit(api_url).scheme not in ("http", "https") or not urlsplit(api_url).hostname:
         raise ConfigError(f"BIGQUERY_API_URL={api_url!r} is not an http(s) URL: unset it to use "
                           f"{BIGQUERY_API_URL_DEFAULT}, or give a BigQuery API's address.")
-    if not billing_table:
-        raise ConfigError(
-            f"{table_env} is not set: name the Cloud Billing export table as "
-            "project.dataset.table (BigQuery console: the dataset chosen under Billing > "
-            "Billing export, table gcp_billing_export_v1_... or _resource_v1_...).")
-    match = _TABLE_RE.match(billing_table)
-    if not match:
-        raise ConfigError(f"{table_env}={billing_table!r} is not project.dataset.table "
-                          "(e.g. my-project.billing.gcp_billing_export_v1_0123AB_CDEF01_234567).")
-    job_project = job_project or match["project"]
-    if not _PROJECT_RE.match(job_project):
-        raise ConfigError(f"{project_env}={job_project!r} is not a project id.")
+    billing_table, job_project = check_table(billing_table, job_project, table_env,
+                                             project_env)
     key_file = None
     if not is_emulator(api_url):
         if not key_env:
@@ -513,9 +522,11 @@ class GcpCollector:
     provider = PROVIDER
     data_types = ("cost",)
 
-    def __init__(self, settings: Settings, customer_id: str, *, page_rows: int | None = None,
-                 **config: str) -> None:
+    def __init__(self, settings: Settings, customer_id: str, *, account: Account | None = None,
+                 page_rows: int | None = None, **config: str) -> None:
         self.customer_id = customer_id
+        if account is not None:  # the customer's [customers.X.gcp], or the standard variables
+            config = {**account.values, **config}
         self.config = gcp_config(settings, customer_id, **config)  # ConfigError before requests
         self._page_rows = page_rows or PAGE_ROWS
         self._job_timeout = float(settings.task_time_limit)
