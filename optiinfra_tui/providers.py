@@ -64,6 +64,7 @@ class Account:
     provider: str
     values: Mapping[str, str]
     standard: bool = False  # the default customer's, from the provider's standard environment
+    customer_id: str = ""  # whose (for messages)
 
     def get(self, key: str) -> str | None:
         return self.values.get(key)

@@ -138,8 +138,11 @@ class Settings:
         found = self.customer(customer_id).accounts.get(provider)
         if found is None:
             fields = ", ".join(f"{k} ({f.meaning})" for k, f in spec.fields.items())
+            standard = (f"Set {' or '.join(spec.detect)} where the workers run (the default "
+                        "customer's standard environment), or add"
+                        if customer_id == self.default_customer_id and spec.detect else "Add")
             raise ConfigError(
-                f"Customer {customer_id!r} has no {spec.title} access configured. Add "
+                f"Customer {customer_id!r} has no {spec.title} access configured. {standard} "
                 f"[customers.{customer_id}.{provider}] to the OPTIINFRA_CONFIG file with: "
                 f"{fields}.")
         return found
@@ -431,7 +434,7 @@ def _customers(doc: dict, default_id: str, path: Path | None,
     if not isinstance(table, dict):
         raise ConfigError(f"{path}: [customers] must be a table of customer ids.")
     specs = providers.specs()
-    found: dict[str, Customer] = {default_id: Customer(default_id, _standard_accounts(env))}
+    found: dict[str, Customer] = {default_id: Customer(default_id, _standard_accounts(env, default_id))}
     for cid, entry in table.items():
         validate_customer_id(cid, f"{path}: customer id")
         if not isinstance(entry, dict):
@@ -453,13 +456,14 @@ def _customers(doc: dict, default_id: str, path: Path | None,
             # The default customer's table overrides its standard environment key by key.
             base = _standard_values(specs[provider], env) if default else {}
             accounts[provider] = _account(specs[provider], {**base, **values},
-                                          f"{path}: [customers.{cid}.{provider}]", env, default)
+                                          f"{path}: [customers.{cid}.{provider}]", env, default,
+                                          cid)
         found[cid] = Customer(cid, dict(sorted(accounts.items())))
     return tuple(found.values())
 
 
 def _account(spec: providers.ProviderSpec, values: dict, where: str,
-             env: Mapping[str, str], standard: bool = False) -> Account:
+             env: Mapping[str, str], standard: bool = False, customer_id: str = "") -> Account:
     """A customer's table for one provider, checked by its spec (ConfigError naming `where`)."""
     for key, f in spec.fields.items():
         value = values.get(key)
@@ -471,7 +475,7 @@ def _account(spec: providers.ProviderSpec, values: dict, where: str,
             what = ("must name an environment variable (the secret itself never goes in "
                     "this file)") if f.env else "must be a string"
             raise ConfigError(f"{where} {key} {what}.")
-    account = Account(spec.name, dict(values), standard)
+    account = Account(spec.name, dict(values), standard, customer_id)
     try:
         spec.typed_account(account, env)
     except ConfigError as exc:
@@ -479,14 +483,14 @@ def _account(spec: providers.ProviderSpec, values: dict, where: str,
     return account
 
 
-def _standard_accounts(env: Mapping[str, str]) -> dict[str, Account]:
+def _standard_accounts(env: Mapping[str, str], customer_id: str) -> dict[str, Account]:
     """The default customer's accounts: each provider's standard environment, for providers
     that are always offered or whose variables are set."""
     accounts = {}
     for spec in providers.specs().values():
         if spec.detect and not any(env.get(v, "").strip() for v in spec.detect):
             continue
-        account = Account(spec.name, _standard_values(spec, env), standard=True)
+        account = Account(spec.name, _standard_values(spec, env), True, customer_id)
         try:
             spec.typed_account(account, env)
         except ConfigError as exc:

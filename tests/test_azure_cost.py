@@ -250,20 +250,57 @@ def test_a_missing_role_on_the_scope_names_cost_management_reader(azure_rt, fake
 
 
 def test_missing_settings_are_config_errors_before_any_request(make_env, fake_azure):
+    # The scope is what gives the default customer Azure; with it, the rest is checked at start.
     env = fake_azure.env()
-    del env["AZURE_COST_SCOPE"], env["AZURE_TENANT_ID"]
+    del env["AZURE_TENANT_ID"], env["AZURE_CLIENT_ID"]
+    with pytest.raises(ConfigError, match="AZURE_TENANT_ID, AZURE_CLIENT_ID are not set"):
+        load_settings(make_env(**env))
+    del env["AZURE_COST_SCOPE"]
     settings = load_settings(make_env(**env))
-    with pytest.raises(ConfigError, match="AZURE_TENANT_ID, AZURE_COST_SCOPE are not set"):
+    with pytest.raises(ConfigError, match="has no Azure access configured. Set AZURE_COST_SCOPE"):
         get_collector("azure", settings, settings.default_customer_id)
     env = {**fake_azure.env(), "AZURE_CLIENT_SECRET": ""}
     settings = load_settings(make_env(**env))
+    assert settings.missing_credential(settings.default_customer_id, "azure") == (
+        "AZURE_CLIENT_SECRET")
     with pytest.raises(ConfigError, match="AZURE_CLIENT_SECRET is not set"):
         get_collector("azure", settings, settings.default_customer_id)
-    settings = load_settings(make_env(**{**fake_azure.env(), "AZURE_AUTHORITY_HOST":
-                                         "http://127.0.0.1:1"}))
     with pytest.raises(ConfigError, match="AZURE_AUTHORITY_HOST must be an https:// URL"):
-        get_collector("azure", settings, settings.default_customer_id)
+        load_settings(make_env(**{**fake_azure.env(), "AZURE_AUTHORITY_HOST":
+                                  "http://127.0.0.1:1"}))
     assert fake_azure.requests == []
+
+
+def test_a_customer_names_its_app_secret_variable_and_scope_in_its_azure_table(
+        make_env, fake_azure, tmp_path):
+    env = fake_azure.env()
+    secret = env.pop("AZURE_CLIENT_SECRET")
+    tenant, client, scope = (env.pop(k) for k in ("AZURE_TENANT_ID", "AZURE_CLIENT_ID",
+                                                  "AZURE_COST_SCOPE"))
+    base = make_env(**env)
+    customer = "acme-" + base["DEFAULT_CUSTOMER_ID"]  # its own rows in the shared store
+    cfg = tmp_path / "acme.toml"
+    cfg.write_text(f'schedules = []\n[customers.{customer}.azure]\ntenant_id = "{tenant}"\n'
+                   f'client_id = "{client}"\nclient_secret_env = "ACME_AZURE_SECRET"\n'
+                   f'scope = "{scope}"\n')
+    rt = Runtime(load_settings(dict(base, OPTIINFRA_CONFIG=str(cfg), ACME_AZURE_SECRET=secret)))
+    try:
+        rt.history()
+        assert [c.id for c in rt.settings.customers_with("azure")] == [customer]
+        assert secret in rt.settings.secrets()
+        run = runs.create_run(customer, "azure", ("cost",), "cli", rt.settings.max_retries + 1)
+        done = collection.run_inline(rt, run.id)
+        assert done.status == "success", done.error_message
+        rows = [r for table in (COST_LINES, PENDING_CHARGES)
+                for r in rt.metrics().read_rows(table, customer, provider="azure")]
+        assert len(rows) == len(fake_azure.groups())
+        assert sum(r.billed_cost for r in rows) == sum(b for b, _ in fake_azure.groups().values())
+    finally:
+        rt.close()
+    bad = tmp_path / "bad.toml"
+    bad.write_text(cfg.read_text().replace(f'scope = "{scope}"', 'scope = "everything"'))
+    with pytest.raises(ConfigError, match=rf"\[customers.{customer}.azure\]: scope in"):
+        load_settings(dict(base, OPTIINFRA_CONFIG=str(bad)))
 
 
 def test_an_unreachable_authority_is_transient_and_retried(azure_rt, fake_azure):

@@ -154,7 +154,7 @@ def test_a_provider_from_another_package_is_found_through_its_entry_point(tmp_pa
                        timeout=120)
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
-    assert lines[0] == "('aws', 'gcp', 'nimbus', 'vultr')"
+    assert lines[0] == "('aws', 'azure', 'gcp', 'nimbus', 'vultr')"
     assert lines[1] == "[('nimbus-usage', 'nimbus', ('usage',), 3600)]"  # its default schedule
     assert lines[2] == "['nimbus', 'vultr'] ['nimbus', 'vultr']"
     assert lines[3] == "['nimbus-secret-1', 'nimbus-secret-2']"
@@ -164,7 +164,7 @@ def test_a_provider_from_another_package_is_found_through_its_entry_point(tmp_pa
     # The CLI's choices are the specs': the plug-in's provider and data types are accepted.
     r = subprocess.run(CLI + ["collect", "--help"], env=env, capture_output=True, text=True,
                        timeout=60)
-    assert "{aws|gcp|nimbus|vultr}" in r.stdout, r.stdout
+    assert "{aws|azure|gcp|nimbus|vultr}" in r.stdout, r.stdout
     r = subprocess.run(CLI + ["collect", "nimbus", "--customer", "acme", "--types", "cost",
                               "--json"], env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
@@ -189,7 +189,7 @@ def test_a_broken_plugin_is_a_config_error_naming_it(tmp_path, nimbus):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["collect", "nimbus"], "Unknown provider 'nimbus'. Supported providers: aws, gcp, vultr."),
+    (["collect", "nimbus"], "Unknown provider 'nimbus'. Supported providers: aws, azure, gcp, vultr."),
     (["collect", "aws", "--types", "bills"], "Unknown data type 'bills'"),
     (["collect", "aws", "--types", "resource"], "Unknown data type 'resource' for aws. "
                                                 "Choose from: cost, export."),
@@ -202,7 +202,7 @@ def test_the_cli_choices_come_from_the_specs(tmp_path, args, message):
     assert message in r.stderr and "Traceback" not in r.stderr
     help_text = subprocess.run(CLI + ["collect", "--help"], env=base_env(tmp_path),
                                capture_output=True, text=True, timeout=60).stdout
-    assert "{aws|gcp|vultr}" in help_text and "[cost,export,account,resource]" in help_text
+    assert "{aws|azure|gcp|vultr}" in help_text and "[cost,export,account,resource]" in help_text
 
 
 # --- credentials per customer and provider ----------------------------------------------------
@@ -359,7 +359,7 @@ def test_collecting_from_a_provider_whose_extra_is_missing_names_the_install_com
                               capture_output=True, text=True, timeout=180)
 
     listed = run("collect", "--help")  # the provider is still listed
-    assert listed.returncode == 0 and "{aws|gcp|vultr}" in listed.stdout, listed.stderr
+    assert listed.returncode == 0 and "{aws|azure|gcp|vultr}" in listed.stdout, listed.stderr
     r = run("collect", "aws", "--inline", "--json")
     assert r.returncode == 1, r.stdout + r.stderr
     doc = json.loads(r.stdout[r.stdout.index("{"):])

@@ -87,7 +87,7 @@ def test_cli_rejects_bad_ids_with_exit_2_and_records_nothing(tmp_path, args, mes
      "unique identifier"),
     ('[customers."ácme"]\nvultr_api_key_env = "K"', "is not valid"),
     ('[customers.acme]\nvultr_api_key_env = 5', "must name an environment variable"),
-    ('[customers.acme]\nazure_api_key_env = "K"', "not a supported provider"),
+    ('[customers.acme]\nnimbus_api_key_env = "K"', "not a supported provider"),
     ('[customers.acme]\ngcp_api_key_env = "K"', "gcp takes no API key variable"),
     ('[customers.acme]\naws_api_key_env = "K"', "aws takes no API key variable"),
     ("customers = 5", "must be a table"),

@@ -43,6 +43,9 @@ from optiinfra_tui.collectors.http import (
     untrusted_certificate,
 )
 from optiinfra_tui.collectors.ratelimit import key_id, limiter_for
+from optiinfra_tui.collectors.specs import ARM_DEFAULT, AUTHORITY_DEFAULT
+from optiinfra_tui.collectors.specs import azure_max_rps as _max_rps
+from optiinfra_tui.collectors.specs import https_url as _https_url
 from optiinfra_tui.errors import AuthError, ConfigError, DataError, TransientError
 from optiinfra_tui.rows import COST_LINES, COST_MANAGEMENT, REPLACE_WINDOW, Batch, CostRow, Window
 from optiinfra_tui.settings import Settings
@@ -50,9 +53,6 @@ from optiinfra_tui.settings import Settings
 PROVIDER = "azure"
 DATA_TYPES = ("cost",)
 API_VERSION = "2023-11-01"
-AUTHORITY_DEFAULT = "https://login.microsoftonline.com"
-ARM_DEFAULT = "https://management.azure.com"
-MAX_RPS_DEFAULT = 1.0  # Cost Management answers 429 after a handful of quick queries
 # What a 429 says to wait: Cost Management's own headers (qpu, entity, tenant, client), then
 # the standard one; the longest wins.
 RETRY_AFTER_HEADERS = ("x-ms-ratelimit-microsoft.costmanagement-*-retry-after", "Retry-After")
@@ -129,32 +129,6 @@ def check_account(account: AzureAccount) -> AzureAccount:
             "/providers/Microsoft.Management/managementGroups/<id>.")
     return AzureAccount(account.tenant_id, account.client_id, account.client_secret_env, scope,
                         account.table)
-
-
-def _https_url(env: Mapping[str, str], var: str, default: str) -> str:
-    raw = env.get(var, "").strip()
-    if not raw:
-        return default
-    parts = urlsplit(raw)
-    if parts.scheme != "https" or not parts.hostname:
-        # Never echo the value: a URL may carry a password.
-        raise ConfigError(f"{var} must be an https:// URL (scheme {parts.scheme or '(none)'!r} "
-                          f"given): the credential goes with every request. Default: {default}.")
-    return raw.rstrip("/")
-
-
-def _max_rps(env: Mapping[str, str]) -> float:
-    raw = env.get("AZURE_MAX_RPS", "").strip()
-    if not raw:
-        return MAX_RPS_DEFAULT
-    try:
-        value = float(raw)
-    except ValueError:
-        value = float("nan")
-    if not value > 0 or value == float("inf"):
-        raise ConfigError(f"AZURE_MAX_RPS={raw!r}: not a positive number. Set it to the Cost "
-                          f"Management requests per second to allow (default {MAX_RPS_DEFAULT:g}).")
-    return value
 
 
 # --- the token: OAuth2 client credentials, cached until it expires ----------------------------
