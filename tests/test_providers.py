@@ -444,9 +444,9 @@ def test_a_plain_huey_consumer_collects_aws_through_the_entry_point(tmp_path, aw
 
 def test_the_aws_fan_out_and_health_checks_follow_each_customers_credentials(make_env, aws,
                                                                              tmp_path):
-    from optiinfra_tui.collection import fan_out
-    from optiinfra_tui.health import check_all
-    from optiinfra_tui.runtime import Runtime
+    from optiinfra_tui.worker.collection import fan_out
+    from optiinfra_tui.worker.health import check_all
+    from optiinfra_tui.worker.runtime import Runtime
 
     cfg = tmp_path / "custs.toml"
     cfg.write_text('schedules = []\n'

@@ -106,7 +106,7 @@ Environment (the main variables; the README lists them all):
   REDIS_URL          Huey's Redis (unset: a SQLite queue in the data dir)
   DATABASE_URL       collection history (default: SQLite in the data dir)
   CLICKHOUSE_URL     metrics store (default: chDB in the data dir)
-  VULTR_API_KEY      the default customer's Vultr key
+{providers}
   OPTIINFRA_WORKERS  worker threads (default 2)
   MAX_RETRIES, RETRY_DELAY  transient-failure retries (3) and base delay (60 s)
 
@@ -116,7 +116,26 @@ Shell completion (bash; zsh and fish alike, with zsh_source / fish_source):
 """
 
 
-@click.group(invoke_without_command=True, epilog=EPILOG,
+def _provider_lines() -> str:
+    """Each installed provider's main variables for the default customer, from its spec."""
+    lines = []
+    for spec in providers.specs().values():
+        names = [*spec.detect, *(f.standard for f in spec.fields.values() if f.standard)]
+        names = list(dict.fromkeys(names))[:3]
+        said, what = ", ".join(names), f"the default customer's {spec.title} access"
+        lines.append(f"  {said:<17}  {what}" if len(said) <= 17 else f"  {said}\n{'':21}{what}")
+    return "\n".join(lines)
+
+
+class _Group(click.Group):
+    """The epilog's provider lines come from the installed providers, read when help is shown."""
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        self.epilog = EPILOG.replace("{providers}", _provider_lines())
+        super().format_epilog(ctx, formatter)
+
+
+@click.group(cls=_Group, invoke_without_command=True, epilog=EPILOG,
              context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--headless", is_flag=True, help="Worker pool + scheduler, no UI (for servers).")
 @click.option("--workers", type=click.IntRange(0, 64), default=None,

@@ -21,6 +21,9 @@ from urllib.parse import quote, urlsplit
 import httpx
 
 from optiinfra_tui import __version__
+from optiinfra_tui.collectors.azure_spec import ARM_DEFAULT, AUTHORITY_DEFAULT
+from optiinfra_tui.collectors.azure_spec import azure_max_rps as _max_rps
+from optiinfra_tui.collectors.azure_spec import https_url as _https_url
 from optiinfra_tui.collectors.base import (
     CollectContext,
     check_collect,
@@ -43,9 +46,6 @@ from optiinfra_tui.collectors.http import (
     untrusted_certificate,
 )
 from optiinfra_tui.collectors.ratelimit import key_id, limiter_for
-from optiinfra_tui.collectors.specs import ARM_DEFAULT, AUTHORITY_DEFAULT
-from optiinfra_tui.collectors.specs import azure_max_rps as _max_rps
-from optiinfra_tui.collectors.specs import https_url as _https_url
 from optiinfra_tui.errors import AuthError, ConfigError, DataError, TransientError
 from optiinfra_tui.rows import COST_LINES, COST_MANAGEMENT, REPLACE_WINDOW, Batch, CostRow, Window
 from optiinfra_tui.settings import Settings

@@ -29,8 +29,8 @@ import httpx
 
 from optiinfra_tui.collectors.base import CollectContext, check_collect
 from optiinfra_tui.collectors.fields import decode_json, parse_decimal
+from optiinfra_tui.collectors.gcp_spec import BIGQUERY_API_URL_DEFAULT
 from optiinfra_tui.collectors.http import ApiClient
-from optiinfra_tui.collectors.specs import BIGQUERY_API_URL_DEFAULT
 from optiinfra_tui.errors import AuthError, ConfigError, DataError, OptiInfraError, TransientError
 from optiinfra_tui.providers import Account
 from optiinfra_tui.rows import BIGQUERY_EXPORT, COST_LINES, REPLACE_WINDOW, Batch, CostRow, Window

@@ -27,7 +27,7 @@ from optiinfra_tui.collectors.fields import (
 )
 from optiinfra_tui.collectors.http import ApiClient, PageRequest
 from optiinfra_tui.collectors.ratelimit import limiter_for
-from optiinfra_tui.collectors.specs import VULTR_API_URL_DEFAULT
+from optiinfra_tui.collectors.vultr_spec import VULTR_API_URL_DEFAULT
 from optiinfra_tui.errors import DataError
 from optiinfra_tui.providers import Account
 from optiinfra_tui.rows import (

@@ -1,0 +1,86 @@
+"""Azure's provider spec, the light part its entry point names, and the settings it checks at
+start (see optiinfra_tui.providers)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from urllib.parse import urlsplit
+
+from optiinfra_tui.errors import ConfigError
+from optiinfra_tui.providers import Account, DefaultSchedule, Field, Option, ProviderSpec
+
+AUTHORITY_DEFAULT = "https://login.microsoftonline.com"
+ARM_DEFAULT = "https://management.azure.com"
+AZURE_MAX_RPS_DEFAULT = 1.0  # Cost Management answers 429 after a handful of quick queries
+
+
+def https_url(env: Mapping[str, str], var: str, default: str) -> str:
+    raw = env.get(var, "").strip()
+    if not raw:
+        return default
+    parts = urlsplit(raw)
+    if parts.scheme != "https" or not parts.hostname:
+        # Never echo the value: a URL may carry a password.
+        raise ConfigError(f"{var} must be an https:// URL (scheme {parts.scheme or '(none)'!r} "
+                          f"given): the credential goes with every request. Default: {default}.")
+    return raw.rstrip("/")
+
+
+def azure_max_rps(env: Mapping[str, str]) -> float:
+    raw = env.get("AZURE_MAX_RPS", "").strip()
+    if not raw:
+        return AZURE_MAX_RPS_DEFAULT
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise ConfigError(f"AZURE_MAX_RPS={raw!r}: not a positive number. Set it to the Cost "
+                          "Management requests per second to allow (default "
+                          f"{AZURE_MAX_RPS_DEFAULT:g}).")
+    return value
+
+
+def _azure_account(account: Account, env: Mapping[str, str]):
+    from optiinfra_tui.collectors.azure import AzureAccount, check_account, default_account
+
+    v = account.values
+    if account.standard and not all(v.get(k) for k in ("tenant_id", "client_id", "scope")):
+        default_account(env)  # ConfigError naming the AZURE_* variables to set
+    table = "" if account.standard else f"customers.{account.customer_id}.azure"
+    return check_account(AzureAccount(v["tenant_id"], v["client_id"], v["client_secret_env"],
+                                      v["scope"], table))
+
+
+AZURE = ProviderSpec(
+    name="azure",
+    title="Azure",
+    data_types=("cost",),
+    default_types=("cost",),
+    fields={
+        "tenant_id": Field("the directory (tenant) id", required=True,
+                           standard="AZURE_TENANT_ID"),
+        "client_id": Field("the app registration's application (client) id", required=True,
+                           standard="AZURE_CLIENT_ID"),
+        "client_secret_env": Field("the variable holding the app's client secret", env=True,
+                                   secret=True, required=True, standard="AZURE_CLIENT_SECRET"),
+        "scope": Field("the Cost Management scope, e.g. /subscriptions/<id>", required=True,
+                       standard="AZURE_COST_SCOPE"),
+    },
+    collector="optiinfra_tui.collectors.azure:AzureCollector",
+    # Cost Management refreshes a few times a day and throttles early.
+    schedules=(DefaultSchedule(("cost",), interval=6 * 3600),),
+    extra="azure",  # empty: the token is a plain OAuth2 request over httpx
+    options=(
+        Option("AZURE_AUTHORITY_HOST", "Microsoft Entra's authority (https)",
+               lambda env: https_url(env, "AZURE_AUTHORITY_HOST", AUTHORITY_DEFAULT)),
+        Option("AZURE_RESOURCE_MANAGER_URL", "Azure Resource Manager (https)",
+               lambda env: https_url(env, "AZURE_RESOURCE_MANAGER_URL", ARM_DEFAULT)),
+        Option("AZURE_MAX_RPS", "Cost Management requests per second", azure_max_rps),
+    ),
+    # The scope is the sign that the default customer's Azure costs are wanted: tenant and
+    # client ids alone serve many Azure tools.
+    detect=("AZURE_COST_SCOPE",),
+    colour="#af87ff",
+    parse=_azure_account,
+)
