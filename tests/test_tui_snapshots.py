@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
+from textual.pilot import Pilot
+from textual.screen import Screen
 from tui_data import (
     AWS_HEALTH,
     AWS_SCHEDULES,
@@ -30,13 +33,43 @@ from optiinfra_tui.tui.screens.detail import RunDetailScreen
 from optiinfra_tui.tui.screens.help import HelpScreen
 
 
-@pytest.fixture
-def seeded_app(request):
+def snapshot_home(request) -> Path:
     # A fixed data dir per test: the help screen shows its path, and snapshots must not
     # change (one per test, since the history store stays connected to the last URL).
     home = Path(tempfile.gettempdir()) / "optiinfra-tui-snapshot" / request.node.name
     shutil.rmtree(home, ignore_errors=True)
-    rt = make_runtime(home, schedules=SHOWN_SCHEDULE,
+    return home
+
+
+def opening(screen: type, open: Callable[[Pilot], Awaitable[object]],
+            ready: Callable[[Screen], bool] = lambda _: True, settle: float = 0.2):
+    """A run_before: the dashboard loaded, `open(pilot)` done, then `screen` shown and ready."""
+
+    async def run_before(pilot: Pilot) -> None:
+        app = pilot.app
+        await loaded(pilot)
+        await open(pilot)
+        await until(pilot, lambda: isinstance(app.screen, screen) and ready(app.screen))
+        await pilot.pause(settle)
+
+    return run_before
+
+
+async def press_c(pilot: Pilot) -> None:
+    await pilot.press("c")
+
+
+async def open_costs(pilot: Pilot) -> None:
+    pilot.app.main.action_costs()
+
+
+COLLECT = opening(CollectScreen, press_c)
+COSTS = opening(CostsScreen, open_costs, settle=0.3)
+
+
+@pytest.fixture
+def seeded_app(request):
+    rt = make_runtime(snapshot_home(request), schedules=SHOWN_SCHEDULE,
                       VULTR_API_KEY="snapshot-key")  # a configured user's screens
     ids = seed_showcase()
     app = make_app(rt)
@@ -51,52 +84,32 @@ def test_main_screen(snap_compare, seeded_app):
 
 def test_collect_modal(snap_compare, seeded_app):
     app, _ = seeded_app
-
-    async def run_before(pilot):
-        await loaded(pilot)
-        await pilot.press("c")
-        await until(pilot, lambda: isinstance(app.screen, CollectScreen))
-        await pilot.pause(0.2)
-
-    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+    assert snap_compare(app, terminal_size=SIZE, run_before=COLLECT)
 
 
 def test_run_detail_of_a_failed_run(snap_compare, seeded_app):
     app, ids = seeded_app
 
-    async def run_before(pilot):
-        await loaded(pilot)
+    async def open_detail(pilot):
         await select_run(pilot, ids["transient_failed"])
         await pilot.press("enter")
-        await until(pilot, lambda: isinstance(app.screen, RunDetailScreen)
-                    and app.screen.detail is not None)
-        await pilot.pause(0.2)
 
+    run_before = opening(RunDetailScreen, open_detail, ready=lambda s: s.detail is not None)
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
 
 
 def test_costs_view(snap_compare, seeded_app):
     app, _ = seeded_app
-
-    async def run_before(pilot):
-        await loaded(pilot)
-        app.main.action_costs()
-        await until(pilot, lambda: isinstance(app.screen, CostsScreen))
-        await pilot.pause(0.3)
-
-    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+    assert snap_compare(app, terminal_size=SIZE, run_before=COSTS)
 
 
 def test_help(snap_compare, seeded_app):
     app, _ = seeded_app
 
-    async def run_before(pilot):
-        await loaded(pilot)
+    async def press_help(pilot):
         await pilot.press("question_mark")
-        await until(pilot, lambda: isinstance(app.screen, HelpScreen))
-        await pilot.pause(0.2)
 
-    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+    assert snap_compare(app, terminal_size=SIZE, run_before=opening(HelpScreen, press_help))
 
 
 # --- AWS beside Vultr -------------------------------------------------------------------------
@@ -124,9 +137,7 @@ def aws_costs(runtime, aws, clock):
 
 @pytest.fixture
 def aws_app(request, aws_costs):
-    home = Path(tempfile.gettempdir()) / "optiinfra-tui-snapshot" / request.node.name
-    shutil.rmtree(home, ignore_errors=True)
-    rt = make_runtime(home, schedules=AWS_SCHEDULES)
+    rt = make_runtime(snapshot_home(request), schedules=AWS_SCHEDULES)
     ids = seed_showcase()
     ids.update(seed_aws_runs())
     app = DashboardApp(rt, source=FrozenSource(rt, aws_costs, providers=AWS_HEALTH), poll=0.2)
@@ -141,26 +152,18 @@ def test_main_screen_with_aws(snap_compare, aws_app):
 
 def test_costs_view_with_aws(snap_compare, aws_app):
     app, _ = aws_app
-
-    async def run_before(pilot):
-        await loaded(pilot)
-        app.main.action_costs()
-        await until(pilot, lambda: isinstance(app.screen, CostsScreen))
-        await pilot.pause(0.3)
-
-    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+    assert snap_compare(app, terminal_size=SIZE, run_before=COSTS)
 
 
 def test_collect_modal_on_aws(snap_compare, aws_app):
     app, _ = aws_app
 
-    async def run_before(pilot):
+    async def collect_on_aws(pilot):
         from textual.widgets import Select
 
-        await loaded(pilot)
-        await pilot.press("c")
+        await press_c(pilot)
         await until(pilot, lambda: isinstance(app.screen, CollectScreen))
         app.screen.query_one("#provider", Select).value = "aws"
-        await pilot.pause(0.3)
 
+    run_before = opening(CollectScreen, collect_on_aws, settle=0.3)
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
