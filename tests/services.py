@@ -172,6 +172,13 @@ def chdb_url(tmp_path_factory) -> str:
 _customer = itertools.count(1)
 
 
+def config_env(tmp_path: Path, toml: str) -> dict[str, str]:
+    """load_settings' environment for data dir `tmp_path` and a config file (c.toml) of `toml`."""
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(toml)
+    return {"OPTIINFRA_HOME": str(tmp_path), "OPTIINFRA_CONFIG": str(cfg)}
+
+
 @pytest.fixture
 def make_env(tmp_path, chdb_url):
     """An environment for load_settings(): its own data dir and customer id, shared chDB."""

@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import pytest
+from services import config_env
 
 from optiinfra_tui.errors import ConfigError
 from optiinfra_tui.settings import load_settings, validate_data_types
@@ -65,8 +66,7 @@ def test_missing_key_names_the_variable(tmp_path):
 
 
 def test_toml_customers_and_schedules(tmp_path):
-    cfg = tmp_path / "optiinfra.toml"
-    cfg.write_text('''
+    env = config_env(tmp_path, '''
 [customers.acme]
 vultr_api_key_env = "ACME_VULTR_KEY"
 
@@ -81,8 +81,7 @@ name = "cost"
 data_types = ["cost"]
 interval = 600
 ''')
-    s = load_settings({"OPTIINFRA_HOME": str(tmp_path), "OPTIINFRA_CONFIG": str(cfg),
-                       "ACME_VULTR_KEY": "acme-secret"})
+    s = load_settings(dict(env, ACME_VULTR_KEY="acme-secret"))
     assert [c.id for c in s.customers] == ["default_customer", "acme"]
     assert s.credential("acme", "vultr") == "acme-secret"
     assert [(x.name, x.cron, x.interval) for x in s.schedules] == [
@@ -102,10 +101,8 @@ interval = 600
     ('[[schedules]]\ninterval = 60\nprovider = "nimbus"', "not supported"),
 ])
 def test_toml_errors_are_clear(tmp_path, body, expect):
-    cfg = tmp_path / "c.toml"
-    cfg.write_text(body)
     with pytest.raises(ConfigError) as err:
-        load_settings({"OPTIINFRA_HOME": str(tmp_path), "OPTIINFRA_CONFIG": str(cfg)})
+        load_settings(config_env(tmp_path, body))
     assert expect in str(err.value)
 
 
@@ -166,20 +163,17 @@ def test_cli_stops_on_bad_config_with_exit_2_and_no_traceback(tmp_path):
      "Did you mean secret_access_key_env?"),
 ])
 def test_every_unknown_key_is_named_with_its_place_and_the_closest_key(tmp_path, body, where, hint):
-    cfg = tmp_path / "c.toml"
-    cfg.write_text(body)
+    env = config_env(tmp_path, body)
     with pytest.raises(ConfigError) as err:
-        load_settings({"OPTIINFRA_HOME": str(tmp_path), "OPTIINFRA_CONFIG": str(cfg)})
-    assert f"{cfg}: {where}." in str(err.value)
+        load_settings(env)
+    assert f"{env['OPTIINFRA_CONFIG']}: {where}." in str(err.value)
     assert hint in str(err.value)
 
 
 def test_unknown_keys_are_found_before_the_values_are_judged(tmp_path):
     # Without its key check, this schedule would be reported as lacking an interval.
-    cfg = tmp_path / "c.toml"
-    cfg.write_text("[[schedules]]\nintervall = 60\n")
     with pytest.raises(ConfigError, match=r"schedules\[0\]\.intervall is not a known key"):
-        load_settings({"OPTIINFRA_HOME": str(tmp_path), "OPTIINFRA_CONFIG": str(cfg)})
+        load_settings(config_env(tmp_path, "[[schedules]]\nintervall = 60\n"))
 
 
 @pytest.mark.parametrize("body,message", [
@@ -188,10 +182,9 @@ def test_unknown_keys_are_found_before_the_values_are_judged(tmp_path):
     ("[[schedules]]\nintervall = 60", "schedules[0].intervall is not a known key. Did you mean interval?"),
 ])
 def test_every_command_stops_on_an_unknown_key_with_exit_2(tmp_path, body, message):
-    cfg = tmp_path / "c.toml"
-    cfg.write_text(body)
     home = tmp_path / "home"
-    env = {"OPTIINFRA_HOME": str(home), "OPTIINFRA_CONFIG": str(cfg), "PATH": "/usr/bin:/bin"}
+    env = dict(config_env(tmp_path, body), OPTIINFRA_HOME=str(home), PATH="/usr/bin:/bin")
+    cfg = env["OPTIINFRA_CONFIG"]
     for args in ([], ["--headless"], ["collect", "vultr"], ["collect", "vultr", "--inline"],
                  ["status"], ["history"], ["costs"]):
         r = subprocess.run([sys.executable, "-m", "optiinfra_tui.cli", *args], env=env,

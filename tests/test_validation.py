@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import pytest
+from services import config_env
 
 from optiinfra_tui.errors import ConfigError
 from optiinfra_tui.settings import load_settings
@@ -96,9 +97,7 @@ def test_cli_rejects_bad_ids_with_exit_2_and_records_nothing(tmp_path, args, mes
     ("\x00\x01binary", "not valid TOML"),
 ])
 def test_toml_values_are_validated(tmp_path, body, message):
-    cfg = tmp_path / "c.toml"
-    cfg.write_text(body)
-    env = {"OPTIINFRA_HOME": str(tmp_path), "OPTIINFRA_CONFIG": str(cfg)}
+    env = config_env(tmp_path, body)
     if message is None:
         assert load_settings(env).schedules[0].data_types == ("cost",)
         return
