@@ -124,10 +124,6 @@ def chdb_round(variant: str) -> dict:
         shutil.rmtree(home, ignore_errors=True)
 
 
-def median(values: list[float]) -> float:
-    return statistics.median(values)
-
-
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
@@ -152,15 +148,15 @@ def main(argv: list[str] | None = None) -> dict:
                   f"{res['loaded'] or 'none'}", flush=True)
     print(f"results: medians over {args.rounds} rounds", flush=True)
     for variant in variants:
-        gc_med = {key: median([x[key] for x in gc_runs[variant]])
+        gc_med = {key: statistics.median([x[key] for x in gc_runs[variant]])
                   for key in ("gc_s", "passes", "cpu_s", "rows_per_cpu_s")}
         figure(f"{args.lines:,} lines, GC threshold {GC_LABELS[variant]}",
                f"{gc_med['gc_s'] * 1000:.0f} ms in GC, {gc_med['passes']:.0f} passes, "
                f"{gc_med['cpu_s']:.2f} s CPU, {gc_med['rows_per_cpu_s']:,.0f} rows per CPU second")
         runs = chdb_runs[variant]
         figure(f"open chDB + write 1,000 lines, {CHDB_LABELS[variant]}",
-               f"peak RSS {median([x['peak_rss_mb'] for x in runs]):.0f} MB, open "
-               f"{median([x['open_s'] for x in runs]):.2f} s, loaded "
+               f"peak RSS {statistics.median([x['peak_rss_mb'] for x in runs]):.0f} MB, open "
+               f"{statistics.median([x['open_s'] for x in runs]):.2f} s, loaded "
                f"{sorted({m for x in runs for m in x['loaded']}) or 'none'}")
     results = {"gc": gc_runs, "chdb": chdb_runs}
     save_results("process_setup", results)
