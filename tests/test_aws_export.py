@@ -43,6 +43,11 @@ def focus(aws) -> ExportWriter:
     return ExportWriter(aws.s3(), "billing-exports", "cur/focus-daily")
 
 
+@pytest.fixture
+def cur(aws) -> ExportWriter:
+    return ExportWriter(aws.s3(), "billing-exports", "cur2/legacy-shaped")
+
+
 def test_focus_parquet_totals_equal_the_truth_and_unchanged_manifests_are_skipped(
         runtime, aws, clock, focus):
     truth = seeded_truth(JAN, 59)  # Jan 1 .. Feb 28
@@ -90,8 +95,7 @@ def test_a_changed_manifest_replaces_its_period_whole(runtime, aws, clock, focus
     assert len(live_rows(rt)) == len(focus_rows(restated))
 
 
-def test_cur2_gzip_csv_maps_as_focus_says(runtime, aws, clock):
-    cur = ExportWriter(aws.s3(), "billing-exports", "cur2/legacy-shaped")
+def test_cur2_gzip_csv_maps_as_focus_says(runtime, aws, clock, cur):
     truth = seeded_truth(FEB, 28, seed=11)
     lines, seen = cur_rows(truth)
     cur.put_csv(FEB, lines, files=3)
@@ -149,8 +153,7 @@ def test_a_bad_export_uri_is_a_clear_error(runtime, aws, clock):
     assert undone.error_kind == "config" and "AWS_EXPORT_URI" in undone.error_message
 
 
-def test_a_failed_import_leaves_the_period_as_it_was(runtime, aws, clock):
-    cur = ExportWriter(aws.s3(), "billing-exports", "cur2/restated")
+def test_a_failed_import_leaves_the_period_as_it_was(runtime, aws, clock, cur):
     truth = seeded_truth(FEB, 28, seed=13)
     lines, seen = cur_rows(truth)
     cur.put_csv(FEB, lines, files=2)
