@@ -54,7 +54,6 @@ class ClickHouse:
         self._client = client
         self.database = database
         self.label = label  # never holds a password
-        self.embedded = path is not None
         self.path = path
         self._secrets = secrets
         self._lock_fd = lock_fd

@@ -67,21 +67,22 @@ class Writes(ClickHouse):
         # Replacing estimates reads, inserts and tombstones: one writer at a time.
         self._write_lock = threading.RLock()
         self._invoiced: set[tuple[str, str, date]] = set()  # periods already cleared of estimates
-        db = self.database
         self._tombstone = (
-            f"INSERT INTO {db}.{COST_LINES} (customer_id, provider_name, line_id, invoice_id, "
-            f"billing_period, source, is_estimate, collected_at, is_deleted) "
-            f"SELECT customer_id, provider_name, line_id, invoice_id, billing_period, source, "
-            f"true, greatest(collected_at + toIntervalMicrosecond(1), "
-            f"fromUnixTimestamp64Micro({{v:Int64}}, 'UTC')), 1 "
-            f"FROM {db}.{COST_LINES} FINAL WHERE {_CP} AND is_estimate AND {_PENDING}")
+            self._tombstones("true", "greatest(collected_at + toIntervalMicrosecond(1), "
+                                     "fromUnixTimestamp64Micro({v:Int64}, 'UTC'))")
+            + f"FROM {self._t(COST_LINES)} FINAL WHERE {_CP} AND is_estimate AND {_PENDING}")
         # Rows of a window that its newest answer didn't write (older than it) leave totals;
         # replace_window names them (FROM ... WHERE).
-        self._window_tombstone = (
-            f"INSERT INTO {db}.{COST_LINES} (customer_id, provider_name, line_id, invoice_id, "
-            f"billing_period, source, is_estimate, collected_at, is_deleted) "
-            f"SELECT customer_id, provider_name, line_id, invoice_id, billing_period, source, "
-            f"is_estimate, fromUnixTimestamp64Micro({{v:Int64}}, 'UTC'), 1 ")
+        self._window_tombstone = self._tombstones(
+            "is_estimate", "fromUnixTimestamp64Micro({v:Int64}, 'UTC')")
+
+    def _tombstones(self, is_estimate: str, collected_at: str) -> str:
+        """The INSERT ... SELECT of tombstones (is_deleted) for the cost lines that the FROM
+        clause appended to it names, with these expressions for their estimate flag and version."""
+        return (f"INSERT INTO {self._t(COST_LINES)} (customer_id, provider_name, line_id, "
+                f"invoice_id, billing_period, source, is_estimate, collected_at, is_deleted) "
+                f"SELECT customer_id, provider_name, line_id, invoice_id, billing_period, "
+                f"source, {is_estimate}, {collected_at}, 1 ")
 
     # --- writes -------------------------------------------------------------------------------
 
@@ -279,11 +280,8 @@ class Writes(ClickHouse):
         """Tombstone the rows an import wrote (its version), so a failed one counts nowhere."""
         try:
             self._command(
-                f"INSERT INTO {self._t(COST_LINES)} (customer_id, provider_name, line_id, "
-                f"invoice_id, billing_period, source, is_estimate, collected_at, is_deleted) "
-                f"SELECT customer_id, provider_name, line_id, invoice_id, billing_period, "
-                f"source, is_estimate, collected_at + toIntervalMicrosecond(1), 1 "
-                f"FROM {self._t(COST_LINES)} WHERE {_CP} AND source = {{s:String}} AND "
+                self._tombstones("is_estimate", "collected_at + toIntervalMicrosecond(1)")
+                + f"FROM {self._t(COST_LINES)} WHERE {_CP} AND source = {{s:String}} AND "
                 f"billing_period = {{m:Date}} AND collected_at = "
                 f"fromUnixTimestamp64Micro({{v:Int64}}, 'UTC') AND is_deleted = 0", params)
         except Exception:  # the store itself failed: the original error says so

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -204,7 +204,7 @@ def _collect(rt: Runtime, run: CollectionRun, written: list[int],
             ctx = CollectContext(customer_id=run.customer_id, run_id=run.id,
                                  collected_at=utcnow(), known_invoice_ids=known,
                                  latest_invoice_id=latest,
-                                 state=store.collector_state(run.customer_id, run.provider))
+                                 state=_StoredState(store, run.customer_id, run.provider))
             with store.buffered() as writer:
                 # Rows reach ClickHouse in inserts of thousands (a chDB insert costs ~10 ms
                 # however small); an invoice counts as complete only once its rows are flushed.
@@ -235,6 +235,29 @@ def _collect(rt: Runtime, run: CollectionRun, written: list[int],
                 runs.add_requests(run.id, requests)
             except Exception:  # keep the run's own outcome; the count is only lost
                 log.warning("could not record run %d's %d requests", run.id, requests)
+
+
+class _StoredState(Mapping[str, str]):
+    """A collector's remembered state (Window.state), read from the store when the collector
+    first looks: most collectors never do, and each read is a FINAL query on a hot path."""
+
+    def __init__(self, store, customer_id: str, provider: str) -> None:
+        self._read = lambda: store.collector_state(customer_id, provider)
+        self._state: dict[str, str] | None = None
+
+    def _loaded(self) -> dict[str, str]:
+        if self._state is None:
+            self._state = self._read()
+        return self._state
+
+    def __getitem__(self, key: str) -> str:
+        return self._loaded()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._loaded())
+
+    def __len__(self) -> int:
+        return len(self._loaded())
 
 
 class _InvoiceTracker:
