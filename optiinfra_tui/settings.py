@@ -245,11 +245,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     )
 
 
-def validate_provider(provider: str) -> str:
-    providers.spec(provider)  # ConfigError naming the installed providers
-    return provider
-
-
 def validate_data_types(provider: str, data_types: str | list[str] | tuple[str, ...] | None) -> tuple[str, ...]:
     """Parse 'cost,resource' or a list; empty means the provider's default types."""
     spec = providers.spec(provider)
