@@ -13,6 +13,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import urlparse, urlsplit
 
 import platformdirs
@@ -244,11 +245,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     )
 
 
-def validate_provider(provider: str) -> str:
-    providers.spec(provider)  # ConfigError naming the installed providers
-    return provider
-
-
 def validate_data_types(provider: str, data_types: str | list[str] | tuple[str, ...] | None) -> tuple[str, ...]:
     """Parse 'cost,resource' or a list; empty means the provider's default types."""
     spec = providers.spec(provider)
@@ -294,30 +290,36 @@ def _problem(var: str, value: object, problem: str, fix: str) -> ConfigError:
 
 
 def env_int(env: Mapping[str, str], var: str, default: int, minimum: int | None = None,
-         maximum: int | None = None) -> int:
-    raw = env.get(var, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise _problem(var, raw, "not a whole number", f"Set it to an integer (default {default}).") from None
-    if minimum is not None and value < minimum or maximum is not None and value > maximum:
-        bounds = f"at least {minimum}" if maximum is None else f"between {minimum} and {maximum}"
-        raise _problem(var, raw, "out of range", f"Set it to a value {bounds} (default {default}).")
-    return value
+            maximum: int | None = None, meaning: str = "a whole number") -> int:
+    """VAR as a whole number in its bounds, `default` when unset; ConfigError with the fix
+    ("Set it to `meaning`, between ...")."""
+    return _env_number(env, var, default, int, "not a whole number", minimum, maximum, meaning)
 
 
 def env_float(env: Mapping[str, str], var: str, default: float, minimum: float = 0.0) -> float:
+    """VAR as a number of at least `minimum`, `default` when unset; ConfigError with the fix."""
+    return _env_number(env, var, default, float, "not a number", minimum, None, "a number")
+
+
+_N = TypeVar("_N", int, float)
+
+
+def _env_number(env: Mapping[str, str], var: str, default: _N, kind: type[_N], unparsed: str,
+                minimum: _N | None, maximum: _N | None, meaning: str) -> _N:
     raw = env.get(var, "").strip()
     if not raw:
         return default
+    fmt = "g" if kind is float else "d"  # 60.0 shows as 60
+    bounds = ("" if minimum is None else f", at least {minimum:{fmt}}" if maximum is None
+              else f", between {minimum:{fmt}} and {maximum:{fmt}}")
+    fix = f"Set it to {meaning}{bounds} (default {default:{fmt}})."
     try:
-        value = float(raw)
+        value = kind(raw)
     except ValueError:
-        raise _problem(var, raw, "not a number", f"Set it to a number (default {default:g}).") from None
-    if value < minimum or value != value:
-        raise _problem(var, raw, "out of range", f"Set it to at least {minimum:g} (default {default:g}).")
+        raise _problem(var, raw, unparsed, fix) from None
+    if (value != value or minimum is not None and value < minimum  # NaN is out of any range
+            or maximum is not None and value > maximum):
+        raise _problem(var, raw, "out of range", fix)
     return value
 
 

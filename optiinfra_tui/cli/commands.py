@@ -248,14 +248,13 @@ def _reject_worker_options_without_workers(ctx: click.Context) -> None:
 def collect(provider: str, customer_id: str | None, data_types: str | None, wait: bool,
             inline: bool, as_json: bool, timeout: float | None) -> int:
     """Start a collection for PROVIDER (an installed provider: see the choices above)."""
-    from optiinfra_tui.settings import validate_data_types, validate_provider
+    from optiinfra_tui.settings import validate_data_types
     from optiinfra_tui.worker.collection import request_collection
 
     rt = _runtime()
     customer_given = customer_id is not None
     customer_id = customer_id or rt.settings.default_customer_id
-    validate_provider(provider)
-    types = validate_data_types(provider, data_types)
+    types = validate_data_types(provider, data_types)  # PROVIDER was checked by ProviderChoice
     if inline:
         from optiinfra_tui.cli.inline import Interrupted, collect_inline
 
@@ -363,8 +362,8 @@ def status(as_json: bool) -> int:
     down = [h for h in snap.health if h.name in ("queue", "history", "metrics") and not h.ok]
     if as_json:
         emit_json(snap.to_json())
-        return EXIT_FAILED if down else EXIT_OK
-    print_status(snap)
+    else:
+        print_status(snap)
     return EXIT_FAILED if down else EXIT_OK
 
 

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from optiinfra_tui.errors import ConfigError, OptiInfraError
+from optiinfra_tui.settings import env_int
 
 PROVIDER = "aws"
 DATA_TYPES = ("cost", "export")
@@ -74,15 +75,5 @@ def default_account(env: Mapping[str, str]) -> AwsAccount:
 
 def max_requests(env: Mapping[str, str]) -> int:
     """AWS_CE_MAX_REQUESTS: Cost Explorer requests one run may send (default 20)."""
-    raw = env.get(MAX_REQUESTS_VAR, "").strip()
-    if not raw:
-        return DEFAULT_MAX_REQUESTS
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if not 1 <= value <= 10_000:
-        raise ConfigError(f"{MAX_REQUESTS_VAR}={raw!r}: not a whole number between 1 and "
-                          f"10000. Set it to how many Cost Explorer requests ($0.01 each) "
-                          f"one run may send (default {DEFAULT_MAX_REQUESTS}).")
-    return value
+    return env_int(env, MAX_REQUESTS_VAR, DEFAULT_MAX_REQUESTS, minimum=1, maximum=10_000,
+                   meaning="how many Cost Explorer requests ($0.01 each) one run may send")
