@@ -338,6 +338,29 @@ def test_collect_inline_beside_the_store_owner_says_drop_inline_and_records_noth
     assert hist == [] and fake_vultr.count() == 0
 
 
+def test_collect_inline_beside_an_owner_that_has_not_opened_chdb_yet_records_nothing(
+        cli_env, fake_vultr):
+    # A dashboard owns its data dir from start-up, before it opens chDB: an inline run that
+    # opened chDB meanwhile would make every run of that dashboard fail.
+    env = dict(cli_env, VULTR_API_KEY=fake_vultr.token, VULTR_API_URL=fake_vultr.url)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from optiinfra_tui.worker.owner import "
+         "claim_embedded; claim_embedded(sys.argv[1], 'dashboard'); print('held', flush=True); "
+         "time.sleep(120)", env["OPTIINFRA_HOME"]],
+        env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        r = run(["collect", "vultr", "--inline"], env)
+    finally:
+        holder.kill()
+        holder.wait(10)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert f"in use by pid {holder.pid} (dashboard)" in r.stderr
+    assert "Drop --inline: `optiinfra-tui collect vultr --wait`" in r.stderr
+    assert "No run was recorded." in r.stderr and fake_vultr.count() == 0
+    assert json.loads(run(["history", "--json"], env).stdout) == []
+
+
 def test_collect_with_no_consumer_warns_how_to_start_one_and_still_exits_0(cli_env):
     r = run(["collect", "vultr"], cli_env)
     assert r.returncode == 0 and "queued (run 1)" in r.stdout

@@ -89,23 +89,40 @@ class ProgressLine:
 
 def _open_store(rt: Runtime, provider: str, customer_id: str | None,
                 data_types: str | None) -> None:
-    """Open the metrics store before an inline run is recorded; when another process holds
-    the embedded one, stop with the way out instead of leaving a failed run behind."""
+    """Own the data dir and open the metrics store before an inline run is recorded; when
+    another process has either, stop with the way out instead of leaving a failed run behind.
+
+    The owner lock comes first: a dashboard owns the dir before it opens chDB, and an inline
+    run that opened it meanwhile would make that dashboard's runs fail.
+    """
     from optiinfra_tui.errors import StoreInUse
+    from optiinfra_tui.worker.owner import StoreOwned
 
     try:
+        rt.claim_store("cli")
         rt.metrics()
-    except StoreInUse as exc:
+    except StoreOwned as exc:
         rt.close()
-        queued = f"optiinfra-tui collect {provider}"
-        queued += f" --customer {customer_id}" if customer_id else ""
-        queued += f" --types {data_types}" if data_types else ""
-        raise click.ClickException(
-            f"--inline can't run here: the embedded metrics store (chDB at {exc.path}) is in "
-            f"use by {_process_name(rt, exc.holder)}, and chDB opens a data path in one process "
-            f"only. Drop --inline: `{queued} --wait` queues the collection for that process's "
-            "workers and follows it. Or set CLICKHOUSE_URL to a ClickHouse server, so that "
-            "several processes can write. No run was recorded.") from None
+        holder = f"pid {exc.owner.pid}" + (f" ({exc.owner.kind})" if exc.owner.kind else "")
+        raise _in_use(f"the data dir {exc.home}", holder, provider, customer_id,
+                      data_types) from None
+    except StoreInUse as exc:  # a chDB path outside the data dir, held by another process
+        rt.close()
+        raise _in_use(f"the embedded metrics store (chDB at {exc.path})",
+                      _process_name(rt, exc.holder), provider, customer_id,
+                      data_types) from None
+
+
+def _in_use(what: str, holder: str, provider: str, customer_id: str | None,
+            data_types: str | None) -> click.ClickException:
+    queued = f"optiinfra-tui collect {provider}"
+    queued += f" --customer {customer_id}" if customer_id else ""
+    queued += f" --types {data_types}" if data_types else ""
+    return click.ClickException(
+        f"--inline can't run here: {what} is in use by {holder}, and chDB opens a data path in "
+        f"one process only. Drop --inline: `{queued} --wait` queues the collection for that "
+        "process's workers and follows it. Or set CLICKHOUSE_URL to a ClickHouse server, so "
+        "that several processes can write. No run was recorded.")
 
 
 def _process_name(rt: Runtime, pid: str) -> str:
