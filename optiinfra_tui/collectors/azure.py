@@ -26,7 +26,7 @@ from optiinfra_tui.collectors.azure_spec import azure_max_rps as _max_rps
 from optiinfra_tui.collectors.azure_spec import https_url as _https_url
 from optiinfra_tui.collectors.base import (
     CollectContext,
-    check_collect,
+    ProviderCollector,
     default_customer_only,
     utc_today,
 )
@@ -377,7 +377,7 @@ class _Counted:
         self._limiter.defer(seconds)
 
 
-class AzureCollector:
+class AzureCollector(ProviderCollector):
     """Collects one customer's Azure costs. `requests` counts the HTTP requests sent."""
 
     provider = PROVIDER
@@ -421,17 +421,13 @@ class AzureCollector:
         """HTTP requests sent to Azure so far (token requests and retries included)."""
         return self._meter.count + self._tokens
 
-    def collect(self, data_type: str, ctx: CollectContext) -> Iterator[Batch]:
-        """Yield batches of one data type; bad arguments fail here, before any request."""
-        check_collect(self.customer_id, self.provider, self.data_types, data_type, ctx)
+    def _batches(self, data_type: str, ctx: CollectContext) -> Iterator[Batch]:
         return self._costs(ctx, self.clock())
 
-    def ping(self) -> float:
-        """Seconds for a token and one cheap read on the scope (its exports: no query cost)."""
-        started = time.monotonic()
+    def _probe(self) -> None:
+        """A token and one cheap read on the scope (its exports: no query cost)."""
         self._api().get_json(f"{self._scope_path()}/providers/Microsoft.CostManagement/exports",
                              {"api-version": API_VERSION})
-        return time.monotonic() - started
 
     def close(self) -> None:
         if self._client is not None:

@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from optiinfra_tui.collectors.base import CollectContext, check_collect
+from optiinfra_tui.collectors.base import CollectContext, ProviderCollector
 from optiinfra_tui.collectors.fields import decode_json, parse_decimal
 from optiinfra_tui.collectors.gcp_spec import BIGQUERY_API_URL_DEFAULT
 from optiinfra_tui.collectors.http import ApiClient
@@ -516,7 +516,7 @@ def parse_cost_row(r: Mapping[str, Any], ctx: CollectContext) -> CostRow:
 # --- the collector ---------------------------------------------------------------------------
 
 
-class GcpCollector:
+class GcpCollector(ProviderCollector):
     """Collects one customer's GCP costs from its Cloud Billing export in BigQuery."""
 
     provider = PROVIDER
@@ -532,27 +532,20 @@ class GcpCollector:
         self._job_timeout = float(settings.task_time_limit)
         self._bq = BigQuery(self.config, settings.env)
 
-    def __repr__(self) -> str:
-        return f"GcpCollector(customer_id={self.customer_id!r})"
-
     @property
     def requests(self) -> int:
         """Requests made to BigQuery so far (the token's aside)."""
         return self._bq.requests
 
-    def collect(self, data_type: str, ctx: CollectContext) -> Iterator[Batch]:
-        """Yield batches of one data type; bad arguments fail here, before any request."""
-        check_collect(self.customer_id, self.provider, self.data_types, data_type, ctx)
+    def _batches(self, data_type: str, ctx: CollectContext) -> Iterator[Batch]:
         return self._costs(ctx)
 
-    def ping(self) -> float:
-        """Seconds for a dry run of the months query (BigQuery bills none)."""
-        started = time.monotonic()
+    def _probe(self) -> None:
+        """A dry run of the months query (BigQuery bills none)."""
         self._bq.call("POST", f"projects/{self.config.job_project}/queries", json_body={
             "query": months_sql(self.config.billing_table), "useLegacySql": False,
             "dryRun": True, "parameterMode": "NAMED",
             "queryParameters": [_param("after", "INT64", 0)]})
-        return time.monotonic() - started
 
     def close(self) -> None:
         self._bq.close()

@@ -6,7 +6,6 @@ Parsers are pure functions (a JSON object in, a row out) that raise DataError on
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import date, datetime, timedelta
@@ -14,7 +13,7 @@ from decimal import Decimal
 from functools import lru_cache
 from urllib.parse import quote
 
-from optiinfra_tui.collectors.base import CollectContext, check_collect
+from optiinfra_tui.collectors.base import CollectContext, ProviderCollector
 from optiinfra_tui.collectors.fields import (
     MISSING,
     parse_datetime,
@@ -249,7 +248,7 @@ def _issued(invoice: dict, ctx: CollectContext) -> datetime:
 # --- the collector ---------------------------------------------------------------------------
 
 
-class VultrCollector:
+class VultrCollector(ProviderCollector):
     """Collects one customer's Vultr data through the v2 API."""
 
     provider = PROVIDER
@@ -272,20 +271,13 @@ class VultrCollector:
             default_url=VULTR_API_URL_DEFAULT,
         )
 
-    def __repr__(self) -> str:
-        return f"VultrCollector(customer_id={self.customer_id!r})"
-
-    def collect(self, data_type: str, ctx: CollectContext) -> Iterator[Batch]:
-        """Yield batches of one data type; bad arguments fail here, before any request."""
-        check_collect(self.customer_id, self.provider, self.data_types, data_type, ctx)
+    def _batches(self, data_type: str, ctx: CollectContext) -> Iterator[Batch]:
         walks = {"cost": self._costs, "account": self._account, "resource": self._resources}
         return walks[data_type](ctx)
 
-    def ping(self) -> float:
-        """Seconds for GET /account."""
-        started = time.monotonic()
+    def _probe(self) -> None:
+        """GET /account."""
         self._client.get_json("/account")
-        return time.monotonic() - started
 
     def close(self) -> None:
         self._client.close()
