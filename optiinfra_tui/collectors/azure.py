@@ -43,10 +43,11 @@ from optiinfra_tui.collectors.http import (
     certificate_refused,
     next_link,
     parse_retry_after,
+    server_message,
     untrusted_certificate,
 )
 from optiinfra_tui.collectors.ratelimit import key_id, limiter_for
-from optiinfra_tui.errors import AuthError, ConfigError, DataError, TransientError
+from optiinfra_tui.errors import AuthError, ConfigError, DataError, OptiInfraError, TransientError
 from optiinfra_tui.rows import COST_LINES, COST_MANAGEMENT, REPLACE_WINDOW, Batch, CostRow, Window
 from optiinfra_tui.settings import Settings
 
@@ -362,21 +363,6 @@ def cost_row(key: tuple[date, str, str, str], amounts: list[Decimal], ctx: Colle
 # --- the collector ------------------------------------------------------------------------------
 
 
-class _Counted:
-    """The key's shared rate limiter, counting the requests this collector sends through it."""
-
-    def __init__(self, limiter) -> None:
-        self._limiter = limiter
-        self.count = 0
-
-    def acquire(self) -> float:
-        self.count += 1
-        return self._limiter.acquire()
-
-    def defer(self, seconds: float) -> None:
-        self._limiter.defer(seconds)
-
-
 class AzureCollector(ProviderCollector):
     """Collects one customer's Azure costs. `requests` counts the HTTP requests sent."""
 
@@ -407,9 +393,9 @@ class AzureCollector(ProviderCollector):
                 f"{self.account.client_id} for customer {customer_id!r} is missing. Export "
                 f"{secret_env}=<the secret's value> where the workers run.")
         # Cost Management throttles per app and scope: every thread of the process shares it.
-        self._meter = _Counted(limiter_for(
+        self._limiter = limiter_for(
             f"azure:{self.account.tenant_id}:{self.account.client_id}:{self.account.scope}",
-            _max_rps(env)))
+            _max_rps(env))
         self._tokens = 0
         self._client: ApiClient | None = None
 
@@ -419,7 +405,7 @@ class AzureCollector(ProviderCollector):
     @property
     def requests(self) -> int:
         """HTTP requests sent to Azure so far (token requests and retries included)."""
-        return self._meter.count + self._tokens
+        return self._tokens + (self._client.requests if self._client is not None else 0)
 
     def _batches(self, data_type: str, ctx: CollectContext) -> Iterator[Batch]:
         return self._costs(ctx, self.clock())
@@ -430,9 +416,9 @@ class AzureCollector(ProviderCollector):
                              {"api-version": API_VERSION})
 
     def close(self) -> None:
+        """Closes its client, which stays to be counted: a closed collector sends no more."""
         if self._client is not None:
             self._client.close()
-            self._client = None
 
     # --- helpers ---------------------------------------------------------------------------------
 
@@ -446,22 +432,30 @@ class AzureCollector(ProviderCollector):
             self._tokens += fetched
             account = self.account
             self._client = ApiClient(
-                self._arm, token, self._meter,  # a RateLimiter that counts
+                self._arm, token, self._limiter,
                 service="Azure Cost Management",
                 url_env="AZURE_RESOURCE_MANAGER_URL",
                 url_hint=f"and {account.setting('scope')}={account.scope}",
                 default_url=ARM_DEFAULT,
                 retry_after_headers=RETRY_AFTER_HEADERS,
-                auth_fix={
-                    401: (f"the token of app {account.client_id} from tenant "
-                          f"{account.tenant_id} is not accepted for {account.scope}: check "
-                          f"{account.setting('tenant_id')} is the tenant that holds this scope"),
-                    403: (f"give app {account.client_id} the Cost Management Reader role on "
-                          f"{account.scope} (Access control (IAM) of that scope), then wait a "
-                          "few minutes for it to apply"),
-                },
+                on_error=self._refused,
             )
         return self._client
+
+    def _refused(self, resp: httpx.Response, where: str) -> OptiInfraError | None:
+        """A refusal says what to check instead of the secret: the tenant (401), the role (403)."""
+        account, status = self.account, resp.status_code
+        if status == 401:
+            fix = (f"the token of app {account.client_id} from tenant {account.tenant_id} is not "
+                   f"accepted for {account.scope}: check {account.setting('tenant_id')} is the "
+                   "tenant that holds this scope")
+        elif status == 403:
+            fix = (f"give app {account.client_id} the Cost Management Reader role on "
+                   f"{account.scope} (Access control (IAM) of that scope), then wait a few "
+                   "minutes for it to apply")
+        else:
+            return None
+        return AuthError(f"{where} was refused (HTTP {status}{server_message(resp)}): {fix}")
 
     def _pages(self, body: dict) -> Iterator[dict]:
         """Every page of one query; a repeated link or too many pages is a DataError, so an
