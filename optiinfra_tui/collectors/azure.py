@@ -10,6 +10,7 @@ client-credentials POST (no azure-identity: its SDKs read one page and decode mo
 from __future__ import annotations
 
 import re
+import ssl
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -44,6 +45,7 @@ from optiinfra_tui.collectors.http import (
     next_link,
     parse_retry_after,
     server_message,
+    tls_trust,
     untrusted_certificate,
 )
 from optiinfra_tui.collectors.ratelimit import key_id, limiter_for
@@ -151,10 +153,10 @@ def _token_key(authority: str, resource: str, account: AzureAccount, secret: str
     return (authority, account.tenant_id, account.client_id, resource, key_id(secret))
 
 
-def access_token(authority: str, resource: str, account: AzureAccount,
-                 secret: str) -> tuple[str, bool]:
+def access_token(authority: str, resource: str, account: AzureAccount, secret: str,
+                 verify: ssl.SSLContext | bool = True) -> tuple[str, bool]:
     """A bearer token for `resource` (the ARM URL) and whether it took a request: cached while
-    it is valid, one request at a time per app however many threads ask."""
+    it is valid, one request at a time per app however many threads ask. `verify`: tls_trust."""
     key = _token_key(authority, resource, account, secret)
     with _tokens_lock:
         lock = _token_locks.setdefault(key, threading.Lock())
@@ -162,7 +164,7 @@ def access_token(authority: str, resource: str, account: AzureAccount,
         token = _tokens.get(key)
         if token is not None and time.monotonic() < token.renew_at:
             return token.value, False
-        value, lifetime = _request_token(authority, resource, account, secret)
+        value, lifetime = _request_token(authority, resource, account, secret, verify)
         margin = min(TOKEN_MARGIN, lifetime / 2)
         _tokens[key] = _Token(value, time.monotonic() + lifetime - margin)
         return value, True
@@ -180,18 +182,17 @@ _CLIENT_CODES = {700016, 700024, 7000112}  # app not in the tenant, disabled app
 _TENANT_CODES = {90002, 900023, 90019, 90072}  # tenant not found, malformed, not resolvable
 
 
-def _request_token(authority: str, resource: str, account: AzureAccount,
-                   secret: str) -> tuple[str, float]:
+def _request_token(authority: str, resource: str, account: AzureAccount, secret: str,
+                   verify: ssl.SSLContext | bool) -> tuple[str, float]:
     host = urlsplit(authority).netloc
     url = f"{authority}/{quote(account.tenant_id, safe='')}/oauth2/v2.0/token"
     where = f"Azure AD token request to {host} for tenant {account.tenant_id}"
     form = {"grant_type": "client_credentials", "client_id": account.client_id,
             "client_secret": secret, "scope": f"{resource}/.default"}
     try:
-        # TLS trust as httpx reads it: SSL_CERT_FILE / SSL_CERT_DIR, else certifi's bundle.
-        with httpx.Client(timeout=30, headers={"Accept": "application/json",
-                                               "User-Agent": f"optiinfra-tui/{__version__}"}
-                          ) as client:
+        with httpx.Client(timeout=30, verify=verify,
+                          headers={"Accept": "application/json",
+                                   "User-Agent": f"optiinfra-tui/{__version__}"}) as client:
             resp = client.post(url, data=form)
     except httpx.TransportError as exc:
         named = authority != AUTHORITY_DEFAULT
@@ -396,6 +397,7 @@ class AzureCollector(ProviderCollector):
         self._limiter = limiter_for(
             f"azure:{self.account.tenant_id}:{self.account.client_id}:{self.account.scope}",
             _max_rps(env))
+        self._verify = tls_trust(env)
         self._tokens = 0
         self._client: ApiClient | None = None
 
@@ -428,7 +430,7 @@ class AzureCollector(ProviderCollector):
     def _api(self) -> ApiClient:
         if self._client is None:
             token, fetched = access_token(self._authority, self._arm, self.account,
-                                          self._secret)
+                                          self._secret, self._verify)
             self._tokens += fetched
             account = self.account
             self._client = ApiClient(
@@ -439,6 +441,7 @@ class AzureCollector(ProviderCollector):
                 default_url=ARM_DEFAULT,
                 retry_after_headers=RETRY_AFTER_HEADERS,
                 on_error=self._refused,
+                verify=self._verify,
             )
         return self._client
 

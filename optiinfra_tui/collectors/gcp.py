@@ -16,7 +16,6 @@ import hashlib
 import ipaddress
 import json
 import re
-import ssl
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ import httpx
 from optiinfra_tui.collectors.base import CollectContext, ProviderCollector
 from optiinfra_tui.collectors.fields import decode_json, parse_decimal
 from optiinfra_tui.collectors.gcp_spec import BIGQUERY_API_URL_DEFAULT
-from optiinfra_tui.collectors.http import ApiClient
+from optiinfra_tui.collectors.http import ApiClient, tls_trust
 from optiinfra_tui.errors import AuthError, ConfigError, DataError, OptiInfraError, TransientError
 from optiinfra_tui.providers import Account
 from optiinfra_tui.rows import BIGQUERY_EXPORT, COST_LINES, REPLACE_WINDOW, Batch, CostRow, Window
@@ -259,9 +258,7 @@ class BigQuery:
                  max_inner_retries: int = 5, max_wait: float = 60.0,
                  backoff_base: float = 0.5) -> None:
         self.config = config
-        # TLS trust from SSL_CERT_FILE as httpx reads it, but from this process's settings.
-        cafile = env.get("SSL_CERT_FILE", "").strip()
-        verify: Any = ssl.create_default_context(cafile=cafile) if cafile else True
+        verify = tls_trust(env)
         # google-auth's token requests go through a client of their own (Google's token host).
         self._token_client = httpx.Client(timeout=timeout, verify=verify)
         self._account = (ServiceAccount(config.key_file, config.key_file_env,

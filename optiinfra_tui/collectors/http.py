@@ -127,9 +127,19 @@ def certificate_refused(exc: BaseException) -> str | None:
     return None
 
 
+def tls_trust(env: Mapping[str, str]) -> ssl.SSLContext | bool:
+    """What `verify` takes for the CA bundle in SSL_CERT_FILE (else SSL_CERT_DIR), httpx's own
+    rule but read from the settings' environment; True: httpx's default trust."""
+    cafile = env.get("SSL_CERT_FILE", "").strip()
+    if cafile:
+        return ssl.create_default_context(cafile=cafile)
+    capath = env.get("SSL_CERT_DIR", "").strip()
+    return ssl.create_default_context(capath=capath) if capath else True
+
+
 def untrusted_certificate(where: str, host: str, reason: str, url_env: str | None) -> ConfigError:
     """The error for a certificate this process doesn't trust: no retry changes that; the CA
-    bundle does (httpx reads SSL_CERT_FILE), or the URL in `url_env` when it is set."""
+    bundle does (SSL_CERT_FILE, see tls_trust), or the URL in `url_env` when it is set."""
     via = (f"If {url_env} points at a proxy or a test double" if url_env
            else "If a TLS-inspecting proxy stands in between")
     return ConfigError(f"{where}: the TLS certificate of {host} is not trusted ({reason}). {via}, "

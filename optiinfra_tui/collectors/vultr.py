@@ -24,7 +24,7 @@ from optiinfra_tui.collectors.fields import (
     parse_optional_datetime,
     parse_text,
 )
-from optiinfra_tui.collectors.http import ApiClient, PageRequest
+from optiinfra_tui.collectors.http import ApiClient, PageRequest, tls_trust
 from optiinfra_tui.collectors.ratelimit import limiter_for
 from optiinfra_tui.collectors.vultr_spec import VULTR_API_URL_DEFAULT
 from optiinfra_tui.errors import DataError
@@ -269,6 +269,7 @@ class VultrCollector(ProviderCollector):
             url_env="VULTR_API_URL",
             url_hint="for Vultr it ends in /v2",
             default_url=VULTR_API_URL_DEFAULT,
+            verify=tls_trust(settings.env),
         )
 
     def _batches(self, data_type: str, ctx: CollectContext) -> Iterator[Batch]:
