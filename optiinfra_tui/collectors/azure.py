@@ -52,6 +52,7 @@ from optiinfra_tui.collectors.ratelimit import key_id, limiter_for
 from optiinfra_tui.errors import AuthError, ConfigError, DataError, OptiInfraError, TransientError
 from optiinfra_tui.rows import COST_LINES, COST_MANAGEMENT, REPLACE_WINDOW, Batch, CostRow, Window
 from optiinfra_tui.settings import Settings
+from optiinfra_tui.text import first_line, scrub
 
 PROVIDER = "azure"
 DATA_TYPES = ("cost",)
@@ -238,10 +239,8 @@ def _token_refused(where: str, status: int, body: dict, account: AzureAccount,
     codes = body.get("error_codes")
     codes = {c for c in codes if isinstance(c, int)} if isinstance(codes, list) else set()
     described = body.get("error_description")
-    detail = described.strip().splitlines()[0][:240] if isinstance(described, str) and (
-        described.strip()) else str(body.get("error") or "no detail")
-    if secret:
-        detail = detail.replace(secret, "***")
+    detail = first_line(described, 240) if isinstance(described, str) else ""
+    detail = scrub(detail or str(body.get("error") or "no detail"), (secret,))
     said = f"{where} was refused (HTTP {status}: {detail})"
     secret_var = (account.client_secret_env if not account.table
                   else f"{account.client_secret_env} (named by "

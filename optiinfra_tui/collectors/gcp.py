@@ -34,6 +34,7 @@ from optiinfra_tui.errors import AuthError, ConfigError, DataError, OptiInfraErr
 from optiinfra_tui.providers import Account
 from optiinfra_tui.rows import BIGQUERY_EXPORT, COST_LINES, REPLACE_WINDOW, Batch, CostRow, Window
 from optiinfra_tui.settings import Settings
+from optiinfra_tui.text import first_line
 
 PROVIDER = "gcp"
 INSTALL = 'pip install "optiinfra-tui[gcp]"'
@@ -243,8 +244,9 @@ class ServiceAccount:
 
 
 def _short(exc: BaseException) -> str:
-    text = " ".join(str(a) for a in exc.args if isinstance(a, str)) or type(exc).__name__
-    return text.strip()[:200]
+    # google-auth's errors carry the server's answer as a dict beside the message: text only.
+    return first_line(" ".join(a for a in exc.args if isinstance(a, str)) or type(exc).__name__,
+                      200)
 
 
 # --- the BigQuery REST client ------------------------------------------------------------------
