@@ -29,6 +29,7 @@ from optiinfra_tui.collectors.base import (
     CollectContext,
     ProviderCollector,
     default_customer_only,
+    previous_month,
     utc_today,
 )
 from optiinfra_tui.collectors.fields import (
@@ -312,14 +313,6 @@ def parse_page(body: dict, where: str) -> Iterator[tuple[date, str, str, str, De
                    parse_decimal(row[cost], "Cost"))
         except DataError as exc:
             raise DataError(f"{at}: {exc}") from None
-
-
-def previous_month(month: date) -> date:
-    return (month - timedelta(days=1)).replace(day=1)
-
-
-def next_month(month: date) -> date:
-    return (month.replace(day=28) + timedelta(days=4)).replace(day=1)
 
 
 def query_body(kind: str, start: date, today: date) -> dict:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
 
 from optiinfra_tui.errors import ConfigError
@@ -47,6 +47,16 @@ class Collector(Protocol):
 def utc_today() -> date:
     """Today in UTC: the day a collector's window ends (collectors' `clock`; tests bring theirs)."""
     return datetime.now(UTC).date()
+
+
+def previous_month(month: date) -> date:
+    """The first day of the month before `month`'s."""
+    return (month - timedelta(days=1)).replace(day=1)
+
+
+def next_month(month: date) -> date:
+    """The first day of the month after `month`'s."""
+    return (month.replace(day=28) + timedelta(days=4)).replace(day=1)
 
 
 def default_customer_only(settings: Settings, customer_id: str, provider: str, label: str,
