@@ -23,6 +23,7 @@ from optiinfra_tui.collectors.fields import (
     parse_object,
     parse_optional_datetime,
     parse_text,
+    within,
 )
 from optiinfra_tui.collectors.http import ApiClient, PageRequest, tls_trust
 from optiinfra_tui.collectors.ratelimit import limiter_for
@@ -198,43 +199,33 @@ def parse_billing_entry(item: object, ctx: CollectContext) -> LedgerEntry:
     """One entry of /billing/history (invoice, payment, credit)."""
     item = parse_object(item, "billing history entry")
     entry_id = parse_id(item.get("id"), "billing history entry: id")
-    where = f"billing history entry {entry_id}"
-    return LedgerEntry(
-        line_id=f"bh:{entry_id}",
-        customer_id=ctx.customer_id,
-        provider_name=PROVIDER,
-        entry_id=entry_id,
-        entry_date=parse_datetime(item.get("date"), f"{where}: date"),
-        entry_type=parse_text(item.get("type"), f"{where}: type"),
-        description=parse_text(item.get("description"), f"{where}: description"),
-        amount=parse_decimal(item.get("amount", MISSING), f"{where}: amount"),
-        balance=parse_decimal(item.get("balance"), f"{where}: balance", Decimal(0)),
-        run_id=ctx.run_id,
-        collected_at=ctx.collected_at,
-    )
+    get = item.get
+    with within(f"billing history entry {entry_id}"):
+        return LedgerEntry(
+            line_id=f"bh:{entry_id}", customer_id=ctx.customer_id, provider_name=PROVIDER,
+            entry_id=entry_id, entry_date=parse_datetime(get("date"), "date"),
+            entry_type=parse_text(get("type"), "type"),
+            description=parse_text(get("description"), "description"),
+            amount=parse_decimal(get("amount", MISSING), "amount"),
+            balance=parse_decimal(get("balance"), "balance", _ZERO),
+            run_id=ctx.run_id, collected_at=ctx.collected_at)
 
 
 def parse_instance(item: object, ctx: CollectContext) -> ResourceRow:
     """One entry of /instances."""
     item = parse_object(item, "instance")
     instance_id = parse_id(item.get("id"), "instance: id")
-    where = f"instance {instance_id}"
-    return ResourceRow(
-        customer_id=ctx.customer_id,
-        provider_name=PROVIDER,
-        resource_id=instance_id,
-        resource_name=parse_text(item.get("label"), f"{where}: label"),
-        resource_type="instance",
-        region_id=parse_text(item.get("region"), f"{where}: region"),
-        status=parse_text(item.get("status"), f"{where}: status"),
-        plan=parse_text(item.get("plan"), f"{where}: plan"),
-        vcpu_count=parse_int(item.get("vcpu_count"), f"{where}: vcpu_count", 0),
-        ram_mb=parse_int(item.get("ram"), f"{where}: ram", 0),
-        disk_gb=parse_int(item.get("disk"), f"{where}: disk", 0),
-        created_at=parse_optional_datetime(item.get("date_created"), f"{where}: date_created"),
-        run_id=ctx.run_id,
-        collected_at=ctx.collected_at,
-    )
+    get = item.get
+    with within(f"instance {instance_id}"):
+        return ResourceRow(
+            customer_id=ctx.customer_id, provider_name=PROVIDER, resource_id=instance_id,
+            resource_name=parse_text(get("label"), "label"), resource_type="instance",
+            region_id=parse_text(get("region"), "region"),
+            status=parse_text(get("status"), "status"), plan=parse_text(get("plan"), "plan"),
+            vcpu_count=parse_int(get("vcpu_count"), "vcpu_count", 0),
+            ram_mb=parse_int(get("ram"), "ram", 0), disk_gb=parse_int(get("disk"), "disk", 0),
+            created_at=parse_optional_datetime(get("date_created"), "date_created"),
+            run_id=ctx.run_id, collected_at=ctx.collected_at)
 
 
 def _issued(invoice: dict, ctx: CollectContext) -> datetime:
