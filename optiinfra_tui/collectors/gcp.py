@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from optiinfra_tui.collectors.base import CollectContext, ProviderCollector
-from optiinfra_tui.collectors.fields import decode_json, parse_decimal
+from optiinfra_tui.collectors.fields import decode_json, parse_decimal, parse_int
 from optiinfra_tui.collectors.gcp_spec import BIGQUERY_API_URL_DEFAULT
 from optiinfra_tui.collectors.http import ApiClient, tls_trust
 from optiinfra_tui.errors import AuthError, ConfigError, DataError, OptiInfraError, TransientError
@@ -305,7 +305,7 @@ class BigQuery:
                                      f"{job_timeout:g} s.")
             body = self.call("GET", results, params=base)
         self._raise_job_errors(body)
-        total = _int(body.get("totalRows", 0), "totalRows")
+        total = parse_int(body.get("totalRows"), "BigQuery: totalRows", 0)
         received, seen = 0, set()
         while True:
             names = [f.get("name") for f in (body.get("schema") or {}).get("fields", [])]
@@ -402,13 +402,6 @@ def _row(names: list, row: object) -> dict[str, Any]:
         raise DataError("BigQuery query results: a row does not match the schema.")
     return {n: (c.get("v") if isinstance(c, dict) else None) for n, c in zip(names, cells,
                                                                             strict=True)}
-
-
-def _int(value: object, what: str) -> int:
-    try:
-        return int(str(value))
-    except ValueError:
-        raise DataError(f"BigQuery: {what} {str(value)[:40]!r} is not a whole number.") from None
 
 
 # --- the queries -------------------------------------------------------------------------------
