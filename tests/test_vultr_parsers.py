@@ -234,3 +234,10 @@ def test_instance():
         parse_instance({"id": "x", "ram": Decimal("1.5")}, CTX)
     with pytest.raises(DataError, match="id"):
         parse_instance({"label": "no id"}, CTX)
+
+
+def test_history_and_instance_errors_name_the_entry_then_the_field():
+    with pytest.raises(DataError, match=r"^billing history entry 7: amount is missing$"):
+        parse_billing_entry({"id": 7, "date": "2020-10-10"}, CTX)
+    with pytest.raises(DataError, match=r"^instance x: ram is not a whole number: 1\.5$"):
+        parse_instance({"id": "x", "ram": Decimal("1.5")}, CTX)

@@ -10,6 +10,7 @@ client-credentials POST (no azure-identity: its SDKs read one page and decode mo
 from __future__ import annotations
 
 import re
+import ssl
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -26,8 +27,9 @@ from optiinfra_tui.collectors.azure_spec import azure_max_rps as _max_rps
 from optiinfra_tui.collectors.azure_spec import https_url as _https_url
 from optiinfra_tui.collectors.base import (
     CollectContext,
-    check_collect,
+    ProviderCollector,
     default_customer_only,
+    previous_month,
     utc_today,
 )
 from optiinfra_tui.collectors.fields import (
@@ -43,12 +45,15 @@ from optiinfra_tui.collectors.http import (
     certificate_refused,
     next_link,
     parse_retry_after,
+    server_message,
+    tls_trust,
     untrusted_certificate,
 )
 from optiinfra_tui.collectors.ratelimit import key_id, limiter_for
-from optiinfra_tui.errors import AuthError, ConfigError, DataError, TransientError
+from optiinfra_tui.errors import AuthError, ConfigError, DataError, OptiInfraError, TransientError
 from optiinfra_tui.rows import COST_LINES, COST_MANAGEMENT, REPLACE_WINDOW, Batch, CostRow, Window
 from optiinfra_tui.settings import Settings
+from optiinfra_tui.text import first_line, scrub
 
 PROVIDER = "azure"
 DATA_TYPES = ("cost",)
@@ -150,10 +155,10 @@ def _token_key(authority: str, resource: str, account: AzureAccount, secret: str
     return (authority, account.tenant_id, account.client_id, resource, key_id(secret))
 
 
-def access_token(authority: str, resource: str, account: AzureAccount,
-                 secret: str) -> tuple[str, bool]:
+def access_token(authority: str, resource: str, account: AzureAccount, secret: str,
+                 verify: ssl.SSLContext | bool = True) -> tuple[str, bool]:
     """A bearer token for `resource` (the ARM URL) and whether it took a request: cached while
-    it is valid, one request at a time per app however many threads ask."""
+    it is valid, one request at a time per app however many threads ask. `verify`: tls_trust."""
     key = _token_key(authority, resource, account, secret)
     with _tokens_lock:
         lock = _token_locks.setdefault(key, threading.Lock())
@@ -161,7 +166,7 @@ def access_token(authority: str, resource: str, account: AzureAccount,
         token = _tokens.get(key)
         if token is not None and time.monotonic() < token.renew_at:
             return token.value, False
-        value, lifetime = _request_token(authority, resource, account, secret)
+        value, lifetime = _request_token(authority, resource, account, secret, verify)
         margin = min(TOKEN_MARGIN, lifetime / 2)
         _tokens[key] = _Token(value, time.monotonic() + lifetime - margin)
         return value, True
@@ -179,18 +184,17 @@ _CLIENT_CODES = {700016, 700024, 7000112}  # app not in the tenant, disabled app
 _TENANT_CODES = {90002, 900023, 90019, 90072}  # tenant not found, malformed, not resolvable
 
 
-def _request_token(authority: str, resource: str, account: AzureAccount,
-                   secret: str) -> tuple[str, float]:
+def _request_token(authority: str, resource: str, account: AzureAccount, secret: str,
+                   verify: ssl.SSLContext | bool) -> tuple[str, float]:
     host = urlsplit(authority).netloc
     url = f"{authority}/{quote(account.tenant_id, safe='')}/oauth2/v2.0/token"
     where = f"Azure AD token request to {host} for tenant {account.tenant_id}"
     form = {"grant_type": "client_credentials", "client_id": account.client_id,
             "client_secret": secret, "scope": f"{resource}/.default"}
     try:
-        # TLS trust as httpx reads it: SSL_CERT_FILE / SSL_CERT_DIR, else certifi's bundle.
-        with httpx.Client(timeout=30, headers={"Accept": "application/json",
-                                               "User-Agent": f"optiinfra-tui/{__version__}"}
-                          ) as client:
+        with httpx.Client(timeout=30, verify=verify,
+                          headers={"Accept": "application/json",
+                                   "User-Agent": f"optiinfra-tui/{__version__}"}) as client:
             resp = client.post(url, data=form)
     except httpx.TransportError as exc:
         named = authority != AUTHORITY_DEFAULT
@@ -236,10 +240,8 @@ def _token_refused(where: str, status: int, body: dict, account: AzureAccount,
     codes = body.get("error_codes")
     codes = {c for c in codes if isinstance(c, int)} if isinstance(codes, list) else set()
     described = body.get("error_description")
-    detail = described.strip().splitlines()[0][:240] if isinstance(described, str) and (
-        described.strip()) else str(body.get("error") or "no detail")
-    if secret:
-        detail = detail.replace(secret, "***")
+    detail = first_line(described, 240) if isinstance(described, str) else ""
+    detail = scrub(detail or str(body.get("error") or "no detail"), (secret,))
     said = f"{where} was refused (HTTP {status}: {detail})"
     secret_var = (account.client_secret_env if not account.table
                   else f"{account.client_secret_env} (named by "
@@ -313,14 +315,6 @@ def parse_page(body: dict, where: str) -> Iterator[tuple[date, str, str, str, De
             raise DataError(f"{at}: {exc}") from None
 
 
-def previous_month(month: date) -> date:
-    return (month - timedelta(days=1)).replace(day=1)
-
-
-def next_month(month: date) -> date:
-    return (month.replace(day=28) + timedelta(days=4)).replace(day=1)
-
-
 def query_body(kind: str, start: date, today: date) -> dict:
     """One query: `kind` cost per day by service and charge type, from `start` to `today`."""
     return {
@@ -362,22 +356,7 @@ def cost_row(key: tuple[date, str, str, str], amounts: list[Decimal], ctx: Colle
 # --- the collector ------------------------------------------------------------------------------
 
 
-class _Counted:
-    """The key's shared rate limiter, counting the requests this collector sends through it."""
-
-    def __init__(self, limiter) -> None:
-        self._limiter = limiter
-        self.count = 0
-
-    def acquire(self) -> float:
-        self.count += 1
-        return self._limiter.acquire()
-
-    def defer(self, seconds: float) -> None:
-        self._limiter.defer(seconds)
-
-
-class AzureCollector:
+class AzureCollector(ProviderCollector):
     """Collects one customer's Azure costs. `requests` counts the HTTP requests sent."""
 
     provider = PROVIDER
@@ -407,9 +386,10 @@ class AzureCollector:
                 f"{self.account.client_id} for customer {customer_id!r} is missing. Export "
                 f"{secret_env}=<the secret's value> where the workers run.")
         # Cost Management throttles per app and scope: every thread of the process shares it.
-        self._meter = _Counted(limiter_for(
+        self._limiter = limiter_for(
             f"azure:{self.account.tenant_id}:{self.account.client_id}:{self.account.scope}",
-            _max_rps(env)))
+            _max_rps(env))
+        self._verify = tls_trust(env)
         self._tokens = 0
         self._client: ApiClient | None = None
 
@@ -419,24 +399,20 @@ class AzureCollector:
     @property
     def requests(self) -> int:
         """HTTP requests sent to Azure so far (token requests and retries included)."""
-        return self._meter.count + self._tokens
+        return self._tokens + (self._client.requests if self._client is not None else 0)
 
-    def collect(self, data_type: str, ctx: CollectContext) -> Iterator[Batch]:
-        """Yield batches of one data type; bad arguments fail here, before any request."""
-        check_collect(self.customer_id, self.provider, self.data_types, data_type, ctx)
+    def _batches(self, data_type: str, ctx: CollectContext) -> Iterator[Batch]:
         return self._costs(ctx, self.clock())
 
-    def ping(self) -> float:
-        """Seconds for a token and one cheap read on the scope (its exports: no query cost)."""
-        started = time.monotonic()
+    def _probe(self) -> None:
+        """A token and one cheap read on the scope (its exports: no query cost)."""
         self._api().get_json(f"{self._scope_path()}/providers/Microsoft.CostManagement/exports",
                              {"api-version": API_VERSION})
-        return time.monotonic() - started
 
     def close(self) -> None:
+        """Closes its client, which stays to be counted: a closed collector sends no more."""
         if self._client is not None:
             self._client.close()
-            self._client = None
 
     # --- helpers ---------------------------------------------------------------------------------
 
@@ -446,26 +422,35 @@ class AzureCollector:
     def _api(self) -> ApiClient:
         if self._client is None:
             token, fetched = access_token(self._authority, self._arm, self.account,
-                                          self._secret)
+                                          self._secret, self._verify)
             self._tokens += fetched
             account = self.account
             self._client = ApiClient(
-                self._arm, token, self._meter,  # a RateLimiter that counts
+                self._arm, token, self._limiter,
                 service="Azure Cost Management",
                 url_env="AZURE_RESOURCE_MANAGER_URL",
                 url_hint=f"and {account.setting('scope')}={account.scope}",
                 default_url=ARM_DEFAULT,
                 retry_after_headers=RETRY_AFTER_HEADERS,
-                auth_fix={
-                    401: (f"the token of app {account.client_id} from tenant "
-                          f"{account.tenant_id} is not accepted for {account.scope}: check "
-                          f"{account.setting('tenant_id')} is the tenant that holds this scope"),
-                    403: (f"give app {account.client_id} the Cost Management Reader role on "
-                          f"{account.scope} (Access control (IAM) of that scope), then wait a "
-                          "few minutes for it to apply"),
-                },
+                on_error=self._refused,
+                verify=self._verify,
             )
         return self._client
+
+    def _refused(self, resp: httpx.Response, where: str) -> OptiInfraError | None:
+        """A refusal says what to check instead of the secret: the tenant (401), the role (403)."""
+        account, status = self.account, resp.status_code
+        if status == 401:
+            fix = (f"the token of app {account.client_id} from tenant {account.tenant_id} is not "
+                   f"accepted for {account.scope}: check {account.setting('tenant_id')} is the "
+                   "tenant that holds this scope")
+        elif status == 403:
+            fix = (f"give app {account.client_id} the Cost Management Reader role on "
+                   f"{account.scope} (Access control (IAM) of that scope), then wait a few "
+                   "minutes for it to apply")
+        else:
+            return None
+        return AuthError(f"{where} was refused (HTTP {status}{server_message(resp)}): {fix}")
 
     def _pages(self, body: dict) -> Iterator[dict]:
         """Every page of one query; a repeated link or too many pages is a DataError, so an

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
 
 from optiinfra_tui.errors import ConfigError
@@ -48,6 +49,16 @@ def utc_today() -> date:
     return datetime.now(UTC).date()
 
 
+def previous_month(month: date) -> date:
+    """The first day of the month before `month`'s."""
+    return (month - timedelta(days=1)).replace(day=1)
+
+
+def next_month(month: date) -> date:
+    """The first day of the month after `month`'s."""
+    return (month.replace(day=28) + timedelta(days=4)).replace(day=1)
+
+
 def default_customer_only(settings: Settings, customer_id: str, provider: str, label: str,
                           keys: str) -> None:
     """ConfigError unless `customer_id` is the default customer, the one whose access comes
@@ -59,13 +70,38 @@ def default_customer_only(settings: Settings, customer_id: str, provider: str, l
             f"[customers.{customer_id}.{provider}] with {keys} to the OPTIINFRA_CONFIG file.")
 
 
-def check_collect(customer_id: str, provider: str, data_types: tuple[str, ...], data_type: str,
-                  ctx: CollectContext) -> None:
-    """ConfigError, before any request, for a run of another customer than the collector's (its
-    access is that customer's) or a data type the provider doesn't collect."""
-    if ctx.customer_id != customer_id:
-        raise ConfigError(f"This collector holds customer {customer_id!r}'s access, "
-                          f"not {ctx.customer_id!r}'s.")
-    if data_type not in data_types:
-        raise ConfigError(f"Unknown data type {data_type!r} for {provider}. "
-                          f"Choose from: {', '.join(data_types)}.")
+class ProviderCollector:
+    """What every provider's collector shares: the customer whose access it holds, the checks
+    before a run, a timed ping. Subclasses give `_batches` (a run) and `_probe` (one request)."""
+
+    provider: str
+    data_types: tuple[str, ...]
+    customer_id: str
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(customer_id={self.customer_id!r})"
+
+    def collect(self, data_type: str, ctx: CollectContext) -> Iterator[Batch]:
+        """Yield batches of one data type; bad arguments fail here, before any request.
+
+        ConfigError for a run of another customer than the collector's (its access is that
+        customer's) or a data type the provider doesn't collect."""
+        if ctx.customer_id != self.customer_id:
+            raise ConfigError(f"This collector holds customer {self.customer_id!r}'s access, "
+                              f"not {ctx.customer_id!r}'s.")
+        if data_type not in self.data_types:
+            raise ConfigError(f"Unknown data type {data_type!r} for {self.provider}. "
+                              f"Choose from: {', '.join(self.data_types)}.")
+        return self._batches(data_type, ctx)
+
+    def ping(self) -> float:
+        """Seconds for the provider's cheapest authenticated request; raises on failure."""
+        started = time.monotonic()
+        self._probe()
+        return time.monotonic() - started
+
+    def _batches(self, data_type: str, ctx: CollectContext) -> Iterator[Batch]:
+        raise NotImplementedError
+
+    def _probe(self) -> None:
+        raise NotImplementedError

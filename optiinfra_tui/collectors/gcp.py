@@ -16,7 +16,6 @@ import hashlib
 import ipaddress
 import json
 import re
-import ssl
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -27,14 +26,15 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from optiinfra_tui.collectors.base import CollectContext, check_collect
-from optiinfra_tui.collectors.fields import decode_json, parse_decimal
+from optiinfra_tui.collectors.base import CollectContext, ProviderCollector
+from optiinfra_tui.collectors.fields import decode_json, parse_decimal, parse_int
 from optiinfra_tui.collectors.gcp_spec import BIGQUERY_API_URL_DEFAULT
-from optiinfra_tui.collectors.http import ApiClient
+from optiinfra_tui.collectors.http import ApiClient, tls_trust
 from optiinfra_tui.errors import AuthError, ConfigError, DataError, OptiInfraError, TransientError
 from optiinfra_tui.providers import Account
 from optiinfra_tui.rows import BIGQUERY_EXPORT, COST_LINES, REPLACE_WINDOW, Batch, CostRow, Window
 from optiinfra_tui.settings import Settings
+from optiinfra_tui.text import first_line
 
 PROVIDER = "gcp"
 INSTALL = 'pip install "optiinfra-tui[gcp]"'
@@ -244,8 +244,9 @@ class ServiceAccount:
 
 
 def _short(exc: BaseException) -> str:
-    text = " ".join(str(a) for a in exc.args if isinstance(a, str)) or type(exc).__name__
-    return text.strip()[:200]
+    # google-auth's errors carry the server's answer as a dict beside the message: text only.
+    return first_line(" ".join(a for a in exc.args if isinstance(a, str)) or type(exc).__name__,
+                      200)
 
 
 # --- the BigQuery REST client ------------------------------------------------------------------
@@ -259,9 +260,7 @@ class BigQuery:
                  max_inner_retries: int = 5, max_wait: float = 60.0,
                  backoff_base: float = 0.5) -> None:
         self.config = config
-        # TLS trust from SSL_CERT_FILE as httpx reads it, but from this process's settings.
-        cafile = env.get("SSL_CERT_FILE", "").strip()
-        verify: Any = ssl.create_default_context(cafile=cafile) if cafile else True
+        verify = tls_trust(env)
         # google-auth's token requests go through a client of their own (Google's token host).
         self._token_client = httpx.Client(timeout=timeout, verify=verify)
         self._account = (ServiceAccount(config.key_file, config.key_file_env,
@@ -306,7 +305,7 @@ class BigQuery:
                                      f"{job_timeout:g} s.")
             body = self.call("GET", results, params=base)
         self._raise_job_errors(body)
-        total = _int(body.get("totalRows", 0), "totalRows")
+        total = parse_int(body.get("totalRows"), "BigQuery: totalRows", 0)
         received, seen = 0, set()
         while True:
             names = [f.get("name") for f in (body.get("schema") or {}).get("fields", [])]
@@ -403,13 +402,6 @@ def _row(names: list, row: object) -> dict[str, Any]:
         raise DataError("BigQuery query results: a row does not match the schema.")
     return {n: (c.get("v") if isinstance(c, dict) else None) for n, c in zip(names, cells,
                                                                             strict=True)}
-
-
-def _int(value: object, what: str) -> int:
-    try:
-        return int(str(value))
-    except ValueError:
-        raise DataError(f"BigQuery: {what} {str(value)[:40]!r} is not a whole number.") from None
 
 
 # --- the queries -------------------------------------------------------------------------------
@@ -516,7 +508,7 @@ def parse_cost_row(r: Mapping[str, Any], ctx: CollectContext) -> CostRow:
 # --- the collector ---------------------------------------------------------------------------
 
 
-class GcpCollector:
+class GcpCollector(ProviderCollector):
     """Collects one customer's GCP costs from its Cloud Billing export in BigQuery."""
 
     provider = PROVIDER
@@ -532,27 +524,20 @@ class GcpCollector:
         self._job_timeout = float(settings.task_time_limit)
         self._bq = BigQuery(self.config, settings.env)
 
-    def __repr__(self) -> str:
-        return f"GcpCollector(customer_id={self.customer_id!r})"
-
     @property
     def requests(self) -> int:
         """Requests made to BigQuery so far (the token's aside)."""
         return self._bq.requests
 
-    def collect(self, data_type: str, ctx: CollectContext) -> Iterator[Batch]:
-        """Yield batches of one data type; bad arguments fail here, before any request."""
-        check_collect(self.customer_id, self.provider, self.data_types, data_type, ctx)
+    def _batches(self, data_type: str, ctx: CollectContext) -> Iterator[Batch]:
         return self._costs(ctx)
 
-    def ping(self) -> float:
-        """Seconds for a dry run of the months query (BigQuery bills none)."""
-        started = time.monotonic()
+    def _probe(self) -> None:
+        """A dry run of the months query (BigQuery bills none)."""
         self._bq.call("POST", f"projects/{self.config.job_project}/queries", json_body={
             "query": months_sql(self.config.billing_table), "useLegacySql": False,
             "dryRun": True, "parameterMode": "NAMED",
             "queryParameters": [_param("after", "INT64", 0)]})
-        return time.monotonic() - started
 
     def close(self) -> None:
         self._bq.close()

@@ -127,9 +127,19 @@ def certificate_refused(exc: BaseException) -> str | None:
     return None
 
 
+def tls_trust(env: Mapping[str, str]) -> ssl.SSLContext | bool:
+    """What `verify` takes for the CA bundle in SSL_CERT_FILE (else SSL_CERT_DIR), httpx's own
+    rule but read from the settings' environment; True: httpx's default trust."""
+    cafile = env.get("SSL_CERT_FILE", "").strip()
+    if cafile:
+        return ssl.create_default_context(cafile=cafile)
+    capath = env.get("SSL_CERT_DIR", "").strip()
+    return ssl.create_default_context(capath=capath) if capath else True
+
+
 def untrusted_certificate(where: str, host: str, reason: str, url_env: str | None) -> ConfigError:
     """The error for a certificate this process doesn't trust: no retry changes that; the CA
-    bundle does (httpx reads SSL_CERT_FILE), or the URL in `url_env` when it is set."""
+    bundle does (SSL_CERT_FILE, see tls_trust), or the URL in `url_env` when it is set."""
     via = (f"If {url_env} points at a proxy or a test double" if url_env
            else "If a TLS-inspecting proxy stands in between")
     return ConfigError(f"{where}: the TLS certificate of {host} is not trusted ({reason}). {via}, "
@@ -176,12 +186,10 @@ class ApiClient:
         backoff_base: float = 0.5,
         on_error: ErrorHook | None = None,
         verify: Any = True,
-        auth_fix: Mapping[int, str] | None = None,
     ) -> None:
         """`rate_limiter` is shared by every client of one key (the provider picks the key; None:
         no pacing); `retry_after_headers` are header names, `*` allowed, read on 429/5xx and
-        on what `on_error` calls transient (largest wins). An empty token sends none. `auth_fix`
-        says, per refusal status (401, 403), what to check instead of the key."""
+        on what `on_error` calls transient (largest wins). An empty token sends none."""
         self._limiter = rate_limiter
         self._max_retries = max(0, max_inner_retries)
         self._max_wait = max_wait
@@ -191,7 +199,6 @@ class ApiClient:
         self._url_env = url_env
         self._url_hint = url_hint
         self._retry_headers = tuple(h.lower() for h in retry_after_headers)
-        self._auth_fix = dict(auth_fix or {})
         self._base = safe_url(base_url.rstrip("/"))
         self._origin = _origin(base_url)
         self._host = _host_port(base_url)
@@ -383,24 +390,13 @@ class ApiClient:
 
     def _error_text(self, resp: httpx.Response) -> str:
         """The server's own error message, if it sent one, short and scrubbed."""
-        try:
-            body = decode_json(resp.content)
-        except (ValueError, RecursionError, DataError):
-            return ""
-        message = body.get("error") if isinstance(body, dict) else None
-        if isinstance(message, dict):  # {"error": {"code": ..., "message": ...}} (Azure)
-            message = message.get("message")
-        if not isinstance(message, str) or not message.strip():
-            return ""
-        return f" ({self.scrub(message.strip()[:200])})"
+        return self.scrub(server_message(resp))
 
     def _decode(self, resp: httpx.Response, where: str) -> dict:
         status = resp.status_code
         if status in (401, 403):
-            fix = self._auth_fix.get(status)
-            if fix is None:
-                fix = f"check {self._key_env}" if self._key_env else "check the API key"
-                fix += " (is it current, and allowed to read billing from this host?)"
+            fix = f"check {self._key_env}" if self._key_env else "check the API key"
+            fix += " (is it current, and allowed to read billing from this host?)"
             raise AuthError(f"{where} was refused (HTTP {status}{self._error_text(resp)}): {fix}")
         if status == 404 and not self._seen_success:
             # Nothing has worked yet with this base URL: the URL is the likelier culprit.
@@ -428,6 +424,20 @@ class ApiClient:
             raise DataError(f"{where}: expected a JSON object, got a {type(body).__name__}.")
         self._seen_success = True
         return body
+
+
+def server_message(resp: httpx.Response) -> str:
+    """' (the server's own error message)', short, if its answer has one; else ''."""
+    try:
+        body = decode_json(resp.content)
+    except (ValueError, RecursionError, DataError):
+        return ""
+    message = body.get("error") if isinstance(body, dict) else None
+    if isinstance(message, dict):  # {"error": {"code": ..., "message": ...}} (Azure)
+        message = message.get("message")
+    if not isinstance(message, str) or not message.strip():
+        return ""
+    return f" ({message.strip()[:200]})"
 
 
 def _shown(url: str) -> str:

@@ -6,7 +6,6 @@ Parsers are pure functions (a JSON object in, a row out) that raise DataError on
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import date, datetime, timedelta
@@ -14,7 +13,7 @@ from decimal import Decimal
 from functools import lru_cache
 from urllib.parse import quote
 
-from optiinfra_tui.collectors.base import CollectContext, check_collect
+from optiinfra_tui.collectors.base import CollectContext, ProviderCollector
 from optiinfra_tui.collectors.fields import (
     MISSING,
     parse_datetime,
@@ -24,8 +23,9 @@ from optiinfra_tui.collectors.fields import (
     parse_object,
     parse_optional_datetime,
     parse_text,
+    within,
 )
-from optiinfra_tui.collectors.http import ApiClient, PageRequest
+from optiinfra_tui.collectors.http import ApiClient, PageRequest, tls_trust
 from optiinfra_tui.collectors.ratelimit import limiter_for
 from optiinfra_tui.collectors.vultr_spec import VULTR_API_URL_DEFAULT
 from optiinfra_tui.errors import DataError
@@ -199,43 +199,33 @@ def parse_billing_entry(item: object, ctx: CollectContext) -> LedgerEntry:
     """One entry of /billing/history (invoice, payment, credit)."""
     item = parse_object(item, "billing history entry")
     entry_id = parse_id(item.get("id"), "billing history entry: id")
-    where = f"billing history entry {entry_id}"
-    return LedgerEntry(
-        line_id=f"bh:{entry_id}",
-        customer_id=ctx.customer_id,
-        provider_name=PROVIDER,
-        entry_id=entry_id,
-        entry_date=parse_datetime(item.get("date"), f"{where}: date"),
-        entry_type=parse_text(item.get("type"), f"{where}: type"),
-        description=parse_text(item.get("description"), f"{where}: description"),
-        amount=parse_decimal(item.get("amount", MISSING), f"{where}: amount"),
-        balance=parse_decimal(item.get("balance"), f"{where}: balance", Decimal(0)),
-        run_id=ctx.run_id,
-        collected_at=ctx.collected_at,
-    )
+    get = item.get
+    with within(f"billing history entry {entry_id}"):
+        return LedgerEntry(
+            line_id=f"bh:{entry_id}", customer_id=ctx.customer_id, provider_name=PROVIDER,
+            entry_id=entry_id, entry_date=parse_datetime(get("date"), "date"),
+            entry_type=parse_text(get("type"), "type"),
+            description=parse_text(get("description"), "description"),
+            amount=parse_decimal(get("amount", MISSING), "amount"),
+            balance=parse_decimal(get("balance"), "balance", _ZERO),
+            run_id=ctx.run_id, collected_at=ctx.collected_at)
 
 
 def parse_instance(item: object, ctx: CollectContext) -> ResourceRow:
     """One entry of /instances."""
     item = parse_object(item, "instance")
     instance_id = parse_id(item.get("id"), "instance: id")
-    where = f"instance {instance_id}"
-    return ResourceRow(
-        customer_id=ctx.customer_id,
-        provider_name=PROVIDER,
-        resource_id=instance_id,
-        resource_name=parse_text(item.get("label"), f"{where}: label"),
-        resource_type="instance",
-        region_id=parse_text(item.get("region"), f"{where}: region"),
-        status=parse_text(item.get("status"), f"{where}: status"),
-        plan=parse_text(item.get("plan"), f"{where}: plan"),
-        vcpu_count=parse_int(item.get("vcpu_count"), f"{where}: vcpu_count", 0),
-        ram_mb=parse_int(item.get("ram"), f"{where}: ram", 0),
-        disk_gb=parse_int(item.get("disk"), f"{where}: disk", 0),
-        created_at=parse_optional_datetime(item.get("date_created"), f"{where}: date_created"),
-        run_id=ctx.run_id,
-        collected_at=ctx.collected_at,
-    )
+    get = item.get
+    with within(f"instance {instance_id}"):
+        return ResourceRow(
+            customer_id=ctx.customer_id, provider_name=PROVIDER, resource_id=instance_id,
+            resource_name=parse_text(get("label"), "label"), resource_type="instance",
+            region_id=parse_text(get("region"), "region"),
+            status=parse_text(get("status"), "status"), plan=parse_text(get("plan"), "plan"),
+            vcpu_count=parse_int(get("vcpu_count"), "vcpu_count", 0),
+            ram_mb=parse_int(get("ram"), "ram", 0), disk_gb=parse_int(get("disk"), "disk", 0),
+            created_at=parse_optional_datetime(get("date_created"), "date_created"),
+            run_id=ctx.run_id, collected_at=ctx.collected_at)
 
 
 def _issued(invoice: dict, ctx: CollectContext) -> datetime:
@@ -249,7 +239,7 @@ def _issued(invoice: dict, ctx: CollectContext) -> datetime:
 # --- the collector ---------------------------------------------------------------------------
 
 
-class VultrCollector:
+class VultrCollector(ProviderCollector):
     """Collects one customer's Vultr data through the v2 API."""
 
     provider = PROVIDER
@@ -270,22 +260,16 @@ class VultrCollector:
             url_env="VULTR_API_URL",
             url_hint="for Vultr it ends in /v2",
             default_url=VULTR_API_URL_DEFAULT,
+            verify=tls_trust(settings.env),
         )
 
-    def __repr__(self) -> str:
-        return f"VultrCollector(customer_id={self.customer_id!r})"
-
-    def collect(self, data_type: str, ctx: CollectContext) -> Iterator[Batch]:
-        """Yield batches of one data type; bad arguments fail here, before any request."""
-        check_collect(self.customer_id, self.provider, self.data_types, data_type, ctx)
+    def _batches(self, data_type: str, ctx: CollectContext) -> Iterator[Batch]:
         walks = {"cost": self._costs, "account": self._account, "resource": self._resources}
         return walks[data_type](ctx)
 
-    def ping(self) -> float:
-        """Seconds for GET /account."""
-        started = time.monotonic()
+    def _probe(self) -> None:
+        """GET /account."""
         self._client.get_json("/account")
-        return time.monotonic() - started
 
     def close(self) -> None:
         self._client.close()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from datetime import date
 
@@ -20,7 +19,7 @@ from optiinfra_tui.collectors.aws import (
 from optiinfra_tui.collectors.aws.session import AwsSession, RequestMeter, require_botocore
 from optiinfra_tui.collectors.base import (
     CollectContext,
-    check_collect,
+    ProviderCollector,
     default_customer_only,
     utc_today,
 )
@@ -29,7 +28,7 @@ from optiinfra_tui.rows import Batch
 from optiinfra_tui.settings import Settings
 
 
-class AwsCollector:
+class AwsCollector(ProviderCollector):
     """Collects one customer's AWS costs. `requests` counts the HTTP requests sent."""
 
     provider = PROVIDER
@@ -53,17 +52,12 @@ class AwsCollector:
         self._session = AwsSession(settings.env, account, customer_id, self.meter)
         self._clients: dict[str, object] = {}
 
-    def __repr__(self) -> str:
-        return f"AwsCollector(customer_id={self.customer_id!r})"
-
     @property
     def requests(self) -> int:
         """HTTP requests sent to AWS so far (retries included)."""
         return self.meter.count
 
-    def collect(self, data_type: str, ctx: CollectContext) -> Iterator[Batch]:
-        """Yield batches of one data type; bad arguments fail here, before any request."""
-        check_collect(self.customer_id, self.provider, self.data_types, data_type, ctx)
+    def _batches(self, data_type: str, ctx: CollectContext) -> Iterator[Batch]:
         if data_type == "cost":
             return cost_explorer.collect(self._client("ce"), ctx, self.clock(), self._ce_error)
         if not self.account.export_uri:  # "export"
@@ -75,16 +69,14 @@ class AwsCollector:
                                self._session.frozen(), cost_explorer.first_of_month(self.clock()),
                                self._session.translate)
 
-    def ping(self) -> float:
-        """Seconds for one request that costs nothing: STS GetCallerIdentity."""
-        started = time.monotonic()
+    def _probe(self) -> None:
+        """One request that costs nothing: STS GetCallerIdentity."""
         sts = self._client("sts")
         try:
             sts.get_caller_identity()
         except Exception as exc:
             raise self._session.translate(exc, "STS GetCallerIdentity",
                                           "sts:GetCallerIdentity") from None
-        return time.monotonic() - started
 
     def close(self) -> None:
         for client in self._clients.values():

@@ -12,7 +12,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from optiinfra_tui.collectors.aws import PROVIDER
-from optiinfra_tui.collectors.base import CollectContext
+from optiinfra_tui.collectors.base import CollectContext, next_month, previous_month
 from optiinfra_tui.collectors.fields import parse_decimal, parse_object, parse_text
 from optiinfra_tui.errors import DataError
 from optiinfra_tui.rows import COST_EXPLORER, COST_LINES, REPLACE_WINDOW, Batch, CostRow, Window
@@ -25,14 +25,6 @@ _ZERO = Decimal(0)
 
 def first_of_month(day: date) -> date:
     return day.replace(day=1)
-
-
-def previous_month(month: date) -> date:
-    return (month - timedelta(days=1)).replace(day=1)
-
-
-def next_month(month: date) -> date:
-    return (month.replace(day=28) + timedelta(days=4)).replace(day=1)
 
 
 def window_for(today: date, state: Mapping[str, str]) -> tuple[date, date, tuple[date, ...]]:
