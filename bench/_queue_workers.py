@@ -1,9 +1,10 @@
-"""The worker side of bench/queue_latency.py: a no-op task for ours, plain Huey and Celery.
+"""The worker side of bench/queue_latency.py: a no-op task for ours, plain Huey, Celery, and
+Celery recording its runs in PostgreSQL as the stack we replace did.
 
 Each task stamps time.monotonic() where its work begins (CLOCK_MONOTONIC is one clock for
 every process on the machine) and reports when it ends: every task in 'ping' mode, once per
 BENCH_BURST tasks in 'burst' mode, so reporting costs a burst nothing. Run a worker with
-`python -c "import _queue_workers as w; w.main()" ours|plain|celery` (cwd bench/): tasks
+`python -c "import _queue_workers as w; w.main()" KIND` (cwd bench/, KIND one of DBS): tasks
 must live in an importable module, never __main__.
 """
 
@@ -18,7 +19,7 @@ from functools import cache
 import redis
 
 REPORT_DB = 15  # reports travel through their own database of the same Redis
-DBS = {"ours": 0, "plain": 1, "celery": 2}
+DBS = {"ours": 0, "plain": 1, "celery": 2, "celery_history": 3}
 
 
 def redis_url(db: int) -> str:
@@ -84,6 +85,79 @@ def celery_app():
         reporter.ended(seq, started, mode)
 
     return app, noop
+
+
+# --- Celery with history: a collection_history row per task, as the old stack kept ---------------
+
+HISTORY_TABLE = """
+CREATE TABLE IF NOT EXISTS collection_history (
+    id SERIAL PRIMARY KEY, task_id VARCHAR(64), customer_id VARCHAR(64), provider VARCHAR(32),
+    data_types VARCHAR(128), status VARCHAR(16) NOT NULL, started_at TIMESTAMP NOT NULL,
+    finished_at TIMESTAMP, duration_ms INTEGER, records INTEGER, error TEXT)"""
+
+
+class HistoryRows:
+    """The old stack's bookkeeping, as cheap as it gets: one autocommit psycopg2 connection per
+    worker thread, an INSERT when the task starts and an UPDATE when it ends (two
+    transactions, two round trips). No ORM: the peer pays nothing it needn't."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.local = threading.local()
+
+    def cursor(self):
+        cur = getattr(self.local, "cursor", None)
+        if cur is None:
+            import psycopg2
+
+            conn = psycopg2.connect(self.url)
+            conn.autocommit = True
+            cur = self.local.cursor = conn.cursor()
+        return cur
+
+    def started(self, task_id: str) -> int:
+        cur = self.cursor()
+        cur.execute("INSERT INTO collection_history (task_id, customer_id, provider, data_types,"
+                    " status, started_at) VALUES (%s, %s, %s, %s, 'running', now() at time zone "
+                    "'utc') RETURNING id", (task_id, "default_customer", "noop", "ping"))
+        return cur.fetchone()[0]
+
+    def ended(self, row_id: int, began: float) -> None:
+        self.cursor().execute(
+            "UPDATE collection_history SET status = 'success', finished_at = now() at time zone "
+            "'utc', duration_ms = %s, records = 0 WHERE id = %s",
+            (int((time.monotonic() - began) * 1000), row_id))
+
+
+def create_history_table(url: str) -> None:
+    import psycopg2
+
+    conn = psycopg2.connect(url)
+    conn.autocommit = True
+    conn.cursor().execute(HISTORY_TABLE)
+    conn.close()
+
+
+@cache
+def celery_history_app():
+    from celery import Celery
+
+    app = Celery("bench_history", broker=redis_url(DBS["celery_history"]))
+    app.conf.update(task_ignore_result=True, worker_hijack_root_logger=False,
+                    worker_redirect_stdouts=False, broker_connection_retry_on_startup=True)
+    role = os.environ.get("BENCH_ROLE") == "celery_history"
+    reporter = Reporter("celery_history") if role else None
+    rows = HistoryRows(os.environ["DATABASE_URL"]) if role else None
+
+    @app.task(name="bench.noop_history", bind=True)
+    def noop_history(self, seq, mode):
+        picked = time.monotonic()
+        row_id = rows.started(self.request.id)
+        started = time.monotonic()  # its work starts once its row is written, as ours does
+        rows.ended(row_id, started)
+        reporter.ended(seq, started, mode, picked)
+
+    return app, noop_history
 
 
 # --- ours: the product's collect_data_task with a no-op provider ---------------------------------
@@ -211,10 +285,14 @@ def run_plain() -> None:
     consumer.stop(graceful=True)
 
 
-def run_celery() -> None:
-    app, _ = celery_app()
+def run_celery(app=None) -> None:
+    app = app or celery_app()[0]
     app.worker_main(["worker", "--pool=threads", "--concurrency=2", "--loglevel=WARNING",
                      "--without-gossip", "--without-mingle", "--without-heartbeat"])
+
+
+def run_celery_history() -> None:
+    run_celery(celery_history_app()[0])
 
 
 def _serve_until_stdin_closes() -> None:
@@ -228,4 +306,5 @@ def _serve_until_stdin_closes() -> None:
 def main() -> None:
     role = sys.argv[1]
     os.environ["BENCH_ROLE"] = role
-    {"ours": run_ours, "plain": run_plain, "celery": run_celery}[role]()
+    {"ours": run_ours, "plain": run_plain, "celery": run_celery,
+     "celery_history": run_celery_history}[role]()

@@ -12,6 +12,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlparse, urlsplit
@@ -123,10 +124,16 @@ class Settings:
         return (f"Redis at {address}, from {var}",
                 f"Check that Redis is running there, or point {var} at one that is.")
 
+    @cached_property
+    def _customers_by_id(self) -> dict[str, Customer]:
+        # By id: a fan-out over 10,000 customers looks each one up (cached_property writes
+        # the instance's __dict__, which a frozen dataclass allows).
+        return {c.id: c for c in self.customers}
+
     def customer(self, customer_id: str) -> Customer:
-        for c in self.customers:
-            if c.id == customer_id:
-                return c
+        found = self._customers_by_id.get(customer_id)
+        if found is not None:
+            return found
         known = ", ".join(c.id for c in self.customers)
         raise ConfigError(
             f"Unknown customer {customer_id!r}. Configured customers: {known}. "
@@ -183,6 +190,16 @@ class Settings:
 
     def secrets(self) -> list[str]:
         """Every credential value this process knows, for scrubbing them from text."""
+        # Asked for every log record: computed once per set of installed providers (the
+        # settings themselves never change), not once per record over every customer.
+        key = providers.names()
+        cached = self.__dict__.get("_secrets")
+        if cached is None or cached[0] != key:
+            cached = (key, self._find_secrets())
+            object.__setattr__(self, "_secrets", cached)
+        return list(cached[1])
+
+    def _find_secrets(self) -> list[str]:
         names: set[str] = set()
         for spec in providers.specs().values():
             names.update(spec.secret_vars)

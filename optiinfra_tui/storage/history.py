@@ -16,6 +16,7 @@ import peewee as pw
 from playhouse.db_url import parse as parse_db_url
 
 from optiinfra_tui.errors import BackendUnavailable, ConfigError
+from optiinfra_tui.storage import group_commit
 from optiinfra_tui.text import first_line, safe_url
 
 log = logging.getLogger("optiinfra.history")
@@ -200,6 +201,7 @@ def connect(url: str) -> pw.Database:
             return db.obj
         database = _open(url)
         if db.obj is not None:
+            group_commit.stop_writer()  # what it holds belongs to the old database
             db.obj.close()
         db.initialize(database)
         try:
@@ -262,6 +264,20 @@ def migrate(database: pw.Database) -> int:
             log.info("history schema migrated to version %d", version)
             current = version
     return current
+
+
+def group_writer() -> group_commit.GroupCommit | None:
+    """This process's group-commit writer (PostgreSQL); None on SQLite, where every write is
+    a local transaction already."""
+    database = db.obj
+    if isinstance(database, pw.PostgresqlDatabase):
+        return group_commit.writer_for(database)
+    return None
+
+
+def flush_writes(timeout: float | None = None) -> bool:
+    """Wait until this process's queued history writes are committed; False on timeout."""
+    return group_commit.flush(timeout)
 
 
 def close_connection() -> None:

@@ -19,6 +19,7 @@ from optiinfra_tui.storage.history import (
     HEARTBEAT_STALE_AFTER,
     WorkerHeartbeat,
     close_connection,
+    flush_writes,
     utcnow,
 )
 from optiinfra_tui.text import short_error
@@ -221,5 +222,6 @@ def attach_to_plain_consumer(rt: Runtime) -> None:
             if _plain_agent is not None:
                 _plain_agent.threads -= 1
                 if _plain_agent.threads <= 0:
+                    flush_writes(10)  # the last tasks' ends, before the heartbeat goes
                     _plain_agent.stop()
                     _plain_agent = None

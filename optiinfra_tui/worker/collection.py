@@ -130,10 +130,13 @@ def worker_name(rt: Runtime) -> str:
     return f"{rt.consumer_id}:{threading.current_thread().name}"
 
 
-def execute_run(rt: Runtime, run_id: int, on_progress: Progress | None = None) -> Outcome:
+def execute_run(rt: Runtime, run_id: int, on_progress: Progress | None = None,
+                wait: bool = True) -> Outcome:
     """Run one attempt of a run, recording its start and end; never raises for a run's failure.
 
-    `on_progress(rows, pages)` is called after each page the collector yields."""
+    `on_progress(rows, pages)` is called after each page the collector yields. Without
+    `wait`, a final end is committed with the process's next batch of history writes
+    instead of before returning (a worker task: its thread takes the next task meanwhile)."""
     rt.history()
     run = runs.start_attempt(run_id, worker_name(rt))
     if run is None:
@@ -146,7 +149,7 @@ def execute_run(rt: Runtime, run_id: int, on_progress: Progress | None = None) -
         _collect(rt, run, written, on_progress)
         # The check first: whoever sees the run final sees the header agree with it.
         _provider_checked(run, True, f"collected {written[0]} rows (run {run.id})")
-        runs.finish_success(run, written[0])
+        runs.finish_success(run, written[0], wait=wait)
         outcome = Outcome("success", rows=written[0])
         log.info("run %d: %s for %s collected %d rows (attempt %d)", run.id, run.provider,
                  run.customer_id, written[0], run.attempt)
@@ -158,7 +161,7 @@ def execute_run(rt: Runtime, run_id: int, on_progress: Progress | None = None) -
         outcome = Outcome("canceled", rows=written[0], error_kind="interrupted")
         raise
     except Exception as exc:
-        outcome = _record_failure(rt, run, exc, written[0])
+        outcome = _record_failure(rt, run, exc, written[0], wait)
     finally:
         rt.activity.ended(outcome.status in ("success", "retrying"))
         telemetry.record_run(run.provider, outcome.status, time.monotonic() - began)
@@ -308,7 +311,8 @@ class _InvoiceTracker:
         del self.done[:count]
 
 
-def _record_failure(rt: Runtime, run: CollectionRun, exc: Exception, rows: int) -> Outcome:
+def _record_failure(rt: Runtime, run: CollectionRun, exc: Exception, rows: int,
+                    wait: bool = True) -> Outcome:
     settings = rt.settings
     kind = error_kind(exc)
     message = scrub(str(exc) or type(exc).__name__, settings.secrets())
@@ -330,7 +334,7 @@ def _record_failure(rt: Runtime, run: CollectionRun, exc: Exception, rows: int) 
     if isinstance(exc, RETRYABLE):
         tries = "1 attempt" if run.attempt == 1 else f"{run.attempt} attempts"
         message = f"{message.rstrip()} Gave up after {tries} (MAX_RETRIES={settings.max_retries})."
-    runs.finish_failure(run, kind, message, rows)
+    runs.finish_failure(run, kind, message, rows, wait=wait)
     log.warning("run %d: failed (%s): %s", run.id, kind, message)
     return Outcome("failed", rows=rows, error_kind=kind, message=message)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 
+from optiinfra_tui.storage import history
 from optiinfra_tui.worker.agent import ConsumerAgent
 from optiinfra_tui.worker.queue import EmbeddedConsumer
 from optiinfra_tui.worker.runtime import Runtime
@@ -41,5 +42,7 @@ class WorkerPool:
         done = True
         if self.consumer:
             done = self.consumer.stop(graceful=True, timeout=timeout)
+            # Ends of the last tasks may still wait for their group commit.
+            done = history.flush_writes(timeout) and done
         self.agent.stop()
         return done

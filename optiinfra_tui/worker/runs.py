@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from peewee import PostgresqlDatabase
 
 from optiinfra_tui.settings import ordered_types
+from optiinfra_tui.storage.group_commit import Statement
 from optiinfra_tui.storage.history import (
     CANCELED,
     FAILED,
@@ -26,6 +27,7 @@ from optiinfra_tui.storage.history import (
     RunAttempt,
     db,
     durable,
+    group_writer,
     utcnow,
 )
 
@@ -72,31 +74,55 @@ class RunRow:
 
 
 # The statements every task runs, on PostgreSQL written out: building them with peewee was
-# most of a task's CPU. A data-modifying WITH is one atomic statement, so start and finish
-# cost one round trip each instead of four (BEGIN, two statements, COMMIT).
+# most of a task's CPU. A data-modifying WITH is one atomic statement. A worker's claims and
+# ends go through the process's group-commit writer (storage/group_commit.py): the
+# statements of many tasks share one transaction and one round trip.
 _PG_CREATE = """
 INSERT INTO collection_runs (task_id, customer_id, provider, data_types, "trigger", status,
     attempt, max_attempts, metrics_collected, queued_at, retry_of, schedule)
-VALUES (%s, %s, %s, %s, %s, %s, 0, %s, 0, %s, %s, %s) RETURNING *"""
+VALUES (%s, %s, %s, %s, %s, %s, 0, %s, 0, %s, %s, %s) RETURNING id"""
 
-_PG_START = """
-WITH claimed AS (
-    UPDATE collection_runs SET status = %s, attempt = attempt + 1, started_at = %s,
-        worker = %s, next_attempt_at = NULL
-    WHERE id = %s AND status IN (%s, %s) RETURNING *),
+# The columns of a claimed run, in the model's order: rows come back as plain tuples.
+_RUN_FIELDS = [f.name for f in CollectionRun._meta.sorted_fields]
+_RUN_COLUMNS = ", ".join(f'r."{f.column_name}"' for f in CollectionRun._meta.sorted_fields)
+
+# Claims of many runs in one statement: one row back per run claimed (the id first). Its plan
+# is made once per connection, maybe on an empty table: the ids' own ANY, and a status test no
+# index answers, keep it on the primary key (through the status index it would visit every
+# queued run, and every dead version of one, for each claim).
+_PG_CLAIM = Statement("optiinfra_claim", f"""
+WITH v AS (SELECT * FROM unnest(%s::int[], %s::text[], %s::timestamp[])
+           AS v(id, worker, started_at)),
+claimed AS (
+    UPDATE collection_runs r SET status = '{RUNNING}', attempt = r.attempt + 1,
+        started_at = v.started_at, worker = v.worker, next_attempt_at = NULL
+    FROM v WHERE r.id = ANY(ARRAY(SELECT id FROM v)) AND r.id = v.id
+        AND coalesce(r.status, '') IN ('{QUEUED}', '{RETRYING}')
+    RETURNING {_RUN_COLUMNS}),
 attempt AS (
     INSERT INTO run_attempts (run_id, attempt, status, worker, started_at, "rows")
     SELECT id, attempt, status, worker, started_at, 0 FROM claimed)
-SELECT * FROM claimed"""
+SELECT * FROM claimed""", merged=True)
 
-_PG_FINISH = """
+_PG_FINISH = Statement("optiinfra_finish", """
 WITH attempt AS (
     UPDATE run_attempts SET status = %s, finished_at = %s, "rows" = %s, error_kind = %s,
         error_message = %s, duration_ms = %s
     WHERE run_id = %s AND attempt = %s)
 UPDATE collection_runs SET status = %s, finished_at = %s, metrics_collected = %s,
     error_kind = %s, error_message = %s, next_attempt_at = NULL, duration_ms = %s
-WHERE id = %s"""
+WHERE id = %s""")
+
+_PG_ADD_REQUESTS = Statement("optiinfra_add_requests",
+                             "UPDATE collection_runs SET requests = requests + %s WHERE id = %s")
+
+
+def _run_of(data: dict) -> CollectionRun:
+    """A run from its column values, as peewee builds one from a row (setting each field
+    through the model's constructor is most of the cost of a run on the hot path)."""
+    run = CollectionRun(__no_default__=1)
+    run.__data__ = data
+    return run
 
 
 def _on_postgres() -> bool:
@@ -107,14 +133,22 @@ def create_run(customer_id: str, provider: str, data_types: Iterable[str], trigg
                max_attempts: int, retry_of: int | None = None,
                schedule: str | None = None, task_id: str | None = None) -> CollectionRun:
     """Write a run as `queued`: this happens before its task is enqueued."""
+    types, now = ",".join(data_types), utcnow()
     if _on_postgres():
-        return list(CollectionRun.raw(
-            _PG_CREATE, task_id, customer_id, provider, ",".join(data_types), trigger, QUEUED,
-            max_attempts, utcnow(), retry_of, schedule))[0]
+        run_id = db.execute_sql(_PG_CREATE, (
+            task_id, customer_id, provider, types, trigger, QUEUED, max_attempts, now,
+            retry_of, schedule)).fetchone()[0]
+        return _run_of(dict(
+            id=run_id, task_id=task_id, customer_id=customer_id, provider=provider,
+            data_types=types, trigger=trigger, status=QUEUED, attempt=0,
+            max_attempts=max_attempts, metrics_collected=0, error_kind=None,
+            error_message=None, queued_at=now, started_at=None, finished_at=None,
+            duration_ms=None, worker=None, next_attempt_at=None, retry_of=retry_of,
+            schedule=schedule, requests=0))
     return CollectionRun.create(
-        customer_id=customer_id, provider=provider, data_types=",".join(data_types),
-        trigger=trigger, status=QUEUED, max_attempts=max_attempts, retry_of=retry_of,
-        schedule=schedule, queued_at=utcnow(), task_id=task_id)
+        customer_id=customer_id, provider=provider, data_types=types, trigger=trigger,
+        status=QUEUED, max_attempts=max_attempts, retry_of=retry_of, schedule=schedule,
+        queued_at=now, task_id=task_id)
 
 
 def attach_task(run_id: int, task_id: str) -> None:
@@ -135,10 +169,10 @@ def get_run(run_id: int) -> CollectionRun | None:
 def start_attempt(run_id: int, worker: str) -> CollectionRun | None:
     """Mark the next attempt running; None when the run is gone, canceled or already over."""
     now = utcnow()
-    if _on_postgres():
-        claimed = list(CollectionRun.raw(_PG_START, RUNNING, now, worker, run_id, QUEUED,
-                                         RETRYING))
-        return claimed[0] if claimed else None
+    writer = group_writer()
+    if writer is not None:
+        row = writer.claim(_PG_CLAIM, (run_id, worker, now))
+        return None if row is None else _run_of(dict(zip(_RUN_FIELDS, row, strict=True)))
     with db.atomic():
         # One guarded UPDATE both checks and claims the run (two consumers racing for it
         # agree on a single winner) and returns it: every task pays for each round trip here.
@@ -164,26 +198,38 @@ def _finish_attempt(run: CollectionRun, status: str, rows: int, kind: str | None
         RunAttempt.run_id == run.id, RunAttempt.attempt == run.attempt).execute()
 
 
-def finish_success(run: CollectionRun, rows: int) -> None:
-    durable(_finish, run, SUCCESS, rows, None, None, what=f"run {run.id} success")
+def finish_success(run: CollectionRun, rows: int, wait: bool = True) -> None:
+    """Record the attempt's success; without `wait`, committed with this process's next batch
+    of history writes (a few ms later, before the worker's next claim is answered)."""
+    _finish(run, SUCCESS, rows, None, None, wait)
 
 
 def finish_failure(run: CollectionRun, kind: str, message: str, rows: int = 0,
-                   status: str = FAILED) -> None:
-    durable(_finish, run, status, rows, kind, message, what=f"run {run.id} {status}")
+                   status: str = FAILED, wait: bool = True) -> None:
+    """Record the run's end in failure (or `status`); `wait` as for finish_success."""
+    _finish(run, status, rows, kind, message, wait)
 
 
 def _finish(run: CollectionRun, status: str, rows: int, kind: str | None,
-            message: str | None) -> None:
+            message: str | None, wait: bool) -> None:
+    # Retried until the database takes it, either way: a run's end must survive an outage.
+    what = f"run {run.id} {status}"
+    writer = group_writer()
+    if writer is None:
+        durable(_finish_sqlite, run, status, rows, kind, message, what=what)
+        return
+    now = utcnow()
+    started = run.started_at or now
+    writer.write(_PG_FINISH, (
+        status, now, rows, kind, message, int((now - started).total_seconds() * 1000),
+        run.id, run.attempt, status, now, run.metrics_collected + rows, kind, message,
+        _total_duration_ms(run, now), run.id), what=what, wait=wait)
+
+
+def _finish_sqlite(run: CollectionRun, status: str, rows: int, kind: str | None,
+                   message: str | None) -> None:
     now = utcnow()
     total_rows = run.metrics_collected + rows
-    if _on_postgres():
-        started = run.started_at or now
-        db.execute_sql(_PG_FINISH, (
-            status, now, rows, kind, message, int((now - started).total_seconds() * 1000),
-            run.id, run.attempt,
-            status, now, total_rows, kind, message, _total_duration_ms(run, now), run.id))
-        return
     with db.atomic():
         _finish_attempt(run, status, rows, kind, message, now)
         CollectionRun.update(
@@ -195,9 +241,15 @@ def _finish(run: CollectionRun, status: str, rows: int, kind: str | None,
 
 def add_requests(run_id: int, count: int) -> None:
     """Add an attempt's provider requests to its run's count."""
-    if count:
-        durable(lambda: CollectionRun.update(requests=CollectionRun.requests + count)
-                .where(CollectionRun.id == run_id).execute(), what=f"run {run_id} requests")
+    if not count:
+        return
+    writer = group_writer()
+    if writer is not None:  # before the run's end, in the same order
+        writer.write(_PG_ADD_REQUESTS, (count, run_id), what=f"run {run_id} requests",
+                     wait=False)
+        return
+    durable(lambda: CollectionRun.update(requests=CollectionRun.requests + count)
+            .where(CollectionRun.id == run_id).execute(), what=f"run {run_id} requests")
 
 
 def schedule_retry(run: CollectionRun, kind: str, message: str, delay: float,

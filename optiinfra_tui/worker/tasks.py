@@ -56,7 +56,9 @@ def register_tasks(rt: Runtime) -> SimpleNamespace:
                                       rt.settings.max_retries + 1)
                 runs.attach_task(run.id, task.id)
                 run_id = run.id
-            outcome = execute_run(rt, run_id)
+            # The run's end rides with this process's next history batch: nothing reads it
+            # here, and the thread's next claim commits it at the latest.
+            outcome = execute_run(rt, run_id, wait=False)
         except (UNAVAILABLE + (BackendUnavailable,)) as exc:
             # The history store is down before the attempt could be recorded: try later,
             # rather than run something nobody can see.
