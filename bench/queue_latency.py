@@ -54,13 +54,21 @@ class Producer:
         self.reports = reports
         self.seq = 0
         if kind == "ours":
-            from optiinfra_tui.worker.collection import request_collection
+            from optiinfra_tui.worker.collection import (
+                FAN_OUT_CHUNK,
+                request_collection,
+                request_many,
+            )
 
             self.rt = workers.ours_runtime()
             self.rt.history()
             customer = self.rt.settings.default_customer_id
             self.send = lambda mode: request_collection(self.rt, customer, "noop", mode,
                                                         trigger="api")
+            # What a schedule's fan-out does: FAN_OUT_CHUNK runs per INSERT and per enqueue.
+            self.send_chunk = lambda size: request_many(self.rt, [customer] * size, "noop",
+                                                        ["burst"], trigger="schedule")
+            self.chunk = FAN_OUT_CHUNK
         elif kind == "plain":
             _, noop = workers.plain_huey()
             self.send = lambda mode: noop(self._next(), mode)
@@ -84,11 +92,17 @@ class Producer:
         _, started, picked = got[1].split()
         return float(started) - sent, float(picked) - sent
 
-    def burst(self, n: int, timeout: float = 300.0) -> tuple[float, float]:
-        """Send n tasks at once; returns (tasks per second, enqueue seconds)."""
+    def burst(self, n: int, timeout: float = 300.0,
+              fan_out: bool = False) -> tuple[float, float]:
+        """Send n tasks at once, one call each (or through the fan-out's chunks); returns
+        (tasks per second, enqueue seconds)."""
         start = time.monotonic()
-        for _ in range(n):
-            self.send("burst")
+        if fan_out:
+            for done in range(0, n, self.chunk):
+                self.send_chunk(min(self.chunk, n - done))
+        else:
+            for _ in range(n):
+                self.send("burst")
         enqueued = time.monotonic() - start
         got = self.reports.blpop([f"bench:{self.kind}:burst"], timeout=timeout)
         if got is None:
@@ -143,7 +157,7 @@ def main(argv: list[str] | None = None) -> dict:
     reports = redis.Redis.from_url(workers.redis_url(workers.REPORT_DB), socket_timeout=None)
     results: dict[str, dict[str, list[float]]] = {
         k: {"p50_ms": [], "p99_ms": [], "pick_p50_ms": [], "pick_p99_ms": [], "tps": [],
-            "enqueue_s": [], "cpu": []} for k in systems}
+            "enqueue_s": [], "cpu": [], "tps_fan_out": []} for k in systems}
     # CPU per burst task, by process: where a task's cost goes (the machine has 2 cores).
     meters = {"worker": None, "producer": lambda: cpu_seconds(os.getpid()),
               "postgres": lambda: tree_cpu_seconds(pg.pid),
@@ -180,6 +194,11 @@ def main(argv: list[str] | None = None) -> dict:
                       f"{res['p99_ms'][-1]:.3f} ms  {tps:.0f} tasks/s (enqueue {enq:.2f} s); "
                       "CPU ms/task: " + ", ".join(f"{m} {v:.3f}" for m, v in cpu.items()),
                       flush=True)
+                if kind == "ours":
+                    tps, enq = p.burst(args.burst, fan_out=True)
+                    res["tps_fan_out"].append(tps)
+                    print(f"  round {r + 1} ours, fan-out: {tps:.0f} tasks/s (enqueue "
+                          f"{enq:.2f} s)", flush=True)
     finally:
         stop_workers(procs)
         server.stop()
@@ -202,6 +221,8 @@ def report(results: dict) -> None:
             figure("ours: enqueue-to-pickup p50 (before history)", fmt(res["pick_p50_ms"], "ms", 3))
             figure("ours: enqueue-to-pickup p99 (before history)", fmt(res["pick_p99_ms"], "ms", 3))
         figure(f"{kind}: burst throughput", fmt(res["tps"], "tasks/s", 0))
+        if res["tps_fan_out"]:
+            figure(f"{kind}: burst through the fan-out", fmt(res["tps_fan_out"], "tasks/s", 0))
         cpu = {m: _med([c[m] for c in res["cpu"]]) for m in res["cpu"][0]}
         figure(f"{kind}: CPU per burst task", ", ".join(f"{m} {v:.2f}" for m, v in cpu.items())
                + " ms")

@@ -53,14 +53,13 @@ def can_revoke(run: CollectionRun | None) -> bool:
 
 
 def revoke(rt: Runtime, run_id: int) -> CollectionRun:
-    """Cancel a queued (or retry-waiting) run; its task is skipped when a worker reaches it."""
+    """Cancel a queued (or retry-waiting) run; its task is skipped when a worker reaches it
+    (the attempt's claim finds it canceled)."""
     rt.history()
     run = runs.get_run(run_id)
     if not can_revoke(run) or not runs.cancel_run(run_id):
         raise ConfigError(f"Run {run_id} is {run.status if run else 'gone'}; only queued or "
                           "retrying runs can be revoked.")
-    if run.task_id:
-        rt.huey.revoke_by_id(run.task_id, revoke_once=True)
     return runs.get_run(run_id)
 
 

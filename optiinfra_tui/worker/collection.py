@@ -29,6 +29,7 @@ from optiinfra_tui.storage.history import CANCELED, CollectionRun, utcnow
 from optiinfra_tui.text import scrub
 from optiinfra_tui.worker import runs, telemetry
 from optiinfra_tui.worker.health import NO_CREDENTIALS, record_collection
+from optiinfra_tui.worker.queue import enqueue_many
 
 if TYPE_CHECKING:  # runtime imports this module's callers: annotations only
     from optiinfra_tui.worker.runtime import Runtime
@@ -106,9 +107,11 @@ def fan_out(rt: Runtime, provider: str, data_types: Iterable[str], trigger: str,
     this process's environment (a scheduled fan-out runs in a worker: the worker's).
 
     Customers without it are skipped, not failed: a newcomer without a key gets no failed
-    run per slot. A customer the queue refused doesn't stop the others.
+    run per slot. Runs are recorded and enqueued FAN_OUT_CHUNK at a time (one INSERT, one
+    queue round trip each); a chunk the queue refused doesn't stop the others.
     """
     out = into or FanOut()
+    ready = []
     for customer in rt.settings.customers_with(provider):
         missing = rt.settings.missing_credential(customer.id, provider)
         if missing:
@@ -116,14 +119,49 @@ def fan_out(rt: Runtime, provider: str, data_types: Iterable[str], trigger: str,
             log.info("%s: %s skipped for %s: no credentials (set %s)", schedule or trigger,
                      provider, customer.id, missing)
             continue
+        ready.append(customer.id)
+    for start in range(0, len(ready), FAN_OUT_CHUNK):
+        chunk = ready[start:start + FAN_OUT_CHUNK]
         try:
-            out.runs.append(request_collection(rt, customer.id, provider, list(data_types),
-                                               trigger=trigger, schedule=schedule))
+            out.runs += request_many(rt, chunk, provider, data_types, trigger, schedule)
         except OptiInfraError as exc:
+            who = chunk[0] if len(chunk) == 1 else f"{len(chunk)} customers ({chunk[0]}…{chunk[-1]})"
             log.warning("%s: could not queue %s for %s: %s", schedule or trigger, provider,
-                        customer.id, exc)
+                        who, exc)
             out.errors.append(exc)
     return out
+
+
+# Runs a fan-out records and enqueues at once: one INSERT and one queue round trip each.
+FAN_OUT_CHUNK = 500
+
+
+def request_many(rt: Runtime, customer_ids: list[str], provider: str,
+                 data_types: Iterable[str], trigger: str,
+                 schedule: str | None = None) -> list[CollectionRun]:
+    """request_collection for many customers at once: every run recorded as queued (one
+    INSERT), then every task enqueued (one round trip on Redis); if the queue refuses them,
+    the runs are removed again and BackendUnavailable raised."""
+    settings = rt.settings
+    types = validate_data_types(provider, list(data_types))
+    for customer_id in customer_ids:
+        settings.customer(customer_id)
+    rt.history()
+    tasks = [rt.tasks.collect_data_task.s(c, provider, list(types), run_id=None, trigger=trigger)
+             for c in customer_ids]
+    made = runs.create_runs(customer_ids, provider, types, trigger, settings.max_retries + 1,
+                            [t.id for t in tasks], schedule=schedule)
+    for task, run in zip(tasks, made, strict=True):
+        task.kwargs["run_id"] = run.id
+    try:
+        enqueue_many(rt.huey, tasks)
+    except Exception as exc:
+        runs.delete_runs([run.id for run in made])
+        where, fix = settings.queue_location()
+        raise BackendUnavailable(
+            f"The queue is unreachable: {where} ({type(exc).__name__}); nothing was queued. {fix}"
+        ) from None
+    return made
 
 
 def worker_name(rt: Runtime) -> str:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from optiinfra_tui.errors import OptiInfraError
 from optiinfra_tui.storage import history
-from optiinfra_tui.storage.group_commit import Statement
+from optiinfra_tui.storage.group_commit import Part
 from optiinfra_tui.storage.history import BackendHealth, utcnow
 from optiinfra_tui.text import first_line, scrub, short_error
 from optiinfra_tui.worker.queue import queue_ping
@@ -124,25 +124,26 @@ def check_all(rt: Runtime, providers: bool = False, metrics: bool = True, backen
     return results
 
 
-_PG_RECORD = Statement("optiinfra_record_check", """
-INSERT INTO backend_health (name, ok, latency_ms, message, checked_at) VALUES (%s, %s, NULL, %s, %s)
-ON CONFLICT (name) DO UPDATE SET ok = EXCLUDED.ok, latency_ms = NULL, message = EXCLUDED.message,
-    checked_at = EXCLUDED.checked_at""")
+# A collection's check, on PostgreSQL: in the same group commit as the run's end, before it
+# (whoever sees the run final sees the check); of two checks of one name in a batch, the later.
+_RECORD = Part("provider_check", (("name", "text"), ("ok", "boolean"), ("message", "text"),
+                                  ("checked_at", "timestamp")), """
+{name} AS (
+    INSERT INTO backend_health (name, ok, latency_ms, message, checked_at)
+    SELECT name, ok, NULL, message, checked_at FROM {rows}
+    ON CONFLICT (name) DO UPDATE SET ok = EXCLUDED.ok, latency_ms = NULL,
+        message = EXCLUDED.message, checked_at = EXCLUDED.checked_at)""",
+               table="backend_health", replaces=True)
 
 
 def record_collection(provider: str, customer_id: str, ok: bool, message: str) -> None:
-    """A collection's outcome as a check of its provider for its customer.
-
-    On PostgreSQL it joins the run's end in the next group commit, before it (whoever sees
-    the run final sees the check); a later check of the same name in that batch replaces it.
-    """
+    """A collection's outcome as a check of its provider for its customer."""
     name, text = check_name(provider, customer_id), first_line(message, 200)
     writer = history.group_writer()
     if writer is None:
         record([Health(name, ok, None, text)])
         return
-    writer.write(_PG_RECORD, (name, ok, text, utcnow()), what=f"check of {name}",
-                 dedupe=("health", name), wait=False)
+    writer.write(_RECORD, (name, ok, text, utcnow()), what=f"check of {name}", wait=False)
 
 
 def record(results: list[Health], now: datetime | None = None) -> None:

@@ -14,6 +14,7 @@ import time
 from huey import RedisHuey, SqliteHuey
 from huey.api import Huey
 from huey.consumer import Consumer, Worker
+from huey.signals import SIGNAL_ENQUEUED
 from huey.storage import RedisStorage
 
 from optiinfra_tui.settings import Settings
@@ -21,6 +22,28 @@ from optiinfra_tui.settings import Settings
 log = logging.getLogger("optiinfra.queue")
 
 QUEUE_NAME = "optiinfra"
+
+
+class _HistoryRevokes:
+    """Runs are revoked in the history (`cancel_run`), which every attempt's claim checks;
+    Huey's own revocation is never used, and checking for it costs each task two round trips
+    to the queue (a read before it runs, a delete after)."""
+
+    def is_revoked(self, task, timestamp=None, peek=True) -> bool:
+        return False
+
+    def delete(self, key):
+        if isinstance(key, str) and key.startswith("r:"):  # a task's revoke flag: never set
+            return False
+        return super().delete(key)
+
+
+class QueueRedisHuey(_HistoryRevokes, RedisHuey):
+    pass
+
+
+class QueueSqliteHuey(_HistoryRevokes, SqliteHuey):
+    pass
 
 
 def build_huey(settings: Settings) -> Huey:
@@ -32,10 +55,26 @@ def build_huey(settings: Settings) -> Huey:
         # Timeouts so a dead Redis fails a call in seconds instead of hanging a worker.
         pool = redis.ConnectionPool.from_url(settings.redis_url, health_check_interval=10,
                                              socket_timeout=5, socket_connect_timeout=5)
-        return RedisHuey(QUEUE_NAME, connection_pool=pool, results=False, utc=True)
+        return QueueRedisHuey(QUEUE_NAME, connection_pool=pool, results=False, utc=True)
     settings.home.mkdir(parents=True, exist_ok=True)
-    return SqliteHuey(QUEUE_NAME, filename=str(settings.home / "queue.db"), results=False,
-                      utc=True, timeout=10)
+    return QueueSqliteHuey(QUEUE_NAME, filename=str(settings.home / "queue.db"), results=False,
+                           utc=True, timeout=10)
+
+
+def enqueue_many(huey: Huey, tasks: list) -> None:
+    """Enqueue `tasks` at once: on Redis one round trip, all or none (MULTI/EXEC); elsewhere
+    one by one. What Huey.enqueue does for a plain task, for many."""
+    for task in tasks:
+        huey._emit(SIGNAL_ENQUEUED, task)  # as Huey.enqueue does: wakes in-process workers
+    storage = huey.storage
+    if type(storage) is not RedisStorage:  # SQLite, or Redis with priorities
+        for task in tasks:
+            storage.enqueue(huey.serialize_task(task), task.priority)
+        return
+    pipe = storage.conn.pipeline(transaction=True)
+    for task in tasks:
+        pipe.lpush(storage.queue_key, huey.serialize_task(task))
+    pipe.execute()
 
 
 def queue_ping(huey: Huey) -> float:

@@ -11,10 +11,10 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
-from peewee import PostgresqlDatabase
+from peewee import PostgresqlDatabase, __exception_wrapper__
 
 from optiinfra_tui.settings import ordered_types
-from optiinfra_tui.storage.group_commit import Statement
+from optiinfra_tui.storage.group_commit import Part
 from optiinfra_tui.storage.history import (
     CANCELED,
     FAILED,
@@ -77,44 +77,54 @@ class RunRow:
 # most of a task's CPU. A data-modifying WITH is one atomic statement. A worker's claims and
 # ends go through the process's group-commit writer (storage/group_commit.py): the
 # statements of many tasks share one transaction and one round trip.
-_PG_CREATE = """
+_PG_INSERT = """
 INSERT INTO collection_runs (task_id, customer_id, provider, data_types, "trigger", status,
-    attempt, max_attempts, metrics_collected, queued_at, retry_of, schedule)
-VALUES (%s, %s, %s, %s, %s, %s, 0, %s, 0, %s, %s, %s) RETURNING id"""
+    attempt, max_attempts, metrics_collected, queued_at, retry_of, schedule) VALUES """
+_PG_ROW = "(%s, %s, %s, %s, %s, %s, 0, %s, 0, %s, %s, %s)"
+_PG_CREATE = _PG_INSERT + _PG_ROW + " RETURNING id"
 
 # The columns of a claimed run, in the model's order: rows come back as plain tuples.
 _RUN_FIELDS = [f.name for f in CollectionRun._meta.sorted_fields]
 _RUN_COLUMNS = ", ".join(f'r."{f.column_name}"' for f in CollectionRun._meta.sorted_fields)
+# Each statement below is planned once per connection, maybe on an empty table: the ids' own
+# ANY keeps it on the primary key (a join with the rows alone could go through another index;
+# through the status index, a claim would visit every queued run and every dead version of
+# one), and the claim's status test is one no index answers.
+_BY_ID = "r.id = ANY(ARRAY(SELECT id FROM {rows}))"
 
-# Claims of many runs in one statement: one row back per run claimed (the id first). Its plan
-# is made once per connection, maybe on an empty table: the ids' own ANY, and a status test no
-# index answers, keep it on the primary key (through the status index it would visit every
-# queued run, and every dead version of one, for each claim).
-_PG_CLAIM = Statement("optiinfra_claim", f"""
-WITH v AS (SELECT * FROM unnest(%s::int[], %s::text[], %s::timestamp[])
-           AS v(id, worker, started_at)),
-claimed AS (
+# A worker's claims of runs: one row back per run claimed (the id first).
+_CLAIM = Part("claim", (("id", "int"), ("worker", "text"), ("started_at", "timestamp")), f"""
+{{name}} AS (
     UPDATE collection_runs r SET status = '{RUNNING}', attempt = r.attempt + 1,
-        started_at = v.started_at, worker = v.worker, next_attempt_at = NULL
-    FROM v WHERE r.id = ANY(ARRAY(SELECT id FROM v)) AND r.id = v.id
+        started_at = c.started_at, worker = c.worker, next_attempt_at = NULL
+    FROM {{rows}} c WHERE {_BY_ID} AND r.id = c.id
         AND coalesce(r.status, '') IN ('{QUEUED}', '{RETRYING}')
     RETURNING {_RUN_COLUMNS}),
-attempt AS (
+{{name}}_attempt AS (
     INSERT INTO run_attempts (run_id, attempt, status, worker, started_at, "rows")
-    SELECT id, attempt, status, worker, started_at, 0 FROM claimed)
-SELECT * FROM claimed""", merged=True)
+    SELECT id, attempt, status, worker, started_at, 0 FROM {{name}})""",
+              table="collection_runs", returns=True)
 
-_PG_FINISH = Statement("optiinfra_finish", """
-WITH attempt AS (
-    UPDATE run_attempts SET status = %s, finished_at = %s, "rows" = %s, error_kind = %s,
-        error_message = %s, duration_ms = %s
-    WHERE run_id = %s AND attempt = %s)
-UPDATE collection_runs SET status = %s, finished_at = %s, metrics_collected = %s,
-    error_kind = %s, error_message = %s, next_attempt_at = NULL, duration_ms = %s
-WHERE id = %s""")
+# The end of an attempt and of its run.
+_FINISH = Part("finish", (
+    ("id", "int"), ("attempt", "int"), ("status", "text"), ("ended_at", "timestamp"),
+    ("n_rows", "int"), ("kind", "text"), ("message", "text"), ("attempt_ms", "int"),
+    ("total_rows", "int"), ("total_ms", "int")), f"""
+{{name}}_attempt AS (
+    UPDATE run_attempts a SET status = f.status, finished_at = f.ended_at, "rows" = f.n_rows,
+        error_kind = f.kind, error_message = f.message, duration_ms = f.attempt_ms
+    FROM {{rows}} f WHERE a.run_id = ANY(ARRAY(SELECT id FROM {{rows}}))
+        AND a.run_id = f.id AND a.attempt = f.attempt),
+{{name}} AS (
+    UPDATE collection_runs r SET status = f.status, finished_at = f.ended_at,
+        metrics_collected = f.total_rows, error_kind = f.kind, error_message = f.message,
+        next_attempt_at = NULL, duration_ms = f.total_ms
+    FROM {{rows}} f WHERE {_BY_ID} AND r.id = f.id)""", table="collection_runs")
 
-_PG_ADD_REQUESTS = Statement("optiinfra_add_requests",
-                             "UPDATE collection_runs SET requests = requests + %s WHERE id = %s")
+_ADD_REQUESTS = Part("add_requests", (("id", "int"), ("n", "int")), f"""
+{{name}} AS (
+    UPDATE collection_runs r SET requests = r.requests + q.n
+    FROM {{rows}} q WHERE {_BY_ID} AND r.id = q.id)""", table="collection_runs")
 
 
 def _run_of(data: dict) -> CollectionRun:
@@ -151,6 +161,32 @@ def create_run(customer_id: str, provider: str, data_types: Iterable[str], trigg
         queued_at=now, task_id=task_id)
 
 
+def create_runs(customer_ids: list[str], provider: str, data_types: Iterable[str],
+                trigger: str, max_attempts: int, task_ids: list[str],
+                schedule: str | None = None) -> list[CollectionRun]:
+    """Write one `queued` run per customer (each with its task's id), in one statement."""
+    types, now = ",".join(data_types), utcnow()
+    values = [(task_id, customer_id, provider, types, trigger, QUEUED, max_attempts, now, None,
+               schedule) for customer_id, task_id in zip(customer_ids, task_ids, strict=True)]
+    if not _on_postgres():
+        with db.atomic():
+            return [create_run(c, provider, data_types, trigger, max_attempts,
+                               schedule=schedule, task_id=t)
+                    for c, t in zip(customer_ids, task_ids, strict=True)]
+    cursor = db.cursor()
+    sql = (_PG_INSERT + ",".join(cursor.mogrify(_PG_ROW, v).decode() for v in values)
+           + " RETURNING id, task_id")
+    with __exception_wrapper__:
+        cursor.execute(sql)
+        ids = {task_id: run_id for run_id, task_id in cursor.fetchall()}
+    return [_run_of(dict(
+        id=ids[v[0]], task_id=v[0], customer_id=v[1], provider=provider, data_types=types,
+        trigger=trigger, status=QUEUED, attempt=0, max_attempts=max_attempts,
+        metrics_collected=0, error_kind=None, error_message=None, queued_at=now,
+        started_at=None, finished_at=None, duration_ms=None, worker=None, next_attempt_at=None,
+        retry_of=None, schedule=schedule, requests=0)) for v in values]
+
+
 def attach_task(run_id: int, task_id: str) -> None:
     CollectionRun.update(task_id=task_id).where(CollectionRun.id == run_id).execute()
 
@@ -162,6 +198,13 @@ def delete_run(run_id: int) -> None:
         CollectionRun.delete().where(CollectionRun.id == run_id).execute()
 
 
+def delete_runs(run_ids: list[int]) -> None:
+    """Undo runs whose tasks never reached the queue."""
+    with db.atomic():
+        RunAttempt.delete().where(RunAttempt.run_id.in_(run_ids)).execute()
+        CollectionRun.delete().where(CollectionRun.id.in_(run_ids)).execute()
+
+
 def get_run(run_id: int) -> CollectionRun | None:
     return CollectionRun.get_or_none(CollectionRun.id == run_id)
 
@@ -171,7 +214,7 @@ def start_attempt(run_id: int, worker: str) -> CollectionRun | None:
     now = utcnow()
     writer = group_writer()
     if writer is not None:
-        row = writer.claim(_PG_CLAIM, (run_id, worker, now))
+        row = writer.query(_CLAIM, (run_id, worker, now))
         return None if row is None else _run_of(dict(zip(_RUN_FIELDS, row, strict=True)))
     with db.atomic():
         # One guarded UPDATE both checks and claims the run (two consumers racing for it
@@ -220,10 +263,10 @@ def _finish(run: CollectionRun, status: str, rows: int, kind: str | None,
         return
     now = utcnow()
     started = run.started_at or now
-    writer.write(_PG_FINISH, (
-        status, now, rows, kind, message, int((now - started).total_seconds() * 1000),
-        run.id, run.attempt, status, now, run.metrics_collected + rows, kind, message,
-        _total_duration_ms(run, now), run.id), what=what, wait=wait)
+    writer.write(_FINISH, (
+        run.id, run.attempt, status, now, rows, kind, message,
+        int((now - started).total_seconds() * 1000), run.metrics_collected + rows,
+        _total_duration_ms(run, now)), what=what, wait=wait)
 
 
 def _finish_sqlite(run: CollectionRun, status: str, rows: int, kind: str | None,
@@ -245,7 +288,7 @@ def add_requests(run_id: int, count: int) -> None:
         return
     writer = group_writer()
     if writer is not None:  # before the run's end, in the same order
-        writer.write(_PG_ADD_REQUESTS, (count, run_id), what=f"run {run_id} requests",
+        writer.write(_ADD_REQUESTS, (run_id, count), what=f"run {run_id} requests",
                      wait=False)
         return
     durable(lambda: CollectionRun.update(requests=CollectionRun.requests + count)
