@@ -1,0 +1,328 @@
+"""10,000 customers in one scheduled slot: how long it takes one headless consumer, with what
+CPU and memory, against a Vultr-shaped server that answers every request after 100 ms.
+
+    python bench/scale_customers.py [--customers 10000] [--workers 2] [--greenlets N]
+                                    [--delay 0.1] [--dashboard]
+
+Starts its own Redis, PostgreSQL and server (bench/_vultr_slow.py: customer i's own key, a few
+invoices and pending charges, 4-5 requests a collection), writes a config of --customers
+customers each naming its own key variable and one Vultr `cost` schedule, and runs one
+consumer: `optiinfra-tui --headless --workers N` (threads; chDB in process, the default) or,
+with --greenlets N, `huey_consumer huey_config.huey -k greenlet -w N` (gevent). It enqueues
+the schedule's slot as the agent does when it claims one (scheduled_collection_task: the
+fan-out records a run per customer and queues it), then samples the consumer's CPU and RSS
+until every run is final. Afterwards it checks that every run succeeded and that each
+customer's total read back (`optiinfra-tui costs --by customer --json`) is exactly what the
+server served. With --dashboard, `optiinfra-tui --workers 0` watches the slot in tmux
+(160x45): screen refresh intervals, key to screen, and the workers panel at 160x45 and 80x24
+(saved under the temp dir).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from decimal import Decimal
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _vultr_slow as api  # noqa: E402
+from _common import (  # noqa: E402
+    Postgres,
+    Redis,
+    cpu_seconds,
+    figure,
+    free_port,
+    machine,
+    peak_rss_mb,
+    rss_mb,
+    save_results,
+    tempdir,
+    tree_cpu_seconds,
+    wait_until,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+CLI = [sys.executable, "-m", "optiinfra_tui"]
+HUEY_CONSUMER = str(Path(sys.executable).parent / "huey_consumer")
+TARGET_S = 300.0
+TARGET_RSS_MB = 300.0
+SCHEDULE = "scale"
+
+
+def write_config(home: Path, customers: int) -> tuple[Path, dict[str, str]]:
+    """The TOML (one table per customer, its own key variable) and the keys' environment."""
+    lines = ['[[schedules]]\nname = "scale"\nprovider = "vultr"\ndata_types = ["cost"]\n'
+             'cron = "0 0 1 1 *"\n']  # yearly: the bench enqueues its one slot itself
+    keys = {}
+    for i in range(customers):
+        lines.append(f'[customers.c{i:05d}.vultr]\napi_key_env = "VULTR_KEY_{i:05d}"\n')
+        keys[f"VULTR_KEY_{i:05d}"] = f"key-{i}"
+    path = home / "customers.toml"
+    path.write_text("\n".join(lines))
+    return path, keys
+
+
+class Sampler:
+    """The consumer's CPU and RSS over the slot, sampled every `every` seconds."""
+
+    def __init__(self, pid: int, others: dict[str, int]) -> None:
+        self.pid, self.others = pid, others
+        self.samples: list[tuple[float, float, float]] = []  # (t, cpu s, rss MB)
+        self.start_cpu = cpu_seconds(pid)
+        self.start_others = {k: tree_cpu_seconds(p) for k, p in others.items()}
+
+    def sample(self, t: float) -> None:
+        self.samples.append((t, cpu_seconds(self.pid) - self.start_cpu, rss_mb(self.pid)))
+
+    def others_cpu(self) -> dict[str, float]:
+        return {k: tree_cpu_seconds(p) - self.start_others[k] for k, p in self.others.items()}
+
+
+def final_counts(cur) -> tuple[int, int, int]:
+    cur.execute("SELECT count(*), count(*) FILTER (WHERE status IN ('success', 'failed', "
+                "'canceled')), count(*) FILTER (WHERE status = 'success') FROM collection_runs "
+                "WHERE schedule = %s", (SCHEDULE,))
+    return cur.fetchone()
+
+
+def run_slot(args, env: dict, home: Path, pg: Postgres, redis_srv: Redis,
+             server: subprocess.Popen) -> dict:
+    import psycopg2
+
+    if args.greenlets:
+        cmd = [HUEY_CONSUMER, "huey_config.huey", "-k", "greenlet", "-w", str(args.greenlets)]
+        label = f"huey_consumer -k greenlet -w {args.greenlets}"
+    else:
+        cmd = [*CLI, "--headless", *(["--workers", str(args.workers)] if args.workers else [])]
+        label = f"--headless --workers {args.workers or 'default (2)'}"
+    out = open(home / "consumer.log", "w")
+    consumer = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+    conn = psycopg2.connect(env["DATABASE_URL"])
+    conn.autocommit = True
+    cur = conn.cursor()
+    dashboard = None
+    try:
+        def beating() -> bool:
+            try:
+                cur.execute("SELECT count(*) FROM worker_heartbeats WHERE pid = %s",
+                            (consumer.pid,))
+            except psycopg2.Error:  # not migrated yet
+                return False
+            return cur.fetchone()[0] > 0
+
+        if not wait_until(beating, 120, 0.2):
+            raise RuntimeError(f"consumer did not start: {(home / 'consumer.log').read_text()[-2000:]}")
+        idle_rss = rss_mb(consumer.pid)
+        if args.dashboard:
+            dashboard = Dashboard(env, home)
+        from optiinfra_tui.settings import load_settings
+        from optiinfra_tui.worker.runtime import Runtime
+
+        rt = Runtime(load_settings(dict(env, OPTIINFRA_HOME=str(home / "producer"))))
+        sampler = Sampler(consumer.pid, {"postgres": pg.pid, "redis": redis_srv.proc.pid,
+                                         "vultr server": server.pid})
+        started = time.monotonic()
+        # What the agent does once it has claimed a slot.
+        rt.tasks.scheduled_collection_task("vultr", ["cost"], schedule=SCHEDULE)
+        fanned = None
+        last = (0, 0, 0)
+        while True:
+            now = time.monotonic() - started
+            sampler.sample(now)
+            last = final_counts(cur)
+            if fanned is None and last[0] >= args.customers:
+                fanned = now
+            if last[0] >= args.customers and last[1] >= last[0]:
+                break
+            if now > args.timeout:
+                print(f"  timed out after {now:.0f} s: {last}", flush=True)
+                break
+            if dashboard:
+                dashboard.watch(0.5)
+            else:
+                time.sleep(0.5)
+        took = time.monotonic() - started
+        sampler.sample(took)
+        others = sampler.others_cpu()
+        peak = peak_rss_mb(consumer.pid)
+        dash = dashboard.finish() if dashboard else None
+    finally:
+        if dashboard:
+            dashboard.stop()
+        consumer.send_signal(signal.SIGTERM)
+        try:
+            consumer.wait(120)
+        except subprocess.TimeoutExpired:
+            consumer.kill()
+        out.close()
+        conn.close()
+    cur_runs, final, success = last
+    cpu = sampler.samples[-1][1]
+    return {"label": label, "took_s": took, "fan_out_s": fanned, "runs": cur_runs,
+            "final": final, "success": success, "cpu_s": cpu, "cpu_pct": 100 * cpu / took,
+            "idle_rss_mb": idle_rss, "peak_rss_mb": peak,
+            "rss_mb": [round(s[2]) for s in sampler.samples[::10]],
+            "others_cpu_s": others, "dashboard": dash}
+
+
+def check_totals(env: dict, customers: int) -> tuple[int, list[str]]:
+    """Customers whose total read back is exactly what the server served; the first misses."""
+    r = subprocess.run([*CLI, "costs", "--by", "customer", "--json"], env=env, cwd=ROOT,
+                       capture_output=True, text=True, timeout=600)
+    if r.returncode:
+        return 0, [f"costs exited {r.returncode}: {r.stderr[-500:]}"]
+    got: dict[str, Decimal] = {}
+    for row in json.loads(r.stdout):  # one per customer and currency (all USD here)
+        got[row["key"]] = got.get(row["key"], Decimal(0)) + Decimal(row["total"])
+    exact, misses = 0, []
+    for i in range(customers):
+        cid, want = f"c{i:05d}", api.expected_total(i)
+        if got.get(cid) == want:
+            exact += 1
+        elif len(misses) < 5:
+            misses.append(f"{cid}: {got.get(cid)} != {want}")
+    return exact, misses
+
+
+class Dashboard:
+    """`optiinfra-tui --workers 0` in tmux during the slot: what its screen does."""
+
+    def __init__(self, env: dict, home: Path) -> None:
+        self.session = f"scale{os.getpid()}"
+        self.home = home
+        self.changes: list[float] = []
+        self.keys: list[float] = []
+        self.last = ""
+        subprocess.run(["tmux", "kill-session", "-t", self.session], capture_output=True)
+        envs = [f"{k}={v}" for k, v in env.items() if k.startswith(("OPTIINFRA", "REDIS",
+                                                                    "DATABASE", "VULTR_API"))]
+        subprocess.run(["tmux", "new-session", "-d", "-s", self.session, "-x", "160", "-y", "45",
+                        "env", *envs, *CLI, "--workers", "0"], check=True, env=env, cwd=ROOT)
+        wait_until(lambda: "Quit" in self.screen(), 60, 0.1)
+        self.last = self.screen()
+
+    def screen(self) -> str:
+        return subprocess.run(["tmux", "capture-pane", "-p", "-t", self.session],
+                              capture_output=True, text=True).stdout
+
+    def watch(self, seconds: float) -> None:
+        """Poll the screen for `seconds`, noting when it changes; press a key once."""
+        end = time.monotonic() + seconds
+        if len(self.keys) < 20 and len(self.changes) % 4 == 3:
+            self.key_to_screen()
+        while time.monotonic() < end:
+            text = self.screen()
+            if text != self.last:
+                self.changes.append(time.monotonic())
+                self.last = text
+            time.sleep(0.05)
+
+    def key_to_screen(self) -> None:
+        """`?` opens the help screen, escape closes it: seconds until each shows."""
+        for key, shown in (("?", lambda s: "Keys" in s or "help" in s.lower()),
+                           ("Escape", lambda s: "Quit" in s and "Keys" not in s)):
+            sent = time.monotonic()
+            subprocess.run(["tmux", "send-keys", "-t", self.session, key])
+            if wait_until(lambda shown=shown: shown(self.screen()), 5, 0.005):
+                self.keys.append(time.monotonic() - sent)
+        self.last = self.screen()
+
+    def finish(self) -> dict:
+        for cols, rows in ((160, 45), (80, 24)):
+            subprocess.run(["tmux", "resize-window", "-t", self.session, "-x", str(cols), "-y",
+                            str(rows)])
+            time.sleep(1.5)
+            (self.home / f"dashboard-{cols}x{rows}.txt").write_text(self.screen())
+        gaps = [b - a for a, b in zip(self.changes, self.changes[1:], strict=False)]
+        return {"refresh_p50_s": statistics.median(gaps) if gaps else None,
+                "refresh_max_s": max(gaps) if gaps else None,
+                "key_p50_ms": 1000 * statistics.median(self.keys) if self.keys else None,
+                "key_max_ms": 1000 * max(self.keys) if self.keys else None,
+                "screens": str(self.home)}
+
+    def stop(self) -> None:
+        subprocess.run(["tmux", "kill-session", "-t", self.session], capture_output=True)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--customers", type=int, default=10_000)
+    parser.add_argument("--workers", type=int, default=0, help="worker threads (0: default)")
+    parser.add_argument("--greenlets", type=int, default=0,
+                        help="run huey_consumer -k greenlet -w N instead (needs gevent)")
+    parser.add_argument("--delay", type=float, default=0.1, help="server delay per request (s)")
+    parser.add_argument("--timeout", type=float, default=3600.0)
+    parser.add_argument("--dashboard", action="store_true", help="watch the slot in tmux")
+    parser.add_argument("--keep", action="store_true", help="keep the temp dir")
+    args = parser.parse_args(argv)
+
+    home = tempdir("bench-scale-")
+    redis_srv = Redis().start()
+    pg = Postgres()
+    port = free_port()
+    server = subprocess.Popen([sys.executable, str(Path(__file__).parent / "_vultr_slow.py"),
+                               "--port", str(port), "--delay", str(args.delay)],
+                              stdout=subprocess.PIPE, text=True)
+    server.stdout.readline()
+    config, keys = write_config(home, args.customers)
+    env = dict(os.environ, **keys, OPTIINFRA_HOME=str(home / "consumer"),
+               OPTIINFRA_CONFIG=str(config), REDIS_URL=redis_srv.url(0),
+               DATABASE_URL=pg.start(), VULTR_API_URL=f"http://127.0.0.1:{port}/v2",
+               VULTR_MAX_RPS="1000", PROVIDER_CHECK_INTERVAL="0")
+    env.pop("CLICKHOUSE_URL", None)  # chDB in the consumer: the default
+    print(f"scale: {args.customers:,} customers, {args.delay * 1000:.0f} ms a request, one "
+          f"consumer; {machine()}", flush=True)
+    try:
+        result = run_slot(args, env, home, pg, redis_srv, server)
+        result["customers"] = args.customers
+        result["exact"], misses = check_totals(env, args.customers)
+    finally:
+        server.terminate()
+        server.wait(10)
+        redis_srv.stop()
+        pg.stop()
+        if not args.keep:
+            shutil.rmtree(home, ignore_errors=True)
+    report(result, misses)
+    save_results("scale_customers", result)
+    return result
+
+
+def report(r: dict, misses: list[str]) -> None:
+    n = r["customers"]
+    print(f"results ({r['label']}):", flush=True)
+    figure("slot: every run final", f"{r['took_s']:.0f} s ({n / r['took_s']:.1f} collections/s;"
+           f" fan-out queued in {r['fan_out_s'] or float('nan'):.1f} s)",
+           f"<= {TARGET_S:.0f} s", r["took_s"] <= TARGET_S and r["final"] == n)
+    figure("runs in the history / succeeded", f"{r['runs']:,} / {r['success']:,}",
+           f"{n:,}", r["runs"] == n and r["success"] == n)
+    figure("customers' totals exact", f"{r['exact']:,} of {n:,}", "all", r["exact"] == n)
+    for miss in misses:
+        print(f"    {miss}", flush=True)
+    figure("consumer CPU", f"{r['cpu_s']:.0f} s ({r['cpu_pct']:.0f} % of a core; "
+           f"{1000 * r['cpu_s'] / n:.1f} ms a collection)")
+    figure("consumer RSS: idle before / peak", f"{r['idle_rss_mb']:.0f} / {r['peak_rss_mb']:.0f} MB",
+           f"<= {TARGET_RSS_MB:.0f} MB plus the store")
+    figure("other processes' CPU", ", ".join(f"{k} {v:.0f} s" for k, v in r["others_cpu_s"].items()))
+    d = r.get("dashboard")
+    if d:
+        figure("dashboard refresh interval p50 / max",
+               f"{d['refresh_p50_s'] or float('nan'):.2f} / {d['refresh_max_s'] or float('nan'):.2f} s",
+               "<= 1 s", (d["refresh_max_s"] or 99) <= 1.0)
+        figure("dashboard key to screen p50 / max",
+               f"{d['key_p50_ms'] or float('nan'):.0f} / {d['key_max_ms'] or float('nan'):.0f} ms",
+               "<= 150 ms", (d["key_max_ms"] or 9999) <= 150)
+        print(f"    screens: {d['screens']}/dashboard-*.txt", flush=True)
+
+
+if __name__ == "__main__":
+    main()
