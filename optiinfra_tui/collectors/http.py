@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fnmatch
 import logging
+import os
 import ssl
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -130,19 +131,33 @@ def certificate_refused(exc: BaseException) -> str | None:
 
 def tls_trust(env: Mapping[str, str]) -> ssl.SSLContext:
     """What `verify` takes for the CA bundle in SSL_CERT_FILE (else SSL_CERT_DIR), httpx's own
-    rule but read from the settings' environment; else httpx's default trust."""
+    rule but read from the settings' environment; else httpx's default trust (which reads
+    the process's environment)."""
     cafile = env.get("SSL_CERT_FILE", "").strip()
-    return _trust(cafile, "" if cafile else env.get("SSL_CERT_DIR", "").strip())
+    capath = "" if cafile else env.get("SSL_CERT_DIR", "").strip()
+    if cafile or capath:
+        return _trust(cafile, capath, _version(cafile or capath), False)
+    cafile, capath = os.environ.get("SSL_CERT_FILE", ""), os.environ.get("SSL_CERT_DIR", "")
+    return _trust(cafile, capath, _version(cafile or capath), True)
+
+
+def _version(path: str) -> tuple:
+    """What tells a bundle rewritten in place from the one a context was made of."""
+    try:
+        st = os.stat(path) if path else None
+    except OSError:
+        return ()
+    return () if st is None else (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 @lru_cache(maxsize=8)
-def _trust(cafile: str, capath: str) -> ssl.SSLContext:
+def _trust(cafile: str, capath: str, version: tuple, default: bool) -> ssl.SSLContext:
     # One context per bundle for the process (contexts are shared safely between threads):
     # building one reads the whole bundle, ~10 ms of CPU that every collector (and every
     # httpx client given `True`) paid again.
-    if cafile or capath:
-        return ssl.create_default_context(cafile=cafile or None, capath=capath or None)
-    return httpx.create_ssl_context(trust_env=False)
+    if default:
+        return httpx.create_ssl_context(trust_env=True)
+    return ssl.create_default_context(cafile=cafile or None, capath=capath or None)
 
 
 def untrusted_certificate(where: str, host: str, reason: str, url_env: str | None) -> ConfigError:

@@ -27,6 +27,8 @@ from optiinfra_tui.rows import (
     RESOURCES,
 )
 from optiinfra_tui.storage.clickhouse import ClickHouse, _scrub
+from optiinfra_tui.storage.coalesce import Coalescer
+from optiinfra_tui.storage.known import LOAD, Account, accounts
 from optiinfra_tui.storage.metrics_schema import (
     COLLECTOR_STATE,
     COMPLETE_INVOICES,
@@ -51,6 +53,7 @@ _PENDING = f"source IN ('{PENDING}', '')"
 _COST_COLUMNS = TABLES[COST_LINES].columns
 _IS_ESTIMATE, _COLLECTED_AT, _CUSTOMER, _PROVIDER, _PERIOD, _SOURCE = map(_COST_COLUMNS.index, (
     "is_estimate", "collected_at", "customer_id", "provider_name", "billing_period", "source"))
+_INVOICE_ID, _PERIOD_END = map(_COST_COLUMNS.index, ("invoice_id", "charge_period_end"))
 # Settings of an import from files: CSV columns stay text (no float on the way to a Decimal);
 # no deduplication of each block as it is inserted (an import's line ids are unique, and reads
 # use FINAL): it halved the insert rate.
@@ -67,6 +70,9 @@ class Writes(ClickHouse):
         # Replacing estimates reads, inserts and tombstones: one writer at a time.
         self._write_lock = threading.RLock()
         self._invoiced: set[tuple[str, str, date]] = set()  # periods already cleared of estimates
+        self._coalescer = Coalescer(self._write_columns_now)
+        # chDB: this process is the store's only writer, and keeps what it knows (known.py).
+        self._known: dict[str, dict[str, Account]] | None = {} if self.path else None
         self._tombstone = (
             self._tombstones("true", "greatest(collected_at + toIntervalMicrosecond(1), "
                                      "fromUnixTimestamp64Micro({v:Int64}, 'UTC'))")
@@ -75,6 +81,47 @@ class Writes(ClickHouse):
         # replace_window names them (FROM ... WHERE).
         self._window_tombstone = self._tombstones(
             "is_estimate", "fromUnixTimestamp64Micro({v:Int64}, 'UTC')")
+
+    def _shutdown(self) -> None:
+        self._coalescer.close()  # an insert in flight ends first
+        super()._shutdown()
+
+    def _account(self, customer_id: str, provider: str) -> Account | None:
+        """What this process knows of an account (None: ask the store); under _write_lock."""
+        if self._known is None:
+            return None
+        found = self._known.get(provider)
+        if found is None:
+            names = {"t": self._t(COST_LINES), "ci": self._t(COMPLETE_INVOICES),
+                     "invoices": _INVOICES, "pending": _PENDING}
+            found = self._known[provider] = accounts(
+                {name: self._rows(sql.format(**names), {"p": provider})
+                 for name, sql in LOAD.items()})
+        return found.setdefault(customer_id, Account())
+
+    def _forget(self, *providers: str) -> None:
+        """A write the known state doesn't model (or one that failed): ask the store again."""
+        if self._known is not None:
+            for provider in providers:
+                self._known.pop(provider, None)
+
+    def _learn_lines(self, data: list[list]) -> None:
+        """Cost lines just stored: their accounts' invoiced months and latest invoice."""
+        if not self._known:
+            return
+        for cid, provider, estimate, source, period, invoice, end in zip(
+                data[_CUSTOMER], data[_PROVIDER], data[_IS_ESTIMATE], data[_SOURCE],
+                data[_PERIOD], data[_INVOICE_ID], data[_PERIOD_END], strict=True):
+            found = self._known.get(provider)
+            if found is None:
+                continue
+            if estimate or source not in _RETIRING:
+                self._forget(provider)
+                continue
+            account = found.setdefault(cid, Account())
+            account.invoiced.add(period)
+            if invoice:
+                account.saw_invoice(invoice, ticks(end))
 
     def _tombstones(self, is_estimate: str, collected_at: str) -> str:
         """The INSERT ... SELECT of tombstones (is_deleted) for the cost lines that the FROM
@@ -118,11 +165,15 @@ class Writes(ClickHouse):
 
     def write_columns(self, name: str, data: list[list]) -> int:
         """Write rows given as columns (`metrics_schema.pivot`'s form) to one table, as `write`
-        does (pending charges excepted); returns the rows written."""
+        does (pending charges excepted); returns the rows written. Rows other threads write
+        meanwhile go in the same insert (storage/coalesce.py)."""
+        if name not in (COST_LINES, ACCOUNT_SNAPSHOTS, LEDGER, RESOURCES, COMPLETE_INVOICES):
+            raise ValueError(f"unknown metrics table {name!r}")
+        return self._coalescer.insert(name, data)
+
+    def _write_columns_now(self, name: str, data: list[list]) -> int:
         if name == COST_LINES:
             return self._write_cost_columns(data)
-        if name not in (ACCOUNT_SNAPSHOTS, LEDGER, RESOURCES):
-            raise ValueError(f"unknown metrics table {name!r}")
         if data[0]:
             self._insert_columns(name, data)
         return len(data[0])
@@ -147,23 +198,33 @@ class Writes(ClickHouse):
             months, stamps = (m for m, _ in final), [t for _, t in final]
         months = set(months)
         with self._write_lock:
-            self._insert_columns(COST_LINES, data)
+            try:
+                self._insert_columns(COST_LINES, data)
+            except BaseException:
+                self._forget(*set(data[_PROVIDER]))
+                raise
+            self._learn_lines(data)
             months -= self._invoiced
             if not months:
                 return n
             version = max(map(ticks, set(stamps)))
-            owners: dict[tuple[str, str], list[str]] = {}
+            owners: dict[tuple[str, str], list[date]] = {}
             for cid, provider, month in sorted(months):
-                owners.setdefault((cid, provider), []).append(month.isoformat())
+                owners.setdefault((cid, provider), []).append(month)
             for (cid, provider), periods in owners.items():
-                params = {"c": cid, "p": provider, "v": version, "m": periods}
+                params = {"c": cid, "p": provider, "v": version,
+                          "m": [m.isoformat() for m in periods]}
+                account = self._account(cid, provider)
                 # Most months never had an estimate: this read costs far less than the insert.
-                if self._rows(f"SELECT count() FROM {self._t(COST_LINES)} WHERE {_CP} AND "
-                              f"is_estimate AND {_PENDING} AND billing_period IN "
-                              f"{{m:Array(Date)}}",
-                              params)[0][0]:
+                if (account.estimated.intersection(periods) if account is not None else
+                        self._rows(f"SELECT count() FROM {self._t(COST_LINES)} WHERE {_CP} AND "
+                                   f"is_estimate AND {_PENDING} AND billing_period IN "
+                                   f"{{m:Array(Date)}}", params)[0][0]):
                     self._command(self._tombstone + " AND billing_period IN {m:Array(Date)}",
                                   params)
+                    if account is not None:
+                        account.tombstoned([i for i, (_, m) in account.live.items()
+                                            if m in periods], version)
             self._invoiced |= months
         return n
 
@@ -180,22 +241,41 @@ class Writes(ClickHouse):
         params = {"c": customer_id, "p": provider}
         version = ticks(collected_at)
         with self._write_lock:
-            # Without FINAL: tombstones carry the time of the snapshot that replaced them.
-            newest = self._rows(f"SELECT toUnixTimestamp64Micro(max(collected_at)) FROM "
-                                f"{self._t(COST_LINES)} WHERE {_CP} AND is_estimate AND "
-                                f"{_PENDING}", params)
-            if newest and newest[0][0] and newest[0][0] > version:
+            account = self._account(customer_id, provider)
+            if account is not None:
+                newest, invoiced = account.newest, account.invoiced
+            else:
+                # Without FINAL: tombstones carry the time of the snapshot that replaced them.
+                newest = self._rows(f"SELECT toUnixTimestamp64Micro(max(collected_at)) FROM "
+                                    f"{self._t(COST_LINES)} WHERE {_CP} AND is_estimate AND "
+                                    f"{_PENDING}", params)[0][0]
+                invoiced = {m for (m,) in self._rows(
+                    f"SELECT DISTINCT billing_period FROM {self._t(COST_LINES)} "
+                    f"WHERE {_CP} AND NOT is_estimate AND {_INVOICES}", params)}
+            if newest and newest > version:
                 log.info("pending charges for %s/%s from %s are older than the stored ones: "
                          "ignored", customer_id, provider, collected_at)
                 return 0
-            invoiced = {m for (m,) in self._rows(
-                f"SELECT DISTINCT billing_period FROM {self._t(COST_LINES)} "
-                f"WHERE {_CP} AND NOT is_estimate AND {_INVOICES}", params)}
             keep = [r for r in rows if r.billing_period not in invoiced]
-            if keep:
-                self._insert(COST_LINES, keep, all_estimates=True)
-            self._command(self._tombstone + " AND line_id NOT IN {keep:Array(String)}",
-                          {**params, "v": version, "keep": [r.line_id for r in keep]})
+            try:
+                if keep:
+                    self._insert(COST_LINES, keep, all_estimates=True)
+                if account is not None:
+                    for r in keep:
+                        stamp = ticks(r.collected_at)
+                        account.live[r.line_id] = (stamp, r.billing_period)
+                        account.estimated.add(r.billing_period)
+                        account.newest = max(account.newest, stamp)
+                kept = {r.line_id for r in keep}
+                stale = None if account is None else [i for i in account.live if i not in kept]
+                if stale is None or stale:  # (known: no estimate left to retire, no statement)
+                    self._command(self._tombstone + " AND line_id NOT IN {keep:Array(String)}",
+                                  {**params, "v": version, "keep": sorted(kept)})
+                    if stale:
+                        account.tombstoned(stale, version)
+            except BaseException:
+                self._forget(provider)
+                raise
         return len(keep)
 
     def replace_window(self, window: Window) -> None:
@@ -213,6 +293,7 @@ class Writes(ClickHouse):
         rows = (f"WHERE {_CP} AND source = {{s:String}} AND {span} "
                 f"AND collected_at < fromUnixTimestamp64Micro({{v:Int64}}, 'UTC')")
         with self._write_lock:
+            self._forget(window.provider_name)  # rows of a source the known state doesn't model
             # Most windows have nothing older (a first import): a look without FINAL costs
             # far less than the FINAL read the tombstones need.
             if (window.billing_periods or window.since is not None) and self._rows(
@@ -249,6 +330,7 @@ class Writes(ClickHouse):
         secrets = tuple(s for s in (key, secret, token) if s)
         started = time.monotonic()
         with self._write_lock:
+            self._forget(job.provider_name)
             # One insert per file: an insert's memory grows with what it reads (all files in one
             # took 2 GB for 4 million rows, one at a time 0.9 GB), and it was no faster.
             for url in job.urls:
@@ -314,13 +396,29 @@ class Writes(ClickHouse):
         """Record invoices whose lines are all written, so the next run can skip them."""
         now = datetime.now(UTC)
         marks = [InvoiceMark(customer_id, provider, i, now) for i in dict.fromkeys(invoice_ids)]
-        if marks:
-            self._insert(COMPLETE_INVOICES, marks)
+        if not marks:
+            return
+        try:
+            self.write_columns(COMPLETE_INVOICES, pivot(TABLES[COMPLETE_INVOICES], marks))
+        except BaseException:
+            with self._write_lock:
+                self._forget(provider)
+            raise
+        with self._write_lock:
+            found = self._known.get(provider) if self._known else None
+            if found is not None:
+                found.setdefault(customer_id, Account()).complete.update(
+                    m.invoice_id for m in marks)
 
     # --- state for incremental collection -----------------------------------------------------
 
     def invoice_state(self, customer_id: str, provider: str) -> tuple[frozenset[str], str | None]:
         """Invoices marked complete, and the latest stored invoice (re-read: it may grow)."""
+        with self._write_lock:
+            account = self._account(customer_id, provider)
+            if account is not None:
+                return (frozenset(account.complete),
+                        account.latest[2] if account.latest else None)
         params = {"c": customer_id, "p": provider}
         known = frozenset(i for (i,) in self._rows(
             f"SELECT invoice_id FROM {self._t(COMPLETE_INVOICES)} FINAL WHERE {_CP}", params))

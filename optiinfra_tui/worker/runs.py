@@ -287,9 +287,8 @@ def add_requests(run_id: int, count: int) -> None:
     if not count:
         return
     writer = group_writer()
-    if writer is not None:  # before the run's end, in the same order
-        writer.write(_ADD_REQUESTS, (run_id, count), what=f"run {run_id} requests",
-                     wait=False)
+    if writer is not None:
+        writer.write(_ADD_REQUESTS, (run_id, count), what=f"run {run_id} requests")
         return
     durable(lambda: CollectionRun.update(requests=CollectionRun.requests + count)
             .where(CollectionRun.id == run_id).execute(), what=f"run {run_id} requests")
