@@ -52,7 +52,9 @@ from _common import (  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-m", "optiinfra_tui"]
-HUEY_CONSUMER = str(Path(sys.executable).parent / "huey_consumer")
+GEVENT_CONSUMER = ("from gevent import monkey; monkey.patch_all(); import sys; "
+                   "from huey.bin.huey_consumer import consumer_main; "
+                   "sys.argv[0] = 'huey_consumer'; sys.exit(consumer_main())")
 TARGET_S = 300.0
 TARGET_RSS_MB = 300.0
 SCHEDULE = "scale"
@@ -99,8 +101,10 @@ def run_slot(args, env: dict, home: Path, pg: Postgres, redis_srv: Redis,
     import psycopg2
 
     if args.greenlets:
-        cmd = [HUEY_CONSUMER, "huey_config.huey", "-k", "greenlet", "-w", str(args.greenlets)]
-        label = f"huey_consumer -k greenlet -w {args.greenlets}"
+        # huey_consumer leaves gevent's monkey-patching to the program: done first, here.
+        cmd = [sys.executable, "-c", GEVENT_CONSUMER, "huey_config.huey", "-k", "greenlet",
+               "-w", str(args.greenlets)]
+        label = f"huey_consumer -k greenlet -w {args.greenlets} (gevent, patched)"
     else:
         cmd = [*CLI, "--headless", *(["--workers", str(args.workers)] if args.workers else [])]
         label = f"--headless --workers {args.workers or 'default (2)'}"

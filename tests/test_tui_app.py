@@ -620,3 +620,37 @@ def test_no_colour_is_hard_coded_in_the_dashboard_but_the_providers():
              for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
              if re.search(r"#[0-9a-fA-F]{6}\b", line) and "PROVIDER_COLOURS = " not in line]
     assert not found, found
+
+
+def test_a_consumer_with_many_threads_shows_its_busy_ones_and_counts_the_idle():
+    from dataclasses import replace
+
+    from optiinfra_tui.tui.widgets.workers import shown
+    from optiinfra_tui.worker.monitor import WorkerInfo
+
+    at = datetime(2026, 1, 1, 12, 0, 0)
+    idle = WorkerInfo("vm:1", "vm", 1, "headless", "Worker-1", "idle", "", None, at, 3, 1, at)
+    big = [replace(idle, thread=f"Worker-{i}", processed=i) for i in range(1, 65)]
+    big[10] = replace(big[10], state="busy", task="vultr/c7 cost", since=at.replace(second=9))
+    big[20] = replace(big[20], state="busy", task="vultr/c8 cost", since=at.replace(second=5))
+    small = [replace(idle, consumer_id="vm:2", pid=2, thread=f"Worker-{i}") for i in (1, 2)]
+    rows = shown(big + small)
+    assert [(w.thread, w.state, w.task) for w in rows] == [
+        ("Worker-21", "busy", "vultr/c8 cost"), ("Worker-11", "busy", "vultr/c7 cost"),
+        ("62 idle", "idle", "62 threads idle"), ("Worker-1", "idle", ""), ("Worker-2", "idle", "")]
+    assert rows[2].processed == sum(range(1, 65)) - 11 - 21
+
+
+def test_thousands_of_provider_checks_count_the_healthy_and_name_those_in_trouble():
+    from optiinfra_tui.tui.widgets.header import render_header
+    from optiinfra_tui.worker.health import Health
+
+    now = datetime(2026, 1, 1, 12, 0, 0)
+    checks = [Health(f"vultr:c{i:05d}", True, None, "ok", now, 60.0) for i in range(10_000)]
+    checks[4321] = Health("vultr:c04321", False, None, "HTTP 401: key refused", now, 60.0)
+    text = render_header("distributed", {}, [Health(n, True, 1.0) for n in
+                                            ("queue", "history", "metrics")] + checks,
+                         [], now=now).plain
+    assert "vultr:c04321 ✖ DOWN HTTP 401: key refused" in text
+    assert "vultr ● ok ×9,999" in text
+    assert "c00001" not in text

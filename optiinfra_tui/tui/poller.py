@@ -72,7 +72,8 @@ class Poller:
                 self._want_costs = False
                 self.read_costs()
                 next_costs = time.monotonic() + self.costs_every
-            next_poll = time.monotonic() + self.poll
+            # From this read's start: a slow read (a busy history) keeps the once-a-second pace.
+            next_poll = now + self.poll
 
     def read_once(self) -> None:
         """One read of state and history window; posts each only if it changed."""

@@ -71,13 +71,41 @@ def render_header(mode: str, backends: dict[str, str], health: list[Health],
         # Compact: a healthy backend's label goes; a down one keeps it (which server is it?).
         label = "" if compact and h is not None and h.ok else backends.get(name, "")
         _backend(t, name, label, h, now, compact)
-    for h in health:
-        if h.name not in ORDER:  # provider APIs: consumers' checks and collections' outcomes
+    checks = [h for h in health if h.name not in ORDER]  # provider APIs, per customer
+    if len(checks) > GROUP_OVER:
+        _grouped(t, checks, now, compact)
+    else:
+        for h in checks:
             t.append("  ")
             _backend(t, h.name, "", h, now, compact)
     for err in errors:
         t.append(f"  ! {err}", style=f"bold {p.error}")
     return t
+
+
+# More provider checks than this (a customer each): the healthy ones are counted per
+# provider, and only those in trouble are named, first, so a narrow header still shows them.
+GROUP_OVER = 6
+NAMED_AT_MOST = 5
+
+
+def _grouped(t: Text, checks: list[Health], now: datetime | None, compact: int) -> None:
+    p = palette()
+    trouble = [h for h in checks if not h.ok or (now is not None and h.late(now))]
+    named = {id(h) for h in trouble}
+    healthy: dict[str, int] = {}
+    for h in checks:
+        if id(h) not in named:
+            provider = h.name.split(":", 1)[0]
+            healthy[provider] = healthy.get(provider, 0) + 1
+    for h in trouble[:NAMED_AT_MOST]:
+        t.append("  ")
+        _backend(t, h.name, "", h, now, compact)
+    if len(trouble) > NAMED_AT_MOST:
+        t.append(f"  +{len(trouble) - NAMED_AT_MOST:,} more in trouble", style=f"bold {p.warning}")
+    for provider, n in healthy.items():
+        t.append(f"  {provider}", style="bold")
+        t.append(f" ● {n:,}" if compact > 1 else f" ● ok ×{n:,}", style=p.success)
 
 
 def _backend(t: Text, name: str, label: str, h: Health | None, now: datetime | None,

@@ -6,6 +6,8 @@ narrow panel drops whole columns (DROP_ORDER), and a cut cell ends in `…`.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from rich.text import Text
 from textual import events
 from textual.widgets import DataTable
@@ -16,11 +18,14 @@ from optiinfra_tui.tui.palette import state_style
 from optiinfra_tui.worker.monitor import WorkerInfo
 
 # (key, label, width); the task column's is its narrowest: it takes the width left.
-COLUMNS = (("where", "HOST:PID", 14), ("kind", "KIND", 9), ("thread", "THREAD", 8),
+COLUMNS = (("where", "HOST:PID", 14), ("kind", "KIND", 9), ("thread", "THREAD", 9),
            ("state", "STATE", 5), ("task", "TASK", 12), ("since", "SINCE", 8),
            ("done", "DONE", 4), ("failed", "FAIL", 4))
 DROP_ORDER = ("failed", "done", "since", "kind", "thread")
 WIDE = 100  # the width assumed until the panel is laid out
+# A consumer with more threads than this shows its busy ones and one row for the idle rest:
+# 64 rows of "idle -" would hide the few that say something.
+MANY_THREADS = 4
 
 
 class WorkersPanel(DataTable):
@@ -57,7 +62,7 @@ class WorkersPanel(DataTable):
 
     def show(self, workers: list[WorkerInfo]) -> None:
         self._workers = workers
-        rows = [worker_row(w, self.fitted) for w in workers]
+        rows = [worker_row(w, self.fitted) for w in shown(workers)]
         if rows == self._rows:
             return
         self._rows = rows
@@ -71,6 +76,29 @@ class WorkersPanel(DataTable):
                                for key, _, width in self.fitted))
         busy = sum(w.state == "busy" for w in workers)
         self.border_subtitle = f"{len(workers)} threads, {busy} busy"
+
+
+def shown(workers: list[WorkerInfo]) -> list[WorkerInfo]:
+    """The rows to show: every thread of a small consumer; of one with many threads, the busy
+    ones (longest busy first) and one row counting the idle ones."""
+    out: list[WorkerInfo] = []
+    by_consumer: dict[str, list[WorkerInfo]] = {}
+    for w in workers:
+        by_consumer.setdefault(w.consumer_id, []).append(w)
+    for threads in by_consumer.values():
+        if len(threads) <= MANY_THREADS:
+            out += threads
+            continue
+        idle = [w for w in threads if w.state != "busy"]
+        out += sorted((w for w in threads if w.state == "busy"), key=lambda w: w.since)
+        if len(idle) == 1:
+            out += idle
+        elif idle:
+            out.append(replace(idle[0], thread=f"{len(idle)} idle", task=f"{len(idle)} threads idle",
+                               since=max(w.since for w in idle),
+                               processed=sum(w.processed for w in idle),
+                               failed=sum(w.failed for w in idle)))
+    return out
 
 
 def worker_row(w: WorkerInfo, fitted: tuple[tuple[str, str, int], ...]) -> tuple:
