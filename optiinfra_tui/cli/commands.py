@@ -11,15 +11,16 @@ import click
 
 from optiinfra_tui import providers
 from optiinfra_tui.cli.output import (
-    costs_json,
     emit_json,
     print_costs,
     print_history,
     print_status,
     run_line,
 )
-from optiinfra_tui.formats import attempts_label
-from optiinfra_tui.settings import load_settings
+from optiinfra_tui.errors import ConfigError
+from optiinfra_tui.formats import attempts_label, costs_json
+from optiinfra_tui.settings import all_data_types, check_data_type_names, load_settings
+from optiinfra_tui.storage.history import STATUSES
 from optiinfra_tui.worker.runs import RunRow
 
 if TYPE_CHECKING:  # the runtime (and with it huey and the stores) loads only when a command needs it
@@ -43,10 +44,10 @@ class ProviderChoice(click.Choice):
         pass
 
     def convert(self, value, param, ctx):
-        if value in self.choices:
-            return value
-        self.fail(f"Unknown provider {value!r}. Supported providers: {', '.join(self.choices)}.",
-                  param, ctx)
+        try:
+            return providers.spec(value).name
+        except ConfigError as exc:  # the same text wherever a provider is named
+            self.fail(str(exc), param, ctx)
 
 
 class DataTypesChoice(click.Choice):
@@ -60,7 +61,7 @@ class DataTypesChoice(click.Choice):
 
     @property
     def choices(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(t for s in providers.specs().values() for t in s.data_types))
+        return all_data_types()
 
     @choices.setter
     def choices(self, _value) -> None:
@@ -71,12 +72,10 @@ class DataTypesChoice(click.Choice):
 
     def convert(self, value, param, ctx):
         wanted = [t.strip() for t in str(value).split(",") if t.strip()]
-        unknown = [t for t in wanted if t not in self.choices]
-        if unknown:
-            by_provider = "; ".join(f"{s.name}: {', '.join(s.data_types)}"
-                                    for s in providers.specs().values())
-            self.fail(f"Unknown data type {unknown[0]!r}. Choose from ({by_provider}).",
-                      param, ctx)
+        try:
+            check_data_type_names(wanted)
+        except ConfigError as exc:
+            self.fail(str(exc), param, ctx)
         return ",".join(wanted)
 
 
@@ -149,13 +148,19 @@ class _Group(click.Group):
 @click.option("--metrics-host", default=None,
               help="With --headless: the address --metrics-port listens on (default 127.0.0.1; "
                    "0.0.0.0 for every interface).")
+@click.option("--api-port", type=click.IntRange(1, 65535), default=None,
+              help="With --headless: serve the HTTP API on this port (default [api] port; "
+                   "needs OPTIINFRA_API_TOKEN and the api extra).")
+@click.option("--api-host", default=None,
+              help="With --headless: the address --api-port listens on (default [api] host, "
+                   "else 127.0.0.1).")
 @click.option("--keep-days", type=click.IntRange(1), default=None,
               help="Days of history to keep (default OPTIINFRA_KEEP_DAYS or 90).")
 @click.version_option(package_name="optiinfra-tui")
 @click.pass_context
 def cli(ctx: click.Context, headless: bool, workers: int | None, log_format: str,
         shutdown_timeout: float, metrics_port: int | None, metrics_host: str | None,
-        keep_days: int | None) -> int | None:
+        api_port: int | None, api_host: str | None, keep_days: int | None) -> int | None:
     """Collect cloud cost data on a schedule and watch it happen.
 
     Without a command: the dashboard, or with --headless the worker pool alone. The options
@@ -175,8 +180,11 @@ def cli(ctx: click.Context, headless: bool, workers: int | None, log_format: str
             raise click.UsageError("--headless needs at least one worker (--workers 1 or more).")
         if metrics_host and not metrics_port:
             raise click.UsageError("--metrics-host needs --metrics-port.")
+        api_port = api_port or settings.api.port
+        if api_host and not api_port:
+            raise click.UsageError("--api-host needs --api-port (or port in [api]).")
         return run_headless(settings, workers, log_format, shutdown_timeout, metrics_port,
-                            metrics_host or "127.0.0.1")
+                            metrics_host or "127.0.0.1", api_port, api_host or settings.api.host)
     if workers == 0:
         _reject_worker_options_without_workers(ctx)
     try:
@@ -190,7 +198,7 @@ def cli(ctx: click.Context, headless: bool, workers: int | None, log_format: str
 
 # Top-level options start the dashboard or the headless pool; these two serve only headless,
 # and these two only a process that runs workers.
-_HEADLESS_ONLY = ("log_format", "metrics_port", "metrics_host")
+_HEADLESS_ONLY = ("log_format", "metrics_port", "metrics_host", "api_port", "api_host")
 _WORKERS_ONLY = ("keep_days", "shutdown_timeout")
 
 
@@ -221,7 +229,7 @@ def _reject_options_that_dont_apply(ctx: click.Context, headless: bool) -> None:
     if headless_only and not headless:
         raise click.UsageError(
             f"{_and(headless_only)} only {_plural(headless_only, 'applies', 'apply')} with "
-            "--headless (headless mode's log output and metrics). Add --headless, or drop "
+            "--headless (headless mode's log output, metrics and API). Add --headless, or drop "
             f"{_plural(headless_only, 'it', 'them')}.")
 
 
@@ -325,7 +333,7 @@ def _wait(rt: Runtime, run_id: int, timeout: float | None, quiet: bool, hinted: 
 
 
 @cli.command()
-@click.option("--status", type=click.Choice(["queued", "running", "retrying", "success", "failed", "canceled"]),
+@click.option("--status", type=click.Choice(STATUSES),
               help="Only runs in this state.")
 @click.option("--provider", type=ProviderChoice(), default=None, help="Only this provider's runs.")
 @click.option("--customer", "customer_id", default=None, help="Only this customer's runs.")

@@ -1,0 +1,80 @@
+"""The API's request body and the shapes of its answers, for validation and /openapi.json.
+
+Answers are written by the CLI's `--json` serialisers (RunRow.to_json, Snapshot.to_json,
+formats.costs_json); these models only describe them, and a test keeps the two the same.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class TriggerRequest(BaseModel):
+    """The old stack's body for POST /api/v1/collect/trigger."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"examples": [
+        {"customer_id": "acme", "provider": "vultr", "data_types": ["cost"],
+         "async_mode": True}]})
+
+    provider: str = Field(description="An installed provider: aws, azure, gcp, vultr.")
+    customer_id: str | None = Field(None, description="Default: DEFAULT_CUSTOMER_ID.")
+    data_types: list[str] | None = Field(
+        None, description="The provider's data types (default: its default types).")
+    async_mode: bool = Field(True, description="false: wait for the run and answer with its "
+                                               "outcome ([api] wait_timeout at most).")
+
+
+class Run(BaseModel):
+    """A collection run, as `history --json` prints it."""
+
+    id: int
+    task_id: str | None
+    status: str = Field(description="queued, running, retrying, success, failed or canceled")
+    customer_id: str
+    provider: str
+    data_types: list[str]
+    trigger: str = Field(description="schedule, manual, cli, api or retry")
+    attempt: int
+    max_attempts: int
+    rows: int
+    requests: int = Field(description="Requests sent to the provider's API")
+    error_kind: str | None
+    error_message: str | None
+    queued_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    duration_ms: int | None
+    worker: str | None
+    next_attempt_at: datetime | None
+    retry_of: int | None
+
+
+class TriggerAnswer(BaseModel):
+    """The old stack's answer, plus the run's id (and, with async_mode false, the run)."""
+
+    task_id: str
+    run_id: int
+    status: str = Field(description='"queued"; with async_mode false, the run\'s status')
+    message: str
+    started_at: datetime = Field(description="When the run was queued")
+    async_mode: bool
+    run: Run | None = Field(None, description="With async_mode false: the run as it ended")
+
+
+class CostLine(BaseModel):
+    """One line of `costs --json`: amounts are decimal strings at the currency's precision."""
+
+    key: str
+    currency: str
+    billed_cost: str
+    estimated_cost: str
+    total: str
+    rows: int
+
+
+class Error(BaseModel):
+    """Every error answer: what went wrong and what to do, never a traceback."""
+
+    detail: str
