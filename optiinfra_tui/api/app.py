@@ -7,6 +7,7 @@ Each answer is the CLI's `--json` document (formats.json_text); each error is
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from datetime import date
@@ -24,7 +25,14 @@ from starlette.exceptions import HTTPException
 from optiinfra_tui import providers
 from optiinfra_tui.access import Tokens, bearer
 from optiinfra_tui.api.limits import BodyLimit, TriggerLimit
-from optiinfra_tui.api.schemas import CostLine, Error, Run, TriggerAnswer, TriggerRequest
+from optiinfra_tui.api.schemas import (
+    CostLine,
+    Error,
+    Run,
+    TriggerAnswer,
+    TriggerRequest,
+    example_body,
+)
 from optiinfra_tui.errors import BackendUnavailable, ConfigError, OptiInfraError, TransientError
 from optiinfra_tui.formats import costs_json, error_text, json_text, rfc3339
 from optiinfra_tui.settings import (
@@ -41,8 +49,7 @@ from optiinfra_tui.worker.runtime import Runtime
 
 log = logging.getLogger("optiinfra.api")
 
-SEND_JSON = ("Send an object such as {\"provider\": \"vultr\", \"customer_id\": \"acme\", "
-             "\"data_types\": [\"cost\"], \"async_mode\": true} with `Content-Type: "
+SEND_JSON = (f"Send an object such as {json.dumps(example_body())} with `Content-Type: "
              "application/json`.")
 ERRORS = {401: {"model": Error}, 413: {"model": Error}, 422: {"model": Error},
           429: {"model": Error}, 503: {"model": Error}}

@@ -10,15 +10,24 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from optiinfra_tui import providers
+
+
+def example_body() -> dict:
+    """A trigger's body, for the provider that schedules fall back to (else the first)."""
+    specs = providers.specs()
+    spec = next((s for s in specs.values() if s.implicit), next(iter(specs.values())))
+    return {"provider": spec.name, "customer_id": "acme", "data_types": list(spec.default_types),
+            "async_mode": True}
+
 
 class TriggerRequest(BaseModel):
     """The old stack's body for POST /api/v1/collect/trigger."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"examples": [
-        {"customer_id": "acme", "provider": "vultr", "data_types": ["cost"],
-         "async_mode": True}]})
+    model_config = ConfigDict(extra="forbid", strict=True,
+                              json_schema_extra={"examples": [example_body()]})
 
-    provider: str = Field(description="An installed provider: aws, azure, gcp, vultr.")
+    provider: str = Field(description=f"An installed provider: {', '.join(providers.names())}.")
     customer_id: str | None = Field(None, description="Default: DEFAULT_CUSTOMER_ID.")
     data_types: list[str] | None = Field(
         None, description="The provider's data types (default: its default types).")

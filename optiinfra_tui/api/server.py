@@ -11,6 +11,7 @@ import uvicorn
 
 from optiinfra_tui.access import Tokens
 from optiinfra_tui.api.app import build_app
+from optiinfra_tui.api.limits import TriggerLimit
 from optiinfra_tui.errors import ConfigError
 from optiinfra_tui.worker.runtime import Runtime
 
@@ -21,9 +22,10 @@ class ApiServer:
     """The API on `host:port`; the socket is bound in `start()`, so a taken port is a
     ConfigError there, before the workers start."""
 
-    def __init__(self, rt: Runtime, host: str, port: int, tokens: Tokens) -> None:
+    def __init__(self, rt: Runtime, host: str, port: int, tokens: Tokens,
+                 limit: TriggerLimit | None = None) -> None:
         self.host, self.port = host, port
-        config = uvicorn.Config(build_app(rt, tokens), log_config=None, access_log=False,
+        config = uvicorn.Config(build_app(rt, tokens, limit), log_config=None, access_log=False,
                                 lifespan="off", timeout_graceful_shutdown=5,
                                 server_header=False)
         self._server = uvicorn.Server(config)

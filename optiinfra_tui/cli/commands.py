@@ -296,7 +296,7 @@ def _no_consumer_hint(rt: Runtime) -> str:
             "huey_config.huey -w 2 -k thread`, or the dashboard (`optiinfra-tui`).")
 
 
-def _warn_without_consumer(rt: Runtime) -> bool:
+def _warn_without_consumer(rt: Runtime, waits: str = "this collection waits") -> bool:
     """Warn on stderr when no consumer has a fresh heartbeat; True if it warned."""
     from optiinfra_tui.worker import monitor
 
@@ -304,7 +304,7 @@ def _warn_without_consumer(rt: Runtime) -> bool:
         return False
     stale = int(monitor.STALE_AFTER.total_seconds())
     click.echo(f"warning: no consumer is running (none has written a heartbeat in the last "
-               f"{stale} s), so this collection waits in the queue until one starts. "
+               f"{stale} s), so {waits} in the queue until one starts. "
                f"{_no_consumer_hint(rt)}", err=True)
     return True
 
@@ -401,3 +401,30 @@ def costs(by: str, since: datetime | None, as_json: bool) -> int:
     return EXIT_OK
 
 
+
+
+@cli.command()
+@click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True,
+              help="The port browsers connect to.")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="The address to listen on (0.0.0.0: every interface; needs a token).")
+@click.option("--public-url", default=None,
+              help="The URL browsers use, when a proxy stands in front (https://ops.example).")
+def serve(port: int, host: str, public_url: str | None) -> int:
+    """The dashboard in a browser: each browser session watches (no workers, no chDB)."""
+    from optiinfra_tui import access
+    from optiinfra_tui.logs import setup_logging
+    from optiinfra_tui.web import require_web_extra
+
+    require_web_extra()
+    settings = load_settings()
+    tokens = access.tokens(settings)
+    access.check_listener(host, "--host", tokens, "the browser dashboard")
+    setup_logging(settings, stderr=True, file=False)
+    from optiinfra_tui.web.server import serve_dashboard
+    from optiinfra_tui.worker.runtime import Runtime
+
+    rt = Runtime(settings)
+    rt.history()
+    _warn_without_consumer(rt, "collections started in a browser wait")
+    return serve_dashboard(host, port, tokens, public_url)
