@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from procs import worker_env
+from procs import cli_without, worker_env
 from services import free_port, wait_until
 
 from optiinfra_tui import access
@@ -444,25 +444,14 @@ def test_a_taken_port_is_a_clear_error(tmp_path):
     assert "Traceback" not in r.stdout + r.stderr
 
 
-WITHOUT_FASTAPI = """
-import sys
 
-class NoFastapi:
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("fastapi", "uvicorn"):
-            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-
-sys.meta_path.insert(0, NoFastapi())
-from optiinfra_tui.cli import main
-main(sys.argv[1:])
-"""
 
 
 def test_without_the_api_extra_it_names_the_install_command(tmp_path):
     (tmp_path / "c.toml").write_text("schedules = []\n")
     env = worker_env(os.environ, OPTIINFRA_HOME=tmp_path / "home", OPTIINFRA_API_TOKEN=TOKEN,
                      OPTIINFRA_CONFIG=tmp_path / "c.toml")
-    r = subprocess.run([sys.executable, "-c", WITHOUT_FASTAPI, "--headless", "--api-port",
+    r = subprocess.run([*cli_without("fastapi", "uvicorn"), "--headless", "--api-port",
                         str(free_port())], env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
     assert 'needs the api extra (fastapi, uvicorn not installed). Install it: pip install ' \

@@ -7,10 +7,12 @@ formats.costs_json); these models only describe them, and a test keeps the two t
 from __future__ import annotations
 
 from datetime import datetime
+from typing import get_type_hints
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from optiinfra_tui import providers
+from optiinfra_tui.worker.runs import RunRow
 
 
 def example_body() -> dict:
@@ -35,29 +37,10 @@ class TriggerRequest(BaseModel):
                                                "outcome ([api] wait_timeout at most).")
 
 
-class Run(BaseModel):
-    """A collection run, as `history --json` prints it."""
-
-    id: int
-    task_id: str | None
-    status: str = Field(description="queued, running, retrying, success, failed or canceled")
-    customer_id: str
-    provider: str
-    data_types: list[str]
-    trigger: str = Field(description="schedule, manual, cli, api or retry")
-    attempt: int
-    max_attempts: int
-    rows: int
-    requests: int = Field(description="Requests sent to the provider's API")
-    error_kind: str | None
-    error_message: str | None
-    queued_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-    duration_ms: int | None
-    worker: str | None
-    next_attempt_at: datetime | None
-    retry_of: int | None
+# A run as `history --json` prints it: RunRow's fields, its data types as a list.
+Run = create_model("Run", __doc__="A collection run, as `history --json` prints it.", **{
+    name: (list[str] if name == "data_types" else kind, ...)
+    for name, kind in get_type_hints(RunRow).items()})
 
 
 class TriggerAnswer(BaseModel):
