@@ -155,6 +155,7 @@ def test_the_printed_link_signs_in_and_a_forged_one_does_not(served):
     (["--host", "::"], {}, "no token is set"),
     ([], {"OPTIINFRA_API_TOKEN": "short"}, "OPTIINFRA_API_TOKEN is 5 characters long"),
     (["--port", "0"], {}, "Invalid value for '--port'"),
+    (["--public-url", "ops.example"], {}, "--public-url 'ops.example': give the address"),
 ])
 def test_serve_refuses_to_start_open(env, args, extra, said):
     r = subprocess.run(CLI + ["serve", *args], env=dict(env, **extra), capture_output=True,

@@ -416,6 +416,9 @@ def serve(port: int, host: str, public_url: str | None) -> int:
     from optiinfra_tui.logs import setup_logging
     from optiinfra_tui.web import require_web_extra
 
+    if public_url is not None and not public_url.startswith(("http://", "https://")):
+        raise click.UsageError(f"--public-url {public_url!r}: give the address browsers use, "
+                               "starting with https:// (or http://).")
     require_web_extra()
     settings = load_settings()
     tokens = access.tokens(settings)
