@@ -5,6 +5,7 @@ Pure functions of their arguments, so every interface shows a figure the same wa
 
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
 from datetime import UTC, date, datetime
@@ -129,3 +130,19 @@ def duration(ms: int | None) -> str:
     if ms < 60_000:
         return f"{ms / 1000:.1f} s"
     return f"{ms // 60_000}m{ms % 60_000 // 1000:02d}s"
+
+
+def json_text(doc: object) -> str:
+    """A document as the CLI's `--json` and the HTTP API write it (indented, exact decimals,
+    RFC 3339 times)."""
+    return json.dumps(doc, indent=2, default=json_default)
+
+
+def costs_json(totals: list) -> list[dict]:
+    """`costs --json` and GET /api/v1/costs: one object per key and currency, amounts as
+    decimal strings at the currency's precision."""
+    return [{"key": t.key, "currency": t.currency,
+             "billed_cost": amount_text(t.billed_cost, t.currency),
+             "estimated_cost": amount_text(t.estimated_cost, t.currency),
+             "total": amount_text(t.total, t.currency), "rows": t.rows}
+            for t in totals]

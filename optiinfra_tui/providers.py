@@ -12,7 +12,6 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import logging
-import sys
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from types import MappingProxyType
 from typing import Any
 
 from optiinfra_tui.errors import ConfigError
+from optiinfra_tui.extras import installed
 
 GROUP = "optiinfra_tui.providers"
 
@@ -109,7 +109,7 @@ class ProviderSpec:
     def extra_missing(self) -> str | None:
         """The install command when the SDK this provider needs is not installed, else None."""
         for module in self.sdk:
-            if not _installed(module):
+            if not installed(module):
                 return self.install or f"install {module}"
         return None
 
@@ -142,33 +142,6 @@ class ProviderSpec:
                               f"imported ({exc}). "
                               f"{'Install it: ' + self.install if self.install else 'Reinstall it.'}"
                               ) from None
-
-
-def _installed(module: str) -> bool:
-    """Whether `module` can be imported, asked of the import system's finders without
-    importing it or its parent packages."""
-    path = None
-    for depth in range(1, module.count(".") + 2):
-        name = module.rsplit(".", module.count(".") + 1 - depth)[0]
-        if name in sys.modules:
-            found = sys.modules[name]
-            if found is None:  # blocked on purpose
-                return False
-            path = getattr(found, "__path__", None)
-            continue
-        spec = None
-        for finder in sys.meta_path:
-            find = getattr(finder, "find_spec", None)
-            try:
-                spec = find(name, path) if find else None
-            except ImportError:
-                return False
-            if spec is not None:
-                break
-        if spec is None:
-            return False
-        path = spec.submodule_search_locations
-    return True
 
 
 _lock = threading.Lock()

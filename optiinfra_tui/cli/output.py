@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import sys
 from decimal import Decimal
@@ -10,19 +9,18 @@ from decimal import Decimal
 import click
 
 from optiinfra_tui.formats import (
-    amount_text,
     attempts_label,
     clip,
     duration,
     error_text,
-    json_default,
+    json_text,
     money,
     types_label,
 )
 
 
 def emit_json(doc) -> None:
-    click.echo(json.dumps(doc, indent=2, default=json_default))
+    click.echo(json_text(doc))
 
 
 def run_line(run) -> str:
@@ -98,14 +96,6 @@ def print_status(snap) -> None:
     rate = f"{st.success_rate:.0%}" if st.success_rate is not None else "-"
     click.echo(f"last hour: {st.runs} runs, success {rate}, p50 {st.p50_ms or '-'} ms, "
                f"p95 {st.p95_ms or '-'} ms, {st.rows} rows")
-
-
-def costs_json(totals: list) -> list[dict]:
-    return [{"key": t.key, "currency": t.currency,
-             "billed_cost": amount_text(t.billed_cost, t.currency),
-             "estimated_cost": amount_text(t.estimated_cost, t.currency),
-             "total": amount_text(t.total, t.currency), "rows": t.rows}
-            for t in totals]
 
 
 def print_costs(by: str, since, totals: list, summary: list) -> None:
