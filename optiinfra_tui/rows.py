@@ -34,9 +34,9 @@ COST_EXPLORER = "cost_explorer"  # a cost API's daily totals per service, revise
 DATA_EXPORT = "data_export"  # billing export files (FOCUS 1.0 / CUR 2.0): line items
 BIGQUERY_EXPORT = "bigquery_export"  # a billing export table: daily sums, rows arrive late
 COST_MANAGEMENT = "cost_management"  # a cost query API's daily totals, revised for days
-# A month holding rows of the key source counts none of the value source's rows: both describe
-# the same spend, the key source in more detail.
-SUPERSEDES = {DATA_EXPORT: COST_EXPLORER}
+# A month holding rows of the key source counts none of the value sources' rows (of the same
+# customer and provider): both describe the same spend, the key source in more detail.
+SUPERSEDES = {DATA_EXPORT: (COST_EXPLORER, COST_MANAGEMENT)}
 
 # Instructions a collector yields between its rows (a Batch of one each): storage carries them
 # out after storing every row yielded before them.

@@ -94,7 +94,8 @@ class Queries(ClickHouse):
                    f"WHERE NOT is_estimate AND source IN ('{INVOICE}', '')))"]
         # A month one source describes in more detail counts none of a coarser source's rows.
         for better, coarser in SUPERSEDES.items():
-            counted.append(f"(source != '{coarser}' OR {month} NOT IN (SELECT {month} FROM "
+            names = ", ".join(f"'{c}'" for c in coarser)
+            counted.append(f"(source NOT IN ({names}) OR {month} NOT IN (SELECT {month} FROM "
                            f"{db}.{COST_LINES} WHERE source = '{better}' AND is_deleted = 0))")
         self._counted = " AND ".join(counted)
 

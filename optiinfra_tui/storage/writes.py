@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING
 
-from optiinfra_tui.errors import DataError, OptiInfraError
+from optiinfra_tui.errors import ConfigError, DataError, OptiInfraError
 from optiinfra_tui.rows import (
     ACCOUNT_SNAPSHOTS,
     COST_LINES,
@@ -247,12 +247,11 @@ class Writes(ClickHouse):
             # One insert per file: an insert's memory grows with what it reads (all files in one
             # took 2 GB for 4 million rows, one at a time 0.9 GB), and it was no faster.
             for url in job.urls:
-                source = self._file_source(job, url, secrets)
                 try:
+                    source = self._file_source(job, url, secrets)
                     if callable(select):  # the columns of the first file say how to read them
-                        select = select(dict(self._rows(
-                            f"SELECT name, type FROM (DESCRIBE TABLE {source}) "
-                            f"SETTINGS {_IMPORT_SETTINGS}")))
+                        select = select({row[0]: row[1] for row in self._rows(
+                            f"DESCRIBE TABLE {source} SETTINGS {_IMPORT_SETTINGS}")})
                     names = [c for c in _COST_COLUMNS if c in fixed or c in select]
                     exprs = [fixed.get(c) or select[c] for c in names]
                     self._command(f"INSERT INTO {self._t(COST_LINES)} ({', '.join(names)}) "
@@ -265,6 +264,12 @@ class Writes(ClickHouse):
                     hidden = tuple(secrets)
                     if isinstance(exc, OptiInfraError):
                         raise type(exc)(_scrub(str(exc), hidden)) from None
+                    if "certificate verify failed" in str(exc):
+                        raise ConfigError(
+                            f"ClickHouse could not read {url}: it does not trust the server's "
+                            "TLS certificate. Give the process that reads it (chDB: this one; "
+                            "a ClickHouse server: its openSSL client settings) the CA bundle, "
+                            "e.g. SSL_CERT_FILE.") from None
                     # ClickHouse's own message (a missing column, a value that doesn't parse):
                     # a bad export, not a bug of ours.
                     raise DataError(f"ClickHouse could not read {url}: "
