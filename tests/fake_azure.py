@@ -79,13 +79,16 @@ Key = tuple[date, str, str, str]  # day, service, charge type, currency
 
 class FakeAzure(LocalServer):
     """A seeded subscription whose costs run from the first day of `today`'s previous month
-    to `today`."""
+    to `today`, billed in `currency` (one service always in EUR)."""
 
     def __init__(self, cert: tuple[Path, Path], today: date, *, seed: int = 0,
-                 page_size: int = 25) -> None:
+                 page_size: int = 25, currency: str = "USD",
+                 purchase: Decimal = Decimal("98765432109.876543")) -> None:
         self._cert = cert
         self.today = today
         self.page_size = page_size
+        self.currency = currency
+        self.purchase = purchase  # a reservation bought on each month's first day
         self.tenant = str(uuid.uuid4())
         self.client_id = str(uuid.uuid4())
         self.secret = secrets.token_urlsafe(24)
@@ -118,20 +121,20 @@ class FakeAzure(LocalServer):
         while day <= self.today:
             for service in _USAGE:
                 billed = amount(10_000, 90_000_000)
-                self._set(day, service, "Usage", "USD", billed, billed)
+                self._set(day, service, "Usage", self.currency, billed, billed)
             if day.day % 3 == 0:
                 cosmos = amount(1_000, 5_000_000)
                 self._set(day, _EUR_SERVICE, "Usage", "EUR", cosmos, cosmos)
             if day.day == 1:
                 # A reservation bought: billed as a purchase, amortized into the month's usage.
-                self._set(day, "Virtual Machines", "Purchase", "USD",
-                          Decimal("98765432109.876543"), None)
-                self._set(day, "Virtual Machines", "UnusedReservation", "USD", None,
+                self._set(day, "Virtual Machines", "Purchase", self.currency, self.purchase,
+                          None)
+                self._set(day, "Virtual Machines", "UnusedReservation", self.currency, None,
                           amount(1, 3_000_000))
-                self._set(day, "Tax", "Tax", "USD", amount(100_000, 900_000), None)
+                self._set(day, "Tax", "Tax", self.currency, amount(100_000, 900_000), None)
             if day.day in (5, 20):  # a refund: a credit, in both views
                 refund = -amount(1_000_000, 40_000_000)
-                self._set(day, "Azure App Service", "Refund", "USD", refund, refund)
+                self._set(day, "Azure App Service", "Refund", self.currency, refund, refund)
             day += timedelta(days=1)
 
     def _set(self, day: date, service: str, charge_type: str, currency: str,
