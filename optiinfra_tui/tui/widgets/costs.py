@@ -165,7 +165,8 @@ def _cell(day: dict[str, Decimal], peak: Decimal, height: int, level: int) -> tu
 
 
 def legend(providers: list[str], currency: str, width: int | None) -> Text:
-    """'■ aws  ■ azure  USD/day', its spacing tightened where it would not fit in `width`."""
+    """'■ <provider>  ■ <provider>  USD/day', its spacing tightened where it would not fit in
+    `width`."""
     items = [(f"■ {p}", provider_colour(p)) for p in providers] + [(f"{currency}/day", "dim")]
     gap = "  "
     if width is not None and len(gap.join(text for text, _ in items)) > width:
