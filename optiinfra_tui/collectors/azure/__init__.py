@@ -26,8 +26,6 @@ from optiinfra_tui import __version__
 from optiinfra_tui.collectors.azure import export as azure_export
 from optiinfra_tui.collectors.azure.export import STORAGE_RESOURCE, parse_export_uri
 from optiinfra_tui.collectors.azure_spec import ARM_DEFAULT, AUTHORITY_DEFAULT, EXPORT_URI_VAR
-from optiinfra_tui.collectors.azure_spec import azure_max_rps as _max_rps
-from optiinfra_tui.collectors.azure_spec import https_url as _https_url
 from optiinfra_tui.collectors.base import (
     CollectContext,
     ProviderCollector,
@@ -382,8 +380,8 @@ class AzureCollector(ProviderCollector):
         self.account = check_account(account)
         self.customer_id = customer_id
         env = settings.env
-        self._authority = _https_url(env, "AZURE_AUTHORITY_HOST", AUTHORITY_DEFAULT)
-        self._arm = _https_url(env, "AZURE_RESOURCE_MANAGER_URL", ARM_DEFAULT)
+        self._authority = settings.option("AZURE_AUTHORITY_HOST")
+        self._arm = settings.option("AZURE_RESOURCE_MANAGER_URL")
         secret_env = self.account.client_secret_env
         self._secret = env.get(secret_env, "").strip()
         if not self._secret:
@@ -396,7 +394,7 @@ class AzureCollector(ProviderCollector):
         # Cost Management throttles per app and scope: every thread of the process shares it.
         self._limiter = limiter_for(
             f"azure:{self.account.tenant_id}:{self.account.client_id}:{self.account.scope}",
-            _max_rps(env))
+            float(settings.option("AZURE_MAX_RPS")))
         self._verify = tls_trust(env)
         self._tokens = 0
         self._client: ApiClient | None = None
