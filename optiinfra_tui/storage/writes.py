@@ -272,7 +272,8 @@ class Writes(ClickHouse):
                             "e.g. SSL_CERT_FILE.") from None
                     # ClickHouse's own message (a missing column, a value that doesn't parse):
                     # a bad export, not a bug of ours.
-                    raise DataError(f"ClickHouse could not read {url}: "
+                    raise DataError(f"ClickHouse could not read {url} (nothing of its billing "
+                                    f"period is stored; the period keeps its figures): "
                                     f"{_scrub(str(exc), hidden)}") from None
             rows = int(self._rows(
                 f"SELECT count() FROM {self._t(COST_LINES)} WHERE {_CP} AND source = {{s:String}} "
