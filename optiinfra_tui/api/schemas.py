@@ -56,9 +56,11 @@ class TriggerAnswer(BaseModel):
 
 
 class CostLine(BaseModel):
-    """One line of `costs --json`: amounts are decimal strings at the currency's precision."""
+    """One line of `costs --json`: amounts exact, as decimal strings with at least the
+    currency's digits; `provider` by service only."""
 
     key: str
+    provider: str | None = None
     currency: str
     billed_cost: str
     estimated_cost: str

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import sys
-from decimal import Decimal
 
 import click
 
@@ -99,20 +98,33 @@ def print_status(snap) -> None:
 
 
 def print_costs(by: str, since, totals: list, summary: list) -> None:
-    """The `costs` table: one line per key, a total per currency, month to date, a legend."""
-    click.echo(f"{by.upper():<32} {'CUR':<4} {'BILLED':>16} {'ESTIMATED':>14} {'TOTAL':>16} "
-               f"{'ROWS':>10}")
-    for t in totals:
-        click.echo(_costs_line(clip(t.key, 32), t.currency, t.billed_cost, t.estimated_cost,
-                               t.rows))
-    click.echo()
-    for currency in dict.fromkeys(t.currency for t in totals):  # never add currencies
+    """The `costs` table: one line per key (by service, per provider), a total per currency,
+    month to date, a legend. Amounts at each currency's precision, in columns as wide as
+    their widest figure."""
+    names = [(clip(t.key, 32),) + ((t.provider,) if by == "service" else ()) for t in totals]
+    lines = [(*name, t.currency, t.billed_cost, t.estimated_cost, t.rows)
+             for name, t in zip(names, totals, strict=True)]
+    lines.append(None)  # the blank line before the totals
+    for currency in sorted({t.currency for t in totals}):  # never add currencies
         mine = [t for t in totals if t.currency == currency]
-        click.echo(_costs_line(
-            "TOTAL", currency, sum(t.billed_cost for t in mine),
-            sum(t.estimated_cost for t in mine),
-            sum(t.rows for t in mine) if by != "day" else None))
-    for s in summary:
+        lines.append(("TOTAL", *([""] if by == "service" else []), currency,
+                      sum(t.billed_cost for t in mine), sum(t.estimated_cost for t in mine),
+                      sum(t.rows for t in mine) if by != "day" else None))
+    heads = (by.upper(), *(["PROVIDER"] if by == "service" else []), "CUR", "BILLED",
+             "ESTIMATED", "TOTAL", "ROWS")
+    texts = len(heads) - 4  # the name columns, then the figures
+    cells = [None if line is None else (
+        *line[:texts], *(money(v, line[texts - 1], symbol=False) for v in (
+            line[texts], line[texts + 1], line[texts] + line[texts + 1])),
+        "-" if line[-1] is None else f"{line[-1]}") for line in lines]
+    widths = [max([len(h)] + [len(c[i]) for c in cells if c is not None])
+              for i, h in enumerate(heads)]
+    widths[0], widths[texts - 1] = 32, 4
+    for row in [heads, *cells]:
+        click.echo("" if row is None else "  ".join(
+            f"{v:<{w}}" if i < texts else f"{v:>{w}}" for i, (v, w) in enumerate(
+                zip(row, widths, strict=True))).rstrip())
+    for s in sorted(summary, key=lambda s: s.currency):
         click.echo(f"Month to date ({s.month_start:%Y-%m-%d} to {s.today:%Y-%m-%d}, UTC): "
                    f"{money(s.month_to_date, s.currency)}")
     click.echo("\nBILLED: invoice lines. ESTIMATED: pending charges of months not invoiced yet. "
@@ -120,12 +132,6 @@ def print_costs(by: str, since, totals: list, summary: list) -> None:
                "period, summed over this month's days so far." + (
                    f"\nFrom {since:%Y-%m-%d} on: charges spread the same way, counted from "
                    "that day." if since else "") + (
-                   "\nBy day, ROWS are the lines charged on that day." if by == "day" else ""))
-
-
-def _costs_line(key: str, currency: str, billed: Decimal, estimated: Decimal,
-                rows: int | None) -> str:
-    amounts = [f"{money(v, currency, symbol=False):>{w}}"
-               for v, w in ((billed, 16), (estimated, 14), (billed + estimated, 16))]
-    return (f"{key:<32} {currency:<4} {' '.join(amounts)} "
-            f"{'-' if rows is None else rows:>10}")
+                   "\nBy day, ROWS are the lines charged on that day." if by == "day" else "") +
+               "\nAmounts are rounded to each currency's smallest unit; --json gives them "
+               "exactly.")
