@@ -391,8 +391,10 @@ def test_the_documented_shapes_are_the_serialisers_own():
     row = RunRow(1, "t", "success", "c", "vultr", "cost", "api", 1, 4, 5, 2, None, None,
                  datetime(2026, 1, 1), None, None, None, None, None, None)
     assert list(Run.model_fields) == list(row.to_json())
-    line = CostTotal("vultr", "USD", Decimal("1.5"), Decimal("0"), 3)
-    assert list(CostLine.model_fields) == list(costs_json([line])[0])
+    line = CostTotal("Compute", "USD", Decimal("1.5"), Decimal("0"), 3, provider="vultr")
+    assert list(CostLine.model_fields) == list(costs_json([line])[0])  # by service
+    by_provider = CostTotal("vultr", "USD", Decimal("1.5"), Decimal("0"), 3)
+    assert set(costs_json([by_provider])[0]) == set(CostLine.model_fields) - {"provider"}
 
 
 # --- starting it -------------------------------------------------------------------------------
