@@ -35,7 +35,7 @@ def env_for(home: Path, schedules: str = "schedules = []\n", **extra: str) -> di
     """A complete environment for load_settings: a fresh data dir, no key unless given, and
     only the schedules asked for (none by default: a slot falling due would add a run)."""
     home = Path(home)
-    home.mkdir(parents=True, exist_ok=True)
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)  # as the program makes it
     config = home / "schedules.toml"
     config.write_text(schedules)
     env = {"OPTIINFRA_HOME": str(home), "OPTIINFRA_CONFIG": str(config), "MAX_RETRIES": "2",

@@ -15,6 +15,7 @@ from urllib.parse import urlparse
 import peewee as pw
 from playhouse.db_url import parse as parse_db_url
 
+from optiinfra_tui.datadir import create_file, make_dir
 from optiinfra_tui.errors import BackendUnavailable, ConfigError
 from optiinfra_tui.text import first_line, safe_url
 
@@ -232,7 +233,8 @@ def _open(url: str) -> pw.Database:
     if scheme == "sqlite":
         path = Path(url[len("sqlite:///"):])
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            make_dir(path.parent)
+            create_file(path)
         except OSError as exc:
             raise ConfigError(f"DATABASE_URL: can't create {path.parent}: {exc.strerror}. "
                               "Set OPTIINFRA_HOME or DATABASE_URL to a writable place.") from None

@@ -16,6 +16,7 @@ from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.worker import get_current_worker
 
+from optiinfra_tui.datadir import write_file
 from optiinfra_tui.errors import OptiInfraError
 from optiinfra_tui.settings import Settings
 from optiinfra_tui.storage.history import close_connection
@@ -87,7 +88,7 @@ class DashboardApp(App):
             return
         prefs["theme"] = theme
         try:
-            (self.rt.settings.home / PREFS_FILE).write_text(json.dumps(prefs), encoding="utf-8")
+            write_file(self.rt.settings.home / PREFS_FILE, json.dumps(prefs))
         except OSError as exc:  # only a preference: the dashboard works without it
             log.warning("could not save the theme to %s: %s", PREFS_FILE, exc)
 
@@ -115,6 +116,8 @@ class DashboardApp(App):
         if self.pool is not None and not self.pool_started:
             self.pool.start()  # before the poller, so its first read lists these workers
             self.pool_started = True
+        if self.rt.open_data_dir:  # logged too, but the log file is out of sight
+            self.notify(self.rt.open_data_dir, title="Data dir", severity="warning", timeout=30)
         self.run_worker(self._poll_loop, thread=True, group="poller", name="poller")
 
     def on_unmount(self) -> None:
