@@ -20,6 +20,7 @@ def run_headless(settings: Settings, workers: int, log_format: str = "text",
                  shutdown_timeout: float = 60.0, metrics_port: int | None = None,
                  metrics_host: str = "127.0.0.1") -> int:
     """Serve until SIGTERM/SIGINT, then finish the tasks in flight (bounded) and return 0."""
+    settings.alert_urls()  # a webhook without its URL variable is a start-up error
     setup_logging(settings, stdout=True, fmt=log_format)
     rt = Runtime(settings)
     set_runtime(rt)
