@@ -56,8 +56,9 @@ def body(alert: Alert, event: str, condition: str, summary: str, details: dict[s
         return json.dumps({"text": f"{head} ({alert.name}): {text}"})
     return json.dumps({"source": "optiinfra-tui", "alert": alert.name, "event": event,
                        "condition": condition.split(":", 1)[0], "key": condition,
-                       **details, "summary": summary, "since": rfc3339(since),
-                       "at": rfc3339(at)})
+                       **details, "summary": summary,
+                       "since": rfc3339(since.replace(microsecond=0)),
+                       "at": rfc3339(at.replace(microsecond=0))})
 
 
 def queue(alert: Alert, event: str, condition: str, text: str) -> AlertMessage:
