@@ -118,3 +118,14 @@ def json_default(value: object) -> str:
     if isinstance(value, date):
         return value.isoformat()
     return str(value)
+
+
+def duration(ms: int | None) -> str:
+    """How long a run took, for people: '850 ms', '12.3 s', '4m05s'."""
+    if ms is None:
+        return "-"
+    if ms < 1000:
+        return f"{ms} ms"
+    if ms < 60_000:
+        return f"{ms / 1000:.1f} s"
+    return f"{ms // 60_000}m{ms % 60_000 // 1000:02d}s"

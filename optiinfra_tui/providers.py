@@ -77,9 +77,9 @@ class ProviderSpec:
     name: str
     title: str  # for people, as the provider spells its own name
     data_types: tuple[str, ...]  # in their canonical order
-    default_types: tuple[str, ...]
     fields: Mapping[str, Field]
     collector: str  # "package.module:Class", built as Class(settings, customer_id, account=...)
+    default_types: tuple[str, ...] = ()  # what a run without types collects; empty: all
     schedules: tuple[DefaultSchedule, ...] = ()
     extra: str | None = None  # the optional dependency group bringing its SDK
     sdk: tuple[str, ...] = ()  # the modules that extra brings (checked without importing)
@@ -97,6 +97,10 @@ class ProviderSpec:
     parse: Callable[[Account, Mapping[str, str]], Any] | None = None
     # What is missing for the account to collect in `env`: a variable to set, or None.
     missing: Callable[[Account, Mapping[str, str]], str | None] | None = None
+
+    def __post_init__(self) -> None:
+        if not self.default_types:
+            object.__setattr__(self, "default_types", self.data_types)
 
     @property
     def install(self) -> str | None:

@@ -414,7 +414,7 @@ def shown_cells(table) -> list[list[str]]:
 
 def full_values(run) -> dict[str, str]:
     """What each column would show with room enough."""
-    from optiinfra_tui.tui.fmt import duration
+    from optiinfra_tui.formats import duration
 
     return {"id": str(run.id), "status": run.status, "provider": run.provider,
             "customer": run.customer_id, "types": "cost,account,resource"

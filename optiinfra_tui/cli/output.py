@@ -13,6 +13,7 @@ from optiinfra_tui.formats import (
     amount_text,
     attempts_label,
     clip,
+    duration,
     error_text,
     json_default,
     money,
@@ -24,15 +25,11 @@ def emit_json(doc) -> None:
     click.echo(json.dumps(doc, indent=2, default=json_default))
 
 
-def took(duration_ms: int | None) -> str:
-    return f"{duration_ms / 1000:.1f}s" if duration_ms is not None else "-"
-
-
 def run_line(run) -> str:
     """One run, as `collect` reports it when it ends."""
     line = (f"run {run.id} {run.status}: {run.provider}/{run.customer_id} [{run.data_types}] "
             f"attempt {attempts_label(run.status, run.attempt, run.max_attempts)}, "
-            f"{run.metrics_collected} rows, {took(run.duration_ms)}")
+            f"{run.metrics_collected} rows, {duration(run.duration_ms)}")
     if run.error_message and run.status != "success":
         line += f"\n  {run.error_kind}: {run.error_message}"
     return line
@@ -54,7 +51,7 @@ def print_history(found: list) -> None:
         click.echo(_history_line(widths, (
             r.id, r.status, r.provider, r.customer_id, types_label(r.provider, r.data_types),
             r.trigger, attempts_label(r.status, r.attempt, r.max_attempts),
-            r.metrics_collected, took(r.duration_ms), f"{r.queued_at:%Y-%m-%d %H:%M:%S}"),
+            r.metrics_collected, duration(r.duration_ms), f"{r.queued_at:%Y-%m-%d %H:%M:%S}"),
             clip(error, max(room, 20), words=True) if room is not None else error))
 
 

@@ -23,8 +23,6 @@ import httpx
 
 from optiinfra_tui import __version__
 from optiinfra_tui.collectors.azure_spec import ARM_DEFAULT, AUTHORITY_DEFAULT
-from optiinfra_tui.collectors.azure_spec import azure_max_rps as _max_rps
-from optiinfra_tui.collectors.azure_spec import https_url as _https_url
 from optiinfra_tui.collectors.base import (
     CollectContext,
     ProviderCollector,
@@ -374,8 +372,8 @@ class AzureCollector(ProviderCollector):
         self.account = check_account(account)
         self.customer_id = customer_id
         env = settings.env
-        self._authority = _https_url(env, "AZURE_AUTHORITY_HOST", AUTHORITY_DEFAULT)
-        self._arm = _https_url(env, "AZURE_RESOURCE_MANAGER_URL", ARM_DEFAULT)
+        self._authority = settings.option("AZURE_AUTHORITY_HOST")
+        self._arm = settings.option("AZURE_RESOURCE_MANAGER_URL")
         secret_env = self.account.client_secret_env
         self._secret = env.get(secret_env, "").strip()
         if not self._secret:
@@ -388,7 +386,7 @@ class AzureCollector(ProviderCollector):
         # Cost Management throttles per app and scope: every thread of the process shares it.
         self._limiter = limiter_for(
             f"azure:{self.account.tenant_id}:{self.account.client_id}:{self.account.scope}",
-            _max_rps(env))
+            float(settings.option("AZURE_MAX_RPS")))
         self._verify = tls_trust(env)
         self._tokens = 0
         self._client: ApiClient | None = None

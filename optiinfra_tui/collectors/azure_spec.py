@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 
 from optiinfra_tui.errors import ConfigError
 from optiinfra_tui.providers import Account, DefaultSchedule, Field, Option, ProviderSpec
+from optiinfra_tui.settings import env_float
 
 AUTHORITY_DEFAULT = "https://login.microsoftonline.com"
 ARM_DEFAULT = "https://management.azure.com"
@@ -26,21 +27,6 @@ def https_url(env: Mapping[str, str], var: str, default: str) -> str:
     return raw.rstrip("/")
 
 
-def azure_max_rps(env: Mapping[str, str]) -> float:
-    raw = env.get("AZURE_MAX_RPS", "").strip()
-    if not raw:
-        return AZURE_MAX_RPS_DEFAULT
-    try:
-        value = float(raw)
-    except ValueError:
-        value = float("nan")
-    if not value > 0 or value == float("inf"):
-        raise ConfigError(f"AZURE_MAX_RPS={raw!r}: not a positive number. Set it to the Cost "
-                          "Management requests per second to allow (default "
-                          f"{AZURE_MAX_RPS_DEFAULT:g}).")
-    return value
-
-
 def _azure_account(account: Account, env: Mapping[str, str]):
     from optiinfra_tui.collectors.azure import AzureAccount, check_account, default_account
 
@@ -56,7 +42,6 @@ AZURE = ProviderSpec(
     name="azure",
     title="Azure",
     data_types=("cost",),
-    default_types=("cost",),
     fields={
         "tenant_id": Field("the directory (tenant) id", required=True,
                            standard="AZURE_TENANT_ID"),
@@ -76,7 +61,8 @@ AZURE = ProviderSpec(
                lambda env: https_url(env, "AZURE_AUTHORITY_HOST", AUTHORITY_DEFAULT)),
         Option("AZURE_RESOURCE_MANAGER_URL", "Azure Resource Manager (https)",
                lambda env: https_url(env, "AZURE_RESOURCE_MANAGER_URL", ARM_DEFAULT)),
-        Option("AZURE_MAX_RPS", "Cost Management requests per second", azure_max_rps),
+        Option("AZURE_MAX_RPS", "Cost Management requests per second",
+               lambda env: env_float(env, "AZURE_MAX_RPS", AZURE_MAX_RPS_DEFAULT, minimum=0.01)),
     ),
     # The scope is the sign that the default customer's Azure costs are wanted: tenant and
     # client ids alone serve many Azure tools.

@@ -16,11 +16,12 @@ from optiinfra_tui.formats import money
 from optiinfra_tui.providers import colour as provider_colour
 from optiinfra_tui.tui.palette import palette
 from optiinfra_tui.tui.source import CostsData
+from optiinfra_tui.tui.widgets.latest import ShowsLatest
 
 BLOCKS = " ▁▂▃▄▅▆▇█"
 
 
-class CostsPanel(Static, can_focus=True):
+class CostsPanel(ShowsLatest[CostsData], Static, can_focus=True):
     """Enter opens the full costs view."""
 
     BINDINGS = [Binding("enter", "open", "Costs view")]
@@ -32,21 +33,11 @@ class CostsPanel(Static, can_focus=True):
         super().__init__(Text("connecting…", style="dim"), **kwargs)
         self.border_title = "Costs"
         self.days, self.chart_height = days, chart_height
-        self.costs: CostsData | None = None
 
     def action_open(self) -> None:
         self.post_message(self.Open())
 
-    def redraw(self) -> None:
-        """Draw again in the current palette: what is shown has the last theme's colours."""
-        costs, self.costs = self.costs, None
-        if costs is not None:
-            self.show(costs)
-
-    def show(self, costs: CostsData) -> None:
-        if costs == self.costs:
-            return
-        self.costs = costs
+    def draw(self, costs: CostsData) -> None:
         self.update(render_costs(costs, self.days, self.chart_height))
 
 
