@@ -615,8 +615,8 @@ def _alerts(doc: dict, path: Path | None) -> tuple[Alert, ...]:
             raise ConfigError(f"{where}: format {fmt!r} is not supported; use "
                               f"{' or '.join(repr(f) for f in ALERT_FORMATS)}.")
         after = item.get("after_failures", 3)
-        if not isinstance(after, int) or isinstance(after, bool) or not 1 <= after <= 1000:
-            raise ConfigError(f"{where}: after_failures must be a whole number from 1 to 1000 "
+        if not isinstance(after, int) or isinstance(after, bool) or not 1 <= after <= 100:
+            raise ConfigError(f"{where}: after_failures must be a whole number from 1 to 100 "
                               "(failed scheduled runs in a row before the alert; default 3).")
         out.append(Alert(name, url_env, fmt, after))
     return tuple(out)

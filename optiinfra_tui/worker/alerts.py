@@ -115,27 +115,41 @@ class Evaluator:
             kind, provider, customer = (condition.split(":", 2) + ["", ""])[:3]
             if st.active and kind == FAILURES:
                 pairs.add((customer, provider))
-        most = max(a.after_failures for a in alerts)
+        # The newest finished runs of each pair, read through its (customer_id, id) index: a
+        # streak, and the success that ended the last one, are at the top. Wider than every
+        # threshold, so that a success among them is seen before a new streak could hide it.
+        window = 2 * max(a.after_failures for a in alerts) + 20
         for customer, provider in sorted(pairs):
             pair = (CollectionRun.customer_id == customer) & (CollectionRun.provider == provider)
-            ok = (CollectionRun.select(CollectionRun.id).where(pair, CollectionRun.status == SUCCESS)
-                  .order_by(CollectionRun.id.desc()).first())
-            last_ok = ok.id if ok else 0
-            failed = _failed_scheduled(pair, last_ok).limit(most).count()
+            recent = (CollectionRun.select(CollectionRun.id, CollectionRun.status,
+                                           CollectionRun.trigger)
+                      .where(pair, CollectionRun.status.in_((SUCCESS, FAILED)))
+                      .order_by(CollectionRun.id.desc()).limit(window).tuples())
+            ok, failed = None, 0
+            for run_id, status, trigger in recent:
+                if status == SUCCESS:
+                    ok = run_id
+                    break
+                failed += trigger == "schedule"
             condition = f"{FAILURES}:{provider}:{customer}"
             details = {"provider": provider, "customer": customer}
             who = f"{provider} for customer {customer}"
             for alert in alerts:
                 st = states.get((alert.name, condition))
-                if st is not None and st.active and last_ok > int(st.episode):
-                    after = _failed_scheduled(pair, int(st.episode)).where(
-                        CollectionRun.id < last_ok).count()
-                    yield Change(alert, RESOLVED, condition, st.episode,
-                                 f"{who} recovered: run {last_ok} succeeded after "
-                                 f"{_plural(after, 'failed scheduled run')}.", details)
-                if failed >= alert.after_failures and not _seen(st, episode_of(last_ok)):
-                    yield Change(alert, FIRING, condition, episode_of(last_ok),
-                                 _failing(who, pair, last_ok), details)
+                if st is not None and st.active:
+                    if ok is not None and ok > int(st.episode):
+                        after = _failed_scheduled(pair, int(st.episode)).where(
+                            CollectionRun.id < ok).count()
+                        yield Change(alert, RESOLVED, condition, st.episode,
+                                     f"{who} recovered: run {ok} succeeded after "
+                                     f"{_plural(after, 'failed scheduled run')}.", details)
+                    continue
+                if failed >= alert.after_failures:
+                    # The streak began after the last success: its id names the occurrence.
+                    last_ok = ok if ok is not None else _last_success(pair)
+                    if not _seen(st, episode_of(last_ok)):
+                        yield Change(alert, FIRING, condition, episode_of(last_ok),
+                                     _failing(who, pair, last_ok), details)
 
     # --- schedule slots nobody ran -------------------------------------------------------------
 
@@ -203,6 +217,13 @@ class Evaluator:
         for alert in alerts:
             if not _seen(states.get((alert.name, CONSUMERS)), episode_of(last)):
                 yield Change(alert, FIRING, CONSUMERS, episode_of(last), summary)
+
+
+def _last_success(pair: pw.Expression) -> int:
+    """The id of the pair's newest success, 0 if none: read once per streak, when it fires."""
+    ok = (CollectionRun.select(CollectionRun.id).where(pair, CollectionRun.status == SUCCESS)
+          .order_by(CollectionRun.id.desc()).first())
+    return ok.id if ok else 0
 
 
 def _failed_scheduled(pair: pw.Expression, after_id: int) -> pw.ModelSelect:
