@@ -42,6 +42,8 @@ from optiinfra_tui.worker.schedules import last_closed_slot
 from optiinfra_tui.worker.webhooks import FIRING, RESOLVED
 
 if TYPE_CHECKING:  # runtime imports this module's callers: annotations only
+    import httpx
+
     from optiinfra_tui.worker.runtime import Runtime
 
 log = logging.getLogger("optiinfra.alerts")
@@ -288,7 +290,7 @@ class AlertWatcher:
         self.evaluator = Evaluator(rt.settings, rt.consumer_id, clock())
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._client = webhooks.client()
+        self._client: httpx.Client | None = None  # made in the thread: importing httpx holds up no first frame
         # Since when the history store has answered; see check_consumers in run_once.
         self._reachable_since = time.monotonic()
         self._last_error: str | None = None
@@ -299,10 +301,11 @@ class AlertWatcher:
         return self
 
     def stop(self) -> None:
+        """Stop looking; a request in flight is not waited for (its message's lease runs
+        out and another process sends it), so a hanging webhook never delays a shutdown."""
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=webhooks.TIMEOUT + 2)
-        self._client.close()
+            self._thread.join(timeout=2)
 
     def run_once(self) -> list[Change]:
         """One look and one delivery pass; returns the changes this process claimed."""
@@ -311,6 +314,8 @@ class AlertWatcher:
         # them the time to, or a database coming back would page that nothing runs.
         settled = time.monotonic() - self._reachable_since >= HEARTBEAT_STALE_AFTER.total_seconds()
         won = self.evaluator.run(self.clock(), check_consumers=settled)
+        if self._client is None:
+            self._client = webhooks.client()
         webhooks.deliver(self._client, self.rt.settings.alerts, self.urls, self.rt.consumer_id)
         return won
 
@@ -330,4 +335,6 @@ class AlertWatcher:
                         self._last_error = text
                 self._stop.wait(EVERY)
         finally:
+            if self._client is not None:
+                self._client.close()
             close_connection()

@@ -28,7 +28,7 @@ log = logging.getLogger("optiinfra.alerts")
 
 FIRING, RESOLVED = "firing", "resolved"
 TIMEOUT, CONNECT_TIMEOUT = 10.0, 5.0  # seconds: one request is bounded by these
-MAX_ATTEMPTS = 10  # with the back-off below: about 25 minutes of trying
+MAX_ATTEMPTS = 10  # with the back-off below: about 10 minutes of trying
 RETRY_BASE, RETRY_CAP = 2.0, 300.0
 # How long a sender holds a message it is sending before another consumer may take it over.
 LEASE = timedelta(seconds=60)
