@@ -15,6 +15,7 @@ from urllib.parse import urlparse
 import peewee as pw
 from playhouse.db_url import parse as parse_db_url
 
+from optiinfra_tui.datadir import create_file, make_dir
 from optiinfra_tui.errors import BackendUnavailable, ConfigError
 from optiinfra_tui.text import first_line, safe_url
 
@@ -159,6 +160,48 @@ class BackendHealth(BaseModel):
         table_name = "backend_health"
 
 
+class AlertState(BaseModel):
+    """Whether one condition of one alert is firing. A conditional UPDATE of this row (or its
+    unique INSERT) is the claim that makes one consumer of all send each alert and recovery."""
+
+    id = pw.AutoField()
+    alert = pw.CharField(max_length=64)  # the [[alerts]] entry's name
+    condition = pw.CharField(max_length=255)  # failures:<provider>:<customer> | missed:<schedule> | consumers
+    active = pw.BooleanField(default=False)
+    # What identifies this occurrence, sortable as text within one condition (a run id padded
+    # with zeros, a slot's or a heartbeat's ISO time): an occurrence never fires twice.
+    episode = pw.CharField(max_length=64)
+    summary = pw.TextField(default="")
+    since = pw.DateTimeField(default=utcnow)
+    updated_at = pw.DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "alert_states"
+        indexes = ((("alert", "condition"), True),)
+
+
+class AlertMessage(BaseModel):
+    """A webhook message to send, or sent: the outbox that any consumer delivers from."""
+
+    id = pw.AutoField()
+    alert = pw.CharField(max_length=64)
+    condition = pw.CharField(max_length=255)
+    event = pw.CharField(max_length=16)  # firing | resolved
+    body = pw.TextField()  # the request body, as sent (never the URL)
+    created_at = pw.DateTimeField(default=utcnow)
+    # Not sent before this; a sender moves it ahead while it holds the message (its lease).
+    due_at = pw.DateTimeField(default=utcnow)
+    attempts = pw.IntegerField(default=0)
+    sent_at = pw.DateTimeField(null=True)
+    given_up = pw.BooleanField(default=False)
+    last_error = pw.TextField(null=True)
+    sent_by = pw.CharField(max_length=255, null=True)
+
+    class Meta:
+        table_name = "alert_messages"
+        indexes = ((("alert", "sent_at", "id"), False),)
+
+
 class SchemaVersion(BaseModel):
     version = pw.IntegerField()
 
@@ -184,8 +227,12 @@ def _v2(database: pw.Database) -> None:
             "collection_runs", "requests", CollectionRun.requests))
 
 
+def _v3(database: pw.Database) -> None:
+    database.create_tables([AlertState, AlertMessage], safe=True)
+
+
 # Forward steps: version -> function. Append; never edit a released step.
-MIGRATIONS = {1: _v1, 2: _v2}
+MIGRATIONS = {1: _v1, 2: _v2, 3: _v3}
 SCHEMA_VERSION = max(MIGRATIONS)
 
 _lock = threading.Lock()
@@ -238,7 +285,8 @@ def _open(url: str) -> pw.Database:
     if scheme == "sqlite":
         path = Path(url[len("sqlite:///"):])
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            make_dir(path.parent)
+            create_file(path)
         except OSError as exc:
             raise ConfigError(f"DATABASE_URL: can't create {path.parent}: {exc.strerror}. "
                               "Set OPTIINFRA_HOME or DATABASE_URL to a writable place.") from None
