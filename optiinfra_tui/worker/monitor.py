@@ -112,7 +112,7 @@ class ActiveAlert:
     """A condition some [[alerts]] entry is firing for (worker/alerts.py)."""
 
     condition: str  # failures:<provider>:<customer> | missed:<schedule> | consumers
-    label: str  # a few words for the header: 'vultr failing', 'missed slot: nightly'
+    label: str  # a few words for the header: '<provider> failing', 'missed slot: nightly'
     summary: str  # what the webhook was told
     since: datetime
     alerts: list[str]  # the entries firing for it
