@@ -248,6 +248,8 @@ def test_overwrite_mode_a_failed_delivery_keeps_the_month_and_the_next_replaces_
         export.put_csv(FEB, broken, files=3)
     else:
         deliver(second, files=3, damage=cut_short)
+    listed = aws.s3().list_objects_v2(Bucket=export.bucket, Prefix=f"{export.root}/data/")
+    assert len(listed["Contents"]) == 3  # the first delivery's names, overwritten
     failed = collect_cli()
     assert (failed["status"], failed["error_kind"]) == ("failed", "data"), failed
     assert "the period keeps its figures" in failed["error_message"]
