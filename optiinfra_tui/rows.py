@@ -157,7 +157,9 @@ class FileImport:
     urls: tuple[str, ...]  # https:// object URLs, path-style or virtual-hosted
     file_format: str  # ClickHouse input format: Parquet, CSVWithNames (gzip by extension)
     select: dict[str, str] | Callable[[dict[str, str]], dict[str, str]]
-    line_id_prefix: str  # line_id = prefix:file:row, unique within the period
+    # line_id = prefix:file:row. A prefix of its own per delivery: an import taken back then
+    # hides only its own rows, never the ids of the delivery before it.
+    line_id_prefix: str
     run_id: int
     collected_at: datetime
     credentials: tuple[str, str, str] = field(default=("", "", ""), repr=False)

@@ -26,6 +26,14 @@ def file_format(urls: list[str], where: str) -> str:
     return kinds.pop()
 
 
+def line_id_prefix(period: date, delivery: str) -> str:
+    """The line ids' prefix for one delivery of an export's billing period (`delivery`: what
+    names it, e.g. its run's folder or its manifest's ETag)."""
+    # File names can repeat between deliveries (AWS's overwrite mode): with the delivery in
+    # the id, taking back a failed import never tombstones the previous delivery's rows.
+    return f"x:{period:%Y-%m}:{delivery}"
+
+
 def described(types: Mapping[str, str]) -> dict[str, str]:
     """Column types as ClickHouse's DESCRIBE gives them ('Nullable(Decimal(38, 10))'), in the
     manifest-like form `Columns` reads ('decimal(38, 10)')."""

@@ -17,7 +17,12 @@ from datetime import date
 from optiinfra_tui.collectors.aws import PROVIDER
 from optiinfra_tui.collectors.aws.cost_explorer import CATEGORY_RULES
 from optiinfra_tui.collectors.base import CollectContext
-from optiinfra_tui.collectors.focus_sql import Columns, file_format, focus_mapping
+from optiinfra_tui.collectors.focus_sql import (
+    Columns,
+    file_format,
+    focus_mapping,
+    line_id_prefix,
+)
 from optiinfra_tui.errors import ConfigError, DataError
 from optiinfra_tui.rows import DATA_EXPORT, IMPORT_FILES, REPLACE_WINDOW, Batch, FileImport, Window
 
@@ -172,7 +177,9 @@ def collect(s3, ctx: CollectContext, export_uri: str, credentials: tuple[str, st
             fmt = file_format(urls, where)
             yield Batch(IMPORT_FILES, [FileImport(
                 ctx.customer_id, PROVIDER, DATA_EXPORT, period, tuple(urls), fmt,
-                mapping(columns, fmt, period, current, where), f"x:{period:%Y-%m}",
+                # The manifest's ETag names the delivery: in overwrite mode each one writes
+                # the same file names.
+                mapping(columns, fmt, period, current, where), line_id_prefix(period, etag),
                 ctx.run_id, ctx.collected_at, credentials)])
         yield Batch(REPLACE_WINDOW, [Window(ctx.customer_id, PROVIDER, DATA_EXPORT, (period,),
                                             ctx.collected_at, {state_key: etag})])

@@ -24,7 +24,13 @@ import httpx
 
 from optiinfra_tui.collectors.base import CollectContext
 from optiinfra_tui.collectors.fields import decode_json, parse_int
-from optiinfra_tui.collectors.focus_sql import Columns, described, file_format, focus_mapping
+from optiinfra_tui.collectors.focus_sql import (
+    Columns,
+    described,
+    file_format,
+    focus_mapping,
+    line_id_prefix,
+)
 from optiinfra_tui.collectors.http import ApiClient
 from optiinfra_tui.errors import AuthError, ConfigError, DataError, OptiInfraError, TransientError
 from optiinfra_tui.rows import DATA_EXPORT, IMPORT_FILES, REPLACE_WINDOW, Batch, FileImport, Window
@@ -298,9 +304,7 @@ def collect(api: ApiClient, loc: ExportLocation, ctx: CollectContext, provider: 
             yield Batch(IMPORT_FILES, [FileImport(
                 ctx.customer_id, provider, DATA_EXPORT, period, tuple(urls), fmt,
                 lambda types, p=period, f=fmt, w=where: mapping(types, f, p, current, w),
-                # The run's folder in each line id: a run whose import fails then never
-                # shares an id with the rows of the run before it, which stay counted.
-                f"x:{period:%Y-%m}:{listed.name.rsplit('/', 2)[-2]}", ctx.run_id,
+                line_id_prefix(period, listed.name.rsplit("/", 2)[-2]), ctx.run_id,  # its run
                 ctx.collected_at, headers=headers,
                 expected_rows=manifest.rows)])
         yield Batch(REPLACE_WINDOW, [Window(ctx.customer_id, provider, DATA_EXPORT, (period,),
