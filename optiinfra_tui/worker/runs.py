@@ -7,11 +7,11 @@ sees the truth as soon as it is written.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
-from peewee import PostgresqlDatabase
+from peewee import PostgresqlDatabase, fn
 
 from optiinfra_tui.settings import ordered_types
 from optiinfra_tui.storage.history import (
@@ -265,6 +265,11 @@ def list_runs(status: str | None = None, provider: str | None = None,
     return list(q.order_by(CollectionRun.id.desc()).limit(limit))
 
 
+def newest_run_id() -> int | None:
+    """The highest run id: one step down the primary key, whatever the table's size."""
+    return CollectionRun.select(fn.MAX(CollectionRun.id)).scalar()
+
+
 def wait_for(run_id: int, timeout: float | None = None, poll: float = 0.2) -> CollectionRun:
     """Block until the run reaches a final state (or timeout); returns its last known row."""
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -280,23 +285,42 @@ def wait_for(run_id: int, timeout: float | None = None, poll: float = 0.2) -> Co
 __all__ = [
     "QUEUED", "RUNNING", "RETRYING", "SUCCESS", "FAILED", "CANCELED",
     "create_run", "attach_task", "delete_run", "get_run", "start_attempt", "finish_success",
-    "finish_failure", "schedule_retry", "add_requests", "cancel_run", "attempts", "list_runs", "wait_for",
+    "finish_failure", "schedule_retry", "add_requests", "cancel_run", "attempts", "list_runs",
+    "newest_run_id", "wait_for",
 ]
 
 
-def prune(keep_days: int, now: datetime | None = None) -> int:
-    """Delete finished runs (and their attempts) older than `keep_days`; returns runs deleted."""
+# Runs deleted per transaction when pruning: each batch holds its locks (on SQLite, the whole
+# database's) for milliseconds, so a worker's write waits at most that long.
+PRUNE_BATCH = 2000
+PRUNE_PAUSE = 0.01  # between batches: a writer waiting on SQLite's lock gets its turn
+
+
+def prune(keep_days: int, now: datetime | None = None, batch: int = PRUNE_BATCH,
+          between: Callable[[], object] | None = None) -> int:
+    """Delete finished runs (and their attempts) older than `keep_days`, oldest first, `batch`
+    runs per short transaction; returns runs deleted. `between` is called after each batch
+    (the agent beats there: a day of runs takes a while at scale)."""
     from optiinfra_tui.storage.history import ScheduleSlot, WorkerHeartbeat
 
     now = now or utcnow()
     cutoff = now - timedelta(days=keep_days)
-    old = (CollectionRun.select(CollectionRun.id)
-           .where(CollectionRun.finished_at < cutoff, CollectionRun.status.in_(FINAL_STATUSES)))
-    with db.atomic():
-        RunAttempt.delete().where(RunAttempt.run_id.in_(old)).execute()
-        deleted = (CollectionRun.delete()
+    deleted = 0
+    while True:
+        with db.atomic():
+            ids = [i for (i,) in CollectionRun.select(CollectionRun.id)
                    .where(CollectionRun.finished_at < cutoff,
-                          CollectionRun.status.in_(FINAL_STATUSES)).execute())
+                          CollectionRun.status.in_(FINAL_STATUSES))
+                   .order_by(CollectionRun.finished_at).limit(batch).tuples()]
+            if ids:
+                RunAttempt.delete().where(RunAttempt.run_id.in_(ids)).execute()
+                deleted += CollectionRun.delete().where(CollectionRun.id.in_(ids)).execute()
+        if len(ids) < batch:
+            break
+        if between is not None:
+            between()
+        time.sleep(PRUNE_PAUSE)
+    with db.atomic():
         ScheduleSlot.delete().where(ScheduleSlot.slot < cutoff).execute()
         WorkerHeartbeat.delete().where(WorkerHeartbeat.beat_at < now - timedelta(days=1)).execute()
     return deleted
