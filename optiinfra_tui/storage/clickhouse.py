@@ -162,6 +162,8 @@ S = TypeVar("S", bound=ClickHouse)
 # --- opening ----------------------------------------------------------------------------------
 
 _registry: dict[str, ClickHouse] = {}  # chDB path -> its one store in this process
+# chDB's server settings, given when it opens (bench/chdb_settings.py measures each).
+CHDB_OPTIONS: dict[str, str] = {}
 _registry_lock = threading.Lock()
 
 
@@ -201,7 +203,8 @@ def _open_chdb(url: str, store_type: type[S]) -> S:
             import clickhouse_connect
 
             _lists_not_dataframes()
-            client = clickhouse_connect.get_client(dsn=f"chdb://{path}")
+            client = clickhouse_connect.get_client(dsn=f"chdb://{path}",
+                                                   chdb_options=CHDB_OPTIONS)
         except Exception as exc:
             os.close(fd)
             raise ConfigError(f"chDB could not open {path}: {first_line(exc)}") from None

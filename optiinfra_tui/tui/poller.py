@@ -3,7 +3,9 @@ posts only what changed, so an idle dashboard neither queries much nor redraws.
 
 The history window is read again only when it may have changed: this process did something,
 a run was added anywhere (the newest id moved), a run in view is not final yet, or
-PAGE_REFRESH has passed (another process's edits no id reveals, such as a prune)."""
+PAGE_REFRESH has passed (another process's edits no id reveals, such as a prune). Costs are
+read again when a run finished (it wrote the rows), when the day changes, or every
+`costs_every` seconds."""
 
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ _UNSEEN = object()
 
 class Poller:
     def __init__(self, source: Source, post: Callable, poll: float = 1.0,
-                 health_every: float = 5.0, costs_every: float = 60.0,
+                 health_every: float = 5.0, costs_every: float = 600.0,
                  batch_gap: float = 0.05, costs_enabled: bool = True,
                  costs_disabled_reason: str = "") -> None:
         self.source, self.post = source, post
@@ -39,6 +41,7 @@ class Poller:
         self._health: list = []
         self._finished_seen: object = _UNSEEN
         self._newest: int | None = None
+        self._costs_day = None
         self._page_read_at = 0.0
 
     def wake(self, health: bool = False, costs: bool = False) -> None:
@@ -100,6 +103,9 @@ class Poller:
         if seen is not _UNSEEN and finished is not None and (seen is None or finished > seen):
             self._want_costs = True  # a run ended: it may have written rows, the totals moved
         self._finished_seen = finished
+        if state.taken_at.date() != self._costs_day:
+            self._costs_day = state.taken_at.date()
+            self._want_costs = True  # a new day: month to date and the days shown moved
         if self._page_due(woken):
             self.read_page()
 
