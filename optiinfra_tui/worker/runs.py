@@ -291,9 +291,12 @@ __all__ = [
 
 
 # Runs deleted per transaction when pruning: each batch holds its locks (on SQLite, the whole
-# database's) for milliseconds, so a worker's write waits at most that long.
-PRUNE_BATCH = 2000
-PRUNE_PAUSE = 0.01  # between batches: a writer waiting on SQLite's lock gets its turn
+# database's) for milliseconds, so a worker's write waits at most that long. After each batch
+# the prune rests as long as the batch took (PRUNE_PAUSE at least): a writer waiting on
+# SQLite's lock retries within its busy handler's sleep (up to 50 ms by then) and finds the
+# lock free, and on a busy host the prune takes at most half of a core.
+PRUNE_BATCH = 1000
+PRUNE_PAUSE = 0.02
 
 
 def prune(keep_days: int, now: datetime | None = None, batch: int = PRUNE_BATCH,
@@ -307,6 +310,7 @@ def prune(keep_days: int, now: datetime | None = None, batch: int = PRUNE_BATCH,
     cutoff = now - timedelta(days=keep_days)
     deleted = 0
     while True:
+        started = time.monotonic()
         with db.atomic():
             ids = [i for (i,) in CollectionRun.select(CollectionRun.id)
                    .where(CollectionRun.finished_at < cutoff,
@@ -317,9 +321,10 @@ def prune(keep_days: int, now: datetime | None = None, batch: int = PRUNE_BATCH,
                 deleted += CollectionRun.delete().where(CollectionRun.id.in_(ids)).execute()
         if len(ids) < batch:
             break
+        took = time.monotonic() - started
         if between is not None:
             between()
-        time.sleep(PRUNE_PAUSE)
+        time.sleep(max(PRUNE_PAUSE, took))
     with db.atomic():
         ScheduleSlot.delete().where(ScheduleSlot.slot < cutoff).execute()
         WorkerHeartbeat.delete().where(WorkerHeartbeat.beat_at < now - timedelta(days=1)).execute()
