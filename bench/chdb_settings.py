@@ -120,7 +120,8 @@ def main(argv: list[str] | None = None) -> dict:
     for name, rounds in results.items():
         figure(name, f"RSS after ingest {med(rounds, 'after_ingest', 'VmRSS'):.0f} MB (code "
                f"{med(rounds, 'after_ingest', 'RssFile'):.0f}), after queries "
-               f"{med(rounds, 'after_queries', 'VmRSS'):.0f} MB, peak "
+               f"{med(rounds, 'after_queries', 'VmRSS'):.0f} MB (code "
+               f"{med(rounds, 'after_queries', 'RssFile'):.0f}), peak "
                f"{med(rounds, 'after_queries', 'VmHWM'):.0f} MB; "
                f"{med(rounds, 'rows_s'):,.0f} rows/s; queries {med(rounds, 'queries_ms'):.0f} ms")
     save_results("chdb_settings", results)
