@@ -17,17 +17,6 @@ from optiinfra_tui.worker import monitor, runs
 NOW = datetime(2026, 11, 20, 12, 0, 30, 250000)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def history_db(request, tmp_path):
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path}/history.db"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    history.connect(url)
-    yield request.param
-    history.db.close()
-
-
 def seed(n: int, rng: random.Random, now: datetime = NOW) -> None:
     """n runs finished over the last 70 minutes (some not finished), each with an attempt."""
     rows = []
