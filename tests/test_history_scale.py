@@ -7,6 +7,8 @@ The figures themselves (10 million runs) are bench/scale_history.py's; these che
 import random
 import threading
 from datetime import datetime, timedelta
+from fractions import Fraction
+from math import floor
 
 import pytest
 
@@ -51,13 +53,13 @@ def expected_stats(now: datetime, window: int = 60) -> monitor.Stats:
     bad = [r for r in inside if r.status == "failed"]
     durations = sorted(r.duration_ms for r in ok if r.duration_ms is not None)
 
-    def rank(q: float):
-        return durations[min(len(durations) - 1, round(q * (len(durations) - 1)))] \
-            if durations else None
+    def rank(q: Fraction):  # nearest rank, q * (n - 1) rounded half up
+        return durations[floor(q * (len(durations) - 1) + Fraction(1, 2))] if durations else None
 
     return monitor.Stats(
         window, len(inside), len(ok), len(bad),
-        len(ok) / (len(ok) + len(bad)) if ok or bad else None, rank(0.5), rank(0.95),
+        len(ok) / (len(ok) + len(bad)) if ok or bad else None, rank(Fraction(1, 2)),
+        rank(Fraction(19, 20)),
         sum(r.metrics_collected for r in inside), per_minute,
         max((r.finished_at for r in inside), default=None))
 
@@ -179,3 +181,18 @@ def test_prune_deletes_in_batches_oldest_first(history_db):
     assert batches == [len(old) + len(kept) - 3, len(old) + len(kept) - 6]
     assert [r.id for r in CollectionRun.select().order_by(CollectionRun.id)] == kept
     assert {a.run_id for a in RunAttempt.select()} == set(kept)
+
+
+@pytest.mark.parametrize("durations,p50,p95", [([700], 700, 700), ([700, 300], 700, 700),
+                                               ([5, 1, 4, 2, 3], 3, 5)])
+def test_percentiles_of_a_few_runs(history_db, durations, p50, p95):
+    for ms in durations:
+        runs.create_run("c", "vultr", ("cost",), "cli", 1)
+    CollectionRun.insert(customer_id="c", provider="vultr", data_types="cost", trigger="cli",
+                         status="failed", finished_at=NOW, duration_ms=1).execute()  # not timed
+    for run, ms in zip(CollectionRun.select().where(CollectionRun.status == "queued"),
+                       durations, strict=True):
+        CollectionRun.update(status="success", finished_at=NOW - timedelta(seconds=ms),
+                             duration_ms=ms).where(CollectionRun.id == run.id).execute()
+    got = monitor.stats(now=NOW)
+    assert (got.p50_ms, got.p95_ms, got.succeeded, got.failed) == (p50, p95, len(durations), 1)

@@ -39,11 +39,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-def minute_of(column: pw.Field) -> pw.Node:
-    """An expression for the column's time cut to its minute, on SQLite or PostgreSQL."""
-    if isinstance(db.obj, pw.PostgresqlDatabase):
-        return pw.fn.date_trunc("minute", column)
-    return pw.fn.strftime("%Y-%m-%d %H:%M:00", column)
+def minute_sql(column: str, database: pw.Database) -> str:
+    """SQL for the column's time cut to its minute, on SQLite or PostgreSQL."""
+    if isinstance(database, pw.PostgresqlDatabase):
+        return f"date_trunc('minute', {column})"
+    return f"strftime('%Y-%m-%d %H:%M:00', {column})"
 
 
 def as_datetime(value: datetime | str) -> datetime:

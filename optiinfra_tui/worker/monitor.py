@@ -11,9 +11,6 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-import peewee as pw
-from peewee import fn
-
 from optiinfra_tui.formats import json_default
 from optiinfra_tui.storage.embedded import embedded_missing
 from optiinfra_tui.storage.history import (
@@ -25,7 +22,7 @@ from optiinfra_tui.storage.history import (
     WorkerHeartbeat,
     as_datetime,
     db,
-    minute_of,
+    minute_sql,
     utcnow,
 )
 from optiinfra_tui.storage.history import (
@@ -193,68 +190,71 @@ def schedule_info(settings, now: datetime | None = None) -> list[ScheduleInfo]:
     return out
 
 
+# The percentiles shown (p50, p95) as fractions a/b: their ranks are exact in integers.
+PERCENTILES = ((1, 2), (19, 20))
+_TIMED = "CASE WHEN status = 'success' AND duration_ms IS NOT NULL THEN 1 ELSE 0 END"
+# One pass over the window (read through finished_at's index): runs and rows per minute and
+# status, and the timed successes' durations at the percentiles' ranks, ranked in the database.
+_STATS_SQL = """
+WITH w AS (SELECT status, finished_at, metrics_collected, duration_ms
+           FROM collection_runs WHERE finished_at >= {param}),
+ranked AS (SELECT duration_ms, ROW_NUMBER() OVER (ORDER BY {timed} DESC, duration_ms) AS pos,
+                  SUM({timed}) OVER () AS n
+           FROM w)
+SELECT 0, {minute} AS minute, status, COUNT(*), SUM(metrics_collected), COUNT(duration_ms),
+       MAX(finished_at)
+FROM w GROUP BY minute, status
+UNION ALL
+SELECT 1, NULL, NULL, pos, duration_ms, n, NULL FROM ranked WHERE n > 0 AND pos IN ({ranks})
+"""
+
+
+def rank(n: int, a: int, b: int) -> int:
+    """The 0-based nearest rank of percentile a/b among n sorted values: a/b * (n - 1),
+    rounded half up."""
+    return (2 * a * (n - 1) + b) // (2 * b)
+
+
 def stats(window_minutes: int = 60, now: datetime | None = None) -> Stats:
     """Success rate, duration percentiles, rows and runs per clock minute, over the last
     `window_minutes` minutes (the current one included).
 
-    Counted by the database (grouped per minute and status, then two percentile ranks): what
-    crosses the wire is at most a few hundred numbers, however many runs the hour holds. The
-    window starts on a minute, so the figures change only when a run finishes or a minute
-    begins: a dashboard at rest need not redraw them.
+    Counted by the database in one statement: what crosses the wire is at most a few hundred
+    numbers, however many runs the hour holds. The window starts on a minute, so the figures
+    change only when a run finishes or a minute begins: a dashboard at rest need not redraw
+    them.
     """
     now = now or utcnow()
     end = now.replace(second=0, microsecond=0)  # the end of the current minute
     end += timedelta(minutes=1) if end < now else timedelta(0)
     since = end - timedelta(minutes=window_minutes)
-    in_window = CollectionRun.finished_at >= since
-    minute = minute_of(CollectionRun.finished_at)
+    database = db.obj
+    sql = _STATS_SQL.format(
+        param=database.param, timed=_TIMED, minute=minute_sql("finished_at", database),
+        ranks=", ".join(f"(2 * {a} * (n - 1) + {b}) / {2 * b} + 1" for a, b in PERCENTILES))
     per_minute = [0] * window_minutes
-    runs = ok = bad = total_rows = timed = 0
+    runs = ok = bad = total_rows = 0
     last: datetime | None = None
-    # Grouped by minute first: SQLite would otherwise walk the status index for the grouping,
-    # every run ever made, instead of the window through finished_at's.
-    for status, at, count, rows, durations, latest in (
-            CollectionRun.select(CollectionRun.status, minute, fn.COUNT(CollectionRun.id),
-                                 fn.SUM(CollectionRun.metrics_collected),
-                                 fn.COUNT(CollectionRun.duration_ms),
-                                 fn.MAX(CollectionRun.finished_at))
-            .where(in_window).group_by(minute, CollectionRun.status).tuples()):
+    ranked: dict[int, int] = {}
+    timed = 0
+    for kind, at, status, count, rows, durations, latest in database.execute_sql(sql, (since,)):
+        if kind:  # a percentile: its 1-based rank, its duration, how many were timed
+            ranked[count], timed = rows, durations
+            continue
         idx = int((as_datetime(at) - since).total_seconds() // 60)
         if 0 <= idx < window_minutes:
             per_minute[idx] += count
         runs += count
         ok += count if status == SUCCESS else 0
         bad += count if status == FAILED else 0
-        timed += durations if status == SUCCESS else 0
         total_rows += int(rows or 0)
         latest = as_datetime(latest)
         last = latest if last is None or latest > last else last
-    p50, p95 = _percentiles(in_window, timed, (0.50, 0.95))
+    p50, p95 = (ranked.get(rank(timed, a, b) + 1) if timed else None for a, b in PERCENTILES)
     return Stats(
         window_minutes=window_minutes, runs=runs, succeeded=ok, failed=bad,
         success_rate=(ok / (ok + bad)) if ok + bad else None, p50_ms=p50, p95_ms=p95,
         rows=total_rows, runs_per_minute=per_minute, last_finished=last)
-
-
-def _percentiles(in_window, n: int, qs: tuple[float, ...]) -> tuple[int | None, ...]:
-    """Successful runs' durations at ranks round(q * (n - 1)), nearest rank: values picked by
-    the database from the window's n timed successes."""
-    if not n:
-        return tuple(None for _ in qs)
-    ranks = [min(n - 1, int(round(q * (n - 1)))) for q in qs]
-    # Timed successes rank first, by duration. The window is the only filter, so every
-    # database reads it through the finished_at index (SQLite, without statistics, would
-    # rather take the status index for status = 'success': every success ever made).
-    untimed = (CollectionRun.status != SUCCESS) | CollectionRun.duration_ms.is_null()
-    ranked = (CollectionRun.select(
-        CollectionRun.duration_ms,
-        fn.ROW_NUMBER().over(order_by=[pw.Case(None, [(untimed, 1)], 0),
-                                       CollectionRun.duration_ms]).alias("pos"))
-        .where(in_window))
-    found = dict(pw.Select([ranked.alias("t")], [pw.SQL("pos"), pw.SQL("duration_ms")])
-                 .where(pw.SQL("pos").in_([r + 1 for r in ranks]))
-                 .bind(db).tuples())
-    return tuple(found.get(r + 1) for r in ranks)
 
 
 def health(rt: Runtime, live: bool = True) -> list[Health]:
