@@ -142,41 +142,45 @@ def cli_times(env: dict, rounds: int) -> dict[str, list[float]]:
     return out
 
 
+# A worker process's history writes in a loop (queued, started, finished), each one timed.
+WRITER = """
+import os, sys, time
+from optiinfra_tui.storage import history
+from optiinfra_tui.worker import runs
+history.connect(sys.argv[1])
+with open(sys.argv[3], "w") as out:
+    while not os.path.exists(sys.argv[2]):
+        t0 = time.time()
+        run = runs.create_run("cust-00007", "vultr", ["cost"], "schedule", 3)
+        t1 = time.time()
+        run = runs.start_attempt(run.id, "bench:1:Worker-1")
+        t2 = time.time()
+        runs.finish_success(run, 10)
+        t3 = time.time()
+        out.write(f"{t1} {(t1 - t0) * 1000}\\n{t2} {(t2 - t1) * 1000}\\n{t3} {(t3 - t2) * 1000}\\n")
+        out.flush()
+        time.sleep(0.005)
+"""
+
+
 class Writer:
-    """A worker's history writes in a loop (queued, started, finished), each one timed."""
+    """WRITER in a process of its own, as a worker is: its writes' latencies by wall time."""
 
-    def __init__(self) -> None:
+    def __init__(self, url: str, home: Path) -> None:
+        self.url, self.stop_file, self.out = url, home / "writer.stop", home / "writer.txt"
         self.latencies: list[tuple[float, float]] = []  # (when, ms)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="bench-writer", daemon=True)
-
-    def _run(self) -> None:
-        from optiinfra_tui.storage.history import close_connection
-        from optiinfra_tui.worker import runs
-
-        try:
-            while not self._stop.is_set():
-                for step in ("create", "start", "finish"):
-                    t0 = time.perf_counter()
-                    if step == "create":
-                        run = runs.create_run(customer(7), "vultr", ["cost"], "schedule", 3)
-                    elif step == "start":
-                        run = runs.start_attempt(run.id, "bench:1:Worker-1")
-                    else:
-                        runs.finish_success(run, 10)
-                    t1 = time.perf_counter()
-                    self.latencies.append((t1, (t1 - t0) * 1000))
-                time.sleep(0.005)
-        finally:
-            close_connection()
 
     def start(self) -> Writer:
-        self._thread.start()
+        self.stop_file.unlink(missing_ok=True)
+        self.proc = subprocess.Popen([sys.executable, "-c", WRITER, self.url,
+                                      str(self.stop_file), str(self.out)])
         return self
 
     def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
+        self.stop_file.touch()
+        self.proc.wait(60)
+        self.latencies = [tuple(map(float, line.split())) for line in
+                          self.out.read_text().splitlines() if line.strip()]
 
     def during(self, t0: float, t1: float) -> list[float]:
         return [ms for when, ms in self.latencies if t0 <= when <= t1]
@@ -213,25 +217,25 @@ class LockWatch:
         self._thread.join()
 
 
-def under_writes(fn: Callable, dsn: str | None = None) -> dict:
-    """Run fn while a worker writes: fn's seconds, the writes' latencies meanwhile, and (on
-    PostgreSQL) the longest any backend waited on a lock."""
-    writer = Writer().start()
-    time.sleep(2)
-    base_end = time.perf_counter()
+def under_writes(fn: Callable, url: str, home: Path, dsn: str | None = None) -> dict:
+    """Run fn while a worker process writes to the history at `url`: fn's seconds, the
+    writes' latencies meanwhile, and (PostgreSQL) the longest any backend waited on a lock."""
+    writer = Writer(url, home).start()
+    time.sleep(3)
+    base_start, base_end = time.time() - 2, time.time()
     watch = LockWatch(dsn) if dsn else None
     if watch:
         watch.__enter__()
-    t0 = time.perf_counter()
+    t0 = time.time()
     try:
         result = fn()
     finally:
-        t1 = time.perf_counter()
+        t1 = time.time()
         if watch:
             watch.__exit__()
     time.sleep(0.5)
     writer.stop()
-    base = writer.during(0, base_end)
+    base = writer.during(base_start, base_end)
     during = writer.during(t0, t1 + 0.2)
     return {"seconds": t1 - t0, "result": result, "writes": len(during),
             "write_max_ms": max(during, default=0.0),
@@ -241,7 +245,7 @@ def under_writes(fn: Callable, dsn: str | None = None) -> dict:
             "lock_wait_max_ms": watch.longest_ms if watch else None}
 
 
-def migration_figures(dsn: str) -> dict | None:
+def migration_figures(dsn: str, home: Path) -> dict | None:
     """Put the history back to version 2 (without this release's indexes, with the ones it
     drops) and time the migration on the populated table while a worker writes."""
     from optiinfra_tui.storage import history
@@ -259,10 +263,10 @@ def migration_figures(dsn: str) -> dict | None:
             cur.execute(f"CREATE INDEX IF NOT EXISTS {name} ON {target}")
         cur.execute("UPDATE schema_version SET version = 2")
     conn.close()
-    return under_writes(lambda: history.migrate(history.db.obj), dsn)
+    return under_writes(lambda: history.migrate(history.db.obj), dsn, home, dsn)
 
 
-def prune_figures(keep_days: int, dsn: str | None) -> dict:
+def prune_figures(keep_days: int, url: str, home: Path, dsn: str | None = None) -> dict:
     """Prune the oldest day of runs (now moved on so that exactly one day is past keep_days)."""
     from optiinfra_tui.storage.history import CollectionRun
     from optiinfra_tui.worker import runs
@@ -270,7 +274,7 @@ def prune_figures(keep_days: int, dsn: str | None) -> dict:
     oldest = CollectionRun.select(CollectionRun.finished_at).where(
         CollectionRun.finished_at.is_null(False)).order_by(CollectionRun.finished_at).first()
     later = oldest.finished_at + timedelta(days=1 + keep_days)
-    return under_writes(lambda: runs.prune(keep_days, later), dsn)
+    return under_writes(lambda: runs.prune(keep_days, later), url, home, dsn)
 
 
 def sqlite_prune_figures(home: Path, n: int, customers: int, keep_days: int) -> dict:
@@ -281,7 +285,8 @@ def sqlite_prune_figures(home: Path, n: int, customers: int, keep_days: int) -> 
     from optiinfra_tui.storage import history
     from optiinfra_tui.storage.history import utcnow
 
-    history.connect(f"sqlite:///{home}/history.db")
+    url = f"sqlite:///{home}/history.db"
+    history.connect(url)
     conn = history.db.obj.connection()
 
     def rows(text: str) -> list[tuple]:
@@ -298,7 +303,7 @@ def sqlite_prune_figures(home: Path, n: int, customers: int, keep_days: int) -> 
                     f"INSERT INTO {table} ({', '.join(f'{c!r}' for c in columns)}) "
                     f"VALUES ({', '.join('?' * len(columns))})", rows(text))
     conn.execute("ANALYZE")
-    return prune_figures(keep_days, None)
+    return prune_figures(keep_days, url, home)
 
 
 def dashboard_figures(rt, moves: int) -> dict:
@@ -362,14 +367,14 @@ def main(argv: list[str] | None = None) -> dict:
         figure("dashboard: next page of 100 (Pilot)", f"{med:.1f} ms median, max "
                f"{max(dash['window_ms']):.0f}", "<= 30 ms", med <= 30)
 
-        mig = migration_figures(dsn)
+        mig = migration_figures(dsn, home)
         if mig is not None:
             results["migration"] = {k: v for k, v in mig.items() if k != "result"}
             figure("migration: this release's indexes, populated table",
                    f"{mig['seconds']:.0f} s; a worker's writes meanwhile max "
                    f"{mig['write_max_ms']:.0f} ms (before it {mig['baseline_max_ms']:.0f}); "
                    f"longest lock wait {mig['lock_wait_max_ms']:.0f} ms")
-        pr = prune_figures(rt.settings.keep_days, dsn)
+        pr = prune_figures(rt.settings.keep_days, dsn, home, dsn)
         results["prune"] = {k: v for k, v in pr.items() if k != "result"}
         results["prune"]["deleted"] = pr["result"]
         show_prune("PostgreSQL", pr)

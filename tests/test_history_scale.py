@@ -181,12 +181,19 @@ def test_prune_deletes_in_batches_oldest_first(history_db):
     assert batches == [len(old) + len(kept) - 3, len(old) + len(kept) - 6]
     assert [r.id for r in CollectionRun.select().order_by(CollectionRun.id)] == kept
     assert {a.run_id for a in RunAttempt.select()} == set(kept)
+    # Batches sized by their time: more runs than the first batch, all of them go.
+    CollectionRun.insert_many([dict(customer_id="c", provider="vultr", data_types="cost",
+                                    trigger="cli", status="success",
+                                    finished_at=now - timedelta(days=45, minutes=i))
+                               for i in range(runs.PRUNE_BATCH * 3)]).execute()
+    assert runs.prune(30, now) == runs.PRUNE_BATCH * 3
+    assert [r.id for r in CollectionRun.select().order_by(CollectionRun.id)] == kept
 
 
 @pytest.mark.parametrize("durations,p50,p95", [([700], 700, 700), ([700, 300], 700, 700),
                                                ([5, 1, 4, 2, 3], 3, 5)])
 def test_percentiles_of_a_few_runs(history_db, durations, p50, p95):
-    for ms in durations:
+    for _ in durations:
         runs.create_run("c", "vultr", ("cost",), "cli", 1)
     CollectionRun.insert(customer_id="c", provider="vultr", data_types="cost", trigger="cli",
                          status="failed", finished_at=NOW, duration_ms=1).execute()  # not timed

@@ -290,38 +290,44 @@ __all__ = [
 ]
 
 
-# Runs deleted per transaction when pruning: each batch holds its locks (on SQLite, the whole
-# database's) for milliseconds, so a worker's write waits at most that long. After each batch
+# Pruning deletes in short transactions, each holding its locks (on SQLite, the whole
+# database's) for about PRUNE_BATCH_SECONDS: the batch is sized from the last one's time, so a
+# worker's write waits that long at most, on a quiet host or a loaded one. After each batch
 # the prune rests as long as the batch took (PRUNE_PAUSE at least): a writer waiting on
-# SQLite's lock retries within its busy handler's sleep (up to 50 ms by then) and finds the
-# lock free, and on a busy host the prune takes at most half of a core.
-PRUNE_BATCH = 1000
+# SQLite's lock retries within its busy handler's sleep and finds the lock free, and on a busy
+# host the prune takes at most half of a core.
+PRUNE_BATCH = 250  # the first batch
+PRUNE_BATCHES = (50, 5000)  # the smallest and largest batch
+PRUNE_BATCH_SECONDS = 0.02
 PRUNE_PAUSE = 0.02
 
 
-def prune(keep_days: int, now: datetime | None = None, batch: int = PRUNE_BATCH,
+def prune(keep_days: int, now: datetime | None = None, batch: int | None = None,
           between: Callable[[], object] | None = None) -> int:
-    """Delete finished runs (and their attempts) older than `keep_days`, oldest first, `batch`
-    runs per short transaction; returns runs deleted. `between` is called after each batch
-    (the agent beats there: a day of runs takes a while at scale)."""
+    """Delete finished runs (and their attempts) older than `keep_days`, oldest first, in short
+    transactions; returns runs deleted. `batch` fixes the runs per transaction (else sized to
+    PRUNE_BATCH_SECONDS); `between` is called after each batch (the agent beats there)."""
     from optiinfra_tui.storage.history import ScheduleSlot, WorkerHeartbeat
 
     now = now or utcnow()
     cutoff = now - timedelta(days=keep_days)
-    deleted = 0
+    deleted, size = 0, batch or PRUNE_BATCH
     while True:
         started = time.monotonic()
         with db.atomic():
             ids = [i for (i,) in CollectionRun.select(CollectionRun.id)
                    .where(CollectionRun.finished_at < cutoff,
                           CollectionRun.status.in_(FINAL_STATUSES))
-                   .order_by(CollectionRun.finished_at).limit(batch).tuples()]
+                   .order_by(CollectionRun.finished_at).limit(size).tuples()]
             if ids:
                 RunAttempt.delete().where(RunAttempt.run_id.in_(ids)).execute()
                 deleted += CollectionRun.delete().where(CollectionRun.id.in_(ids)).execute()
-        if len(ids) < batch:
+        if len(ids) < size:
             break
         took = time.monotonic() - started
+        if batch is None:
+            wanted = int(size * PRUNE_BATCH_SECONDS / max(took, 0.001))
+            size = max(PRUNE_BATCHES[0], min(PRUNE_BATCHES[1], wanted, size * 2))
         if between is not None:
             between()
         time.sleep(max(PRUNE_PAUSE, took))
