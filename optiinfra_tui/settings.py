@@ -29,6 +29,10 @@ from optiinfra_tui.providers import Account
 # [customers.<id>.<provider>] table comes from its spec (optiinfra_tui.providers).
 ANY_KEY = "*"
 _SCHEDULE_KEYS: dict = dict.fromkeys(("name", "provider", "data_types", "interval", "cron"))
+_API_KEYS: dict = dict.fromkeys(("port", "host", "tokens_env", "triggers_per_minute",
+                                 "wait_timeout"))
+# The API's own token: more go in [api] tokens_env, as names of variables (never the secret).
+API_TOKEN_VAR = "OPTIINFRA_API_TOKEN"
 # Settings that live in the environment: naming one in the file gets its variable as the fix
 # (providers' own settings are added from their specs).
 _ENV_ONLY_KEYS = {
@@ -47,7 +51,7 @@ def config_schema() -> dict:
     for spec in providers.specs().values():
         customer.update(dict.fromkeys(spec.legacy_keys))
         customer[spec.name] = dict.fromkeys(spec.fields)
-    return {"customers": {ANY_KEY: customer}, "schedules": [_SCHEDULE_KEYS]}
+    return {"customers": {ANY_KEY: customer}, "schedules": [_SCHEDULE_KEYS], "api": _API_KEYS}
 
 
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -78,6 +82,22 @@ class Schedule:
 
 
 @dataclass(frozen=True)
+class ApiSettings:
+    """`[api]`: where `--headless` serves the HTTP API, whose tokens it takes, its limits."""
+
+    port: int | None = None  # None: no API unless --api-port
+    host: str = "127.0.0.1"
+    tokens_env: tuple[str, ...] = ()  # names of variables holding more tokens
+    triggers_per_minute: int = 60  # per token
+    wait_timeout: int = 300  # seconds a trigger with async_mode false waits for its run
+
+    @property
+    def token_vars(self) -> tuple[str, ...]:
+        """Every variable that may hold a token, OPTIINFRA_API_TOKEN first."""
+        return tuple(dict.fromkeys((API_TOKEN_VAR, *self.tokens_env)))
+
+
+@dataclass(frozen=True)
 class Settings:
     home: Path
     redis_url: str | None
@@ -98,6 +118,7 @@ class Settings:
     provider_check_interval: int = 60
     # Providers' settings from the environment, by variable, validated at start (their specs).
     options: Mapping[str, object] = field(default_factory=dict)
+    api: ApiSettings = ApiSettings()
 
     @property
     def mode(self) -> str:
@@ -190,6 +211,7 @@ class Settings:
                 account = c.accounts[spec.name]
                 names.update(v for k, f in spec.fields.items()
                              if f.env and f.secret and (v := account.get(k)))
+        names.update(self.api.token_vars)
         return [self.env[n] for n in sorted(names) if self.env.get(n, "").strip()]
 
 
@@ -242,6 +264,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         env=env,
         provider_check_interval=_provider_check_interval(env),
         options=options,
+        api=_api(doc.get("api", {}), config_path),
     )
 
 
@@ -261,6 +284,20 @@ def validate_data_types(provider: str, data_types: str | list[str] | tuple[str, 
                 f"Unknown data type {t!r} for {provider}. Choose from: {', '.join(spec.data_types)}."
             )
     return ordered_types(provider, data_types)
+
+
+def all_data_types() -> tuple[str, ...]:
+    """Every data type some installed provider collects, in the providers' order."""
+    return tuple(dict.fromkeys(t for s in providers.specs().values() for t in s.data_types))
+
+
+def check_data_type_names(data_types: list[str] | tuple[str, ...]) -> None:
+    """ConfigError for the first type no installed provider collects, listing each one's."""
+    for t in data_types:
+        if t not in all_data_types():
+            by_provider = "; ".join(f"{s.name}: {', '.join(s.data_types)}"
+                                    for s in providers.specs().values())
+            raise ConfigError(f"Unknown data type {t!r}. Choose from ({by_provider}).")
 
 
 def ordered_types(provider: str, data_types: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
@@ -419,6 +456,9 @@ def _unknown_key(key: str, full: str, schema: dict, place: str, path: Path | Non
                 "customer's comes from its standard environment (see the README).")
     elif provider != key:
         hint = f" {provider!r} is not a supported provider (supported: {', '.join(specs)})."
+    elif place == "in [api]" and "token" in key.lower():
+        hint = (f" A token never goes in this file: set {API_TOKEN_VAR}, or name the variables "
+                "that hold more tokens in tokens_env = [\"NAME\", ...].")
     elif close:
         hint = f" Did you mean {close[0]}?"
     elif place == "at the top level" and key.lower() in env_only:
@@ -506,6 +546,33 @@ def _standard_values(spec: providers.ProviderSpec, env: Mapping[str, str]) -> di
     values = {k: f.standard if f.env else env.get(f.standard, "").strip()
               for k, f in spec.fields.items() if f.standard}
     return {k: v for k, v in values.items() if v}
+
+
+def _api(table: object, path: Path | None) -> ApiSettings:
+    """`[api]`, each value checked (its keys were checked by check_known_keys)."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: api must be a table ([api]).")
+    where, default = f"{path}: [api]", ApiSettings()
+
+    def number(key: str, low: int, high: int) -> int | None:
+        value = table.get(key, getattr(default, key))
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool)
+                                  or not low <= value <= high):
+            raise ConfigError(f"{where} {key} must be a whole number between {low} and {high}.")
+        return value
+
+    host = table.get("host", default.host)
+    if not isinstance(host, str) or not host.strip():
+        raise ConfigError(f"{where} host must be an address such as \"127.0.0.1\" (the default) "
+                          "or \"0.0.0.0\" for every interface.")
+    names = table.get("tokens_env", [])
+    if not isinstance(names, list) or not all(
+            isinstance(n, str) and _ENV_NAME_RE.match(n) for n in names):
+        raise ConfigError(f"{where} tokens_env must be a list of names of environment variables "
+                          "(tokens_env = [\"TEAM_A_TOKEN\"]), never the tokens themselves.")
+    return ApiSettings(port=number("port", 1, 65535), host=host.strip(), tokens_env=tuple(names),
+                       triggers_per_minute=number("triggers_per_minute", 1, 100_000),
+                       wait_timeout=number("wait_timeout", 1, 86_400))
 
 
 def _schedules(doc: dict, interval: int, path: Path | None,

@@ -20,7 +20,7 @@ def fake_vultr(request):
 # --- end fake Vultr API -----------------------------------------------------------------------
 
 # --- real services: Redis, PostgreSQL, chDB (tests/services.py) ------------------------------
-pytest_plugins = ["services", "aws_fixtures", "bq_fixtures"]
+pytest_plugins = ["services", "aws_fixtures", "bq_fixtures", "azure_fixtures", "four_clouds"]
 # --- end real services -------------------------------------------------------------------------
 
 

@@ -143,6 +143,22 @@ def seed_aws_runs(now: datetime = FROZEN_NOW) -> dict[str, int]:
     return ids
 
 
+# All four providers: each one's health and a run of each beside the showcase's.
+FOUR_HEALTH = [Health("aws:default_customer", True, 41.0),
+               Health("azure:default_customer", True, 212.0),
+               Health("gcp:default_customer", True, 96.0),
+               Health("vultr:default_customer", True, 84.0)]
+
+
+def seed_cloud_runs(now: datetime = FROZEN_NOW) -> None:
+    """A successful cost run of AWS, Azure and GCP among the showcase's Vultr ones."""
+    for i, (provider, rows, requests) in enumerate((("aws", 247, 10), ("azure", 274, 5),
+                                                    ("gcp", 261, 3)), start=4):
+        CollectionRun.insert(_run(2 * i, now - timedelta(seconds=3), "success",
+                                  provider=provider, rows=rows, requests=requests,
+                                  schedule=f"{provider}-cost")).execute()
+
+
 def seed_heartbeat(now: datetime = FROZEN_NOW) -> None:
     """Another consumer sharing the queue: one busy thread, one idle."""
     threads = [
@@ -179,7 +195,7 @@ class StubMetrics:
     def costs(self, by: str = "provider", since=None):
         if by == "provider":
             return [CostTotal("vultr", "USD", Decimal("1830.40"), Decimal("96.10"), 512)]
-        return [CostTotal(k, "USD", Decimal(v), Decimal(0), r)
+        return [CostTotal(k, "USD", Decimal(v), Decimal(0), r, "vultr")
                 for k, v, r in (("Vultr Cloud Compute", "1210.00", 300),
                                 ("Block Storage", "330.40", 120), ("Load Balancer", "290.00", 92))]
 

@@ -248,12 +248,18 @@ def connect(url: str) -> pw.Database:
         try:
             migrate(database)
         except pw.OperationalError as exc:
-            raise BackendUnavailable(
-                f"The history database ({safe_url(url)}) is unreachable: {(first_line(exc) or type(exc).__name__)}. "
-                "Check DATABASE_URL and that the server is running."
-            ) from None
+            raise unreachable(url, exc) from None
         _current_url = url
         return database
+
+
+def unreachable(url: str, exc: BaseException) -> BackendUnavailable:
+    """The error for a history database that can't be reached: where (no password), what
+    failed, and what to check."""
+    return BackendUnavailable(
+        f"The history database ({safe_url(url)}) is unreachable: "
+        f"{first_line(exc) or type(exc).__name__}. Check DATABASE_URL and that the server is "
+        "running.")
 
 
 class _Postgres(pw.PostgresqlDatabase):

@@ -17,8 +17,8 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import DataTable
 
-from optiinfra_tui.formats import attempts_label, clip, error_text, types_label
-from optiinfra_tui.tui.fmt import duration, fit_columns
+from optiinfra_tui.formats import attempts_label, clip, duration, error_text, types_label
+from optiinfra_tui.tui.fmt import fit_columns
 from optiinfra_tui.tui.palette import palette, status_style
 from optiinfra_tui.tui.source import HistoryPage, RunRow
 

@@ -7,32 +7,24 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import Sparkline, Static
 
-from optiinfra_tui.tui.fmt import duration, rate
+from optiinfra_tui.formats import duration
+from optiinfra_tui.tui.fmt import rate
 from optiinfra_tui.tui.palette import palette
+from optiinfra_tui.tui.widgets.latest import ShowsLatest
 from optiinfra_tui.worker.monitor import Stats
 
 
-class StatsStrip(Horizontal):
+class StatsStrip(ShowsLatest[Stats], Horizontal):
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.border_title = "Last hour"
-        self._shown: Stats | None = None
 
     def compose(self) -> ComposeResult:
         yield Static(Text("connecting…", style="dim"), id="stats-figures")
         yield Static("runs/min", id="stats-label")
         yield Sparkline([0] * 60, id="stats-spark")
 
-    def redraw(self) -> None:
-        """Draw again in the current palette: what is shown has the last theme's colours."""
-        stats, self._shown = self._shown, None
-        if stats is not None:
-            self.show(stats)
-
-    def show(self, stats: Stats) -> None:
-        if stats == self._shown:
-            return
-        self._shown = stats
+    def draw(self, stats: Stats) -> None:
         self.query_one("#stats-figures", Static).update(render_stats(stats))
         self.query_one("#stats-spark", Sparkline).data = list(stats.runs_per_minute)
         peak = max(stats.runs_per_minute, default=0)
