@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from datetime import datetime, timedelta
 
+from tui_data import StubMetrics
 from tui_pilot import make_runtime
 
 from optiinfra_tui.storage.history import CollectionRun
@@ -18,10 +19,10 @@ NOW = datetime(2026, 11, 20, 12, 0, 30)
 
 
 class CountingSource(Source):
-    """The real reads, counted."""
+    """The real history reads, counted; costs from a stand-in (no chDB opened here)."""
 
     def __init__(self, rt) -> None:
-        super().__init__(rt, clock=lambda: self.now)
+        super().__init__(rt, clock=lambda: self.now, metrics=StubMetrics)
         self.now = NOW
         self.pages = 0
 
