@@ -191,6 +191,7 @@ class LockWatch:
 
     def __init__(self, dsn: str) -> None:
         self.dsn, self.longest_ms = dsn, 0.0
+        self.waiter = self.blocker = ""  # the longest wait's statement, and its blocker's
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="bench-locks", daemon=True)
 
@@ -201,10 +202,16 @@ class LockWatch:
         conn.autocommit = True
         with conn.cursor() as cur:
             while not self._stop.is_set():
-                cur.execute("SELECT coalesce(max(extract(epoch FROM clock_timestamp() - "
-                            "state_change)) * 1000, 0) FROM pg_stat_activity "
-                            "WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid()")
-                self.longest_ms = max(self.longest_ms, float(cur.fetchone()[0]))
+                cur.execute("SELECT extract(epoch FROM clock_timestamp() - w.state_change) "
+                            "* 1000, w.query, b.query FROM pg_stat_activity w "
+                            "LEFT JOIN pg_stat_activity b ON b.pid = "
+                            "(pg_blocking_pids(w.pid))[1] WHERE w.wait_event_type = 'Lock' "
+                            "AND w.pid <> pg_backend_pid() ORDER BY 1 DESC LIMIT 1")
+                found = cur.fetchone()
+                if found and float(found[0]) > self.longest_ms:
+                    self.longest_ms = float(found[0])
+                    self.waiter, self.blocker = (" ".join((q or "").split())[:120]
+                                                 for q in found[1:])
                 time.sleep(0.005)
         conn.close()
 
@@ -242,7 +249,9 @@ def under_writes(fn: Callable, url: str, home: Path, dsn: str | None = None) -> 
             "write_p99_ms": sorted(during)[int(0.99 * (len(during) - 1))] if during else 0.0,
             "write_median_ms": statistics.median(during) if during else 0.0,
             "baseline_max_ms": max(base, default=0.0),
-            "lock_wait_max_ms": watch.longest_ms if watch else None}
+            "lock_wait_max_ms": watch.longest_ms if watch else None,
+            "lock_waiter": watch.waiter if watch else "",
+            "lock_blocker": watch.blocker if watch else ""}
 
 
 def migration_figures(dsn: str, home: Path) -> dict | None:
@@ -397,6 +406,8 @@ def main(argv: list[str] | None = None) -> dict:
 def show_prune(where: str, pr: dict) -> None:
     locks = "" if pr["lock_wait_max_ms"] is None else \
         f"; longest lock wait {pr['lock_wait_max_ms']:.0f} ms"
+    if pr.get("lock_waiter"):
+        locks += f" ({pr['lock_waiter']!r} behind {pr['lock_blocker']!r})"
     figure(f"{where}: prune a day ({pr['result']:,} runs)",
            f"{pr['seconds']:.0f} s; writes meanwhile: {pr['writes']}, median "
            f"{pr['write_median_ms']:.1f} ms, p99 {pr['write_p99_ms']:.0f}, max "
