@@ -224,11 +224,16 @@ class LockWatch:
         self._thread.join()
 
 
-def under_writes(fn: Callable, url: str, home: Path, dsn: str | None = None) -> dict:
+def under_writes(fn: Callable, url: str, home: Path, dsn: str | None = None,
+                 prepare: Callable[[], object] | None = None) -> dict:
     """Run fn while a worker process writes to the history at `url`: fn's seconds, the
-    writes' latencies meanwhile, and (PostgreSQL) the longest any backend waited on a lock."""
+    writes' latencies meanwhile, and (PostgreSQL) the longest any backend waited on a lock.
+    `prepare` runs once the worker writes (it has connected, and so migrated, by then)."""
     writer = Writer(url, home).start()
     time.sleep(3)
+    if prepare is not None:
+        prepare()
+        time.sleep(1)
     base_start, base_end = time.time() - 2, time.time()
     watch = LockWatch(dsn) if dsn else None
     if watch:
@@ -255,24 +260,28 @@ def under_writes(fn: Callable, url: str, home: Path, dsn: str | None = None) -> 
 
 
 def migration_figures(dsn: str, home: Path) -> dict | None:
-    """Put the history back to version 2 (without this release's indexes, with the ones it
-    drops) and time the migration on the populated table while a worker writes."""
+    """Time the migration to this release's indexes on the populated table while a worker
+    writes: once the worker runs, the history is put back to version 2 (without the indexes
+    this release adds, with those it drops) and migrated again."""
     from optiinfra_tui.storage import history
 
     if not hasattr(history, "V3_CREATE"):
         return None  # a release before the index migration
     import psycopg2
 
-    conn = psycopg2.connect(dsn)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        for name in history.V3_CREATE:
-            cur.execute(f"DROP INDEX IF EXISTS {name}")
-        for name, target in history.V3_DROP.items():
-            cur.execute(f"CREATE INDEX IF NOT EXISTS {name} ON {target}")
-        cur.execute("UPDATE schema_version SET version = 2")
-    conn.close()
-    return under_writes(lambda: history.migrate(history.db.obj), dsn, home, dsn)
+    def back_to_version_2() -> None:
+        conn = psycopg2.connect(dsn)
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            for name in history.V3_CREATE:
+                cur.execute(f"DROP INDEX IF EXISTS {name}")
+            for name, target in history.V3_DROP.items():
+                cur.execute(f"CREATE INDEX IF NOT EXISTS {name} ON {target}")
+            cur.execute("UPDATE schema_version SET version = 2")
+        conn.close()
+
+    return under_writes(lambda: history.migrate(history.db.obj), dsn, home, dsn,
+                        prepare=back_to_version_2)
 
 
 def prune_figures(keep_days: int, url: str, home: Path, dsn: str | None = None) -> dict:
