@@ -261,11 +261,11 @@ def under_writes(fn: Callable, url: str, home: Path, dsn: str | None = None,
 
 def migration_figures(dsn: str, home: Path) -> dict | None:
     """Time the migration to this release's indexes on the populated table while a worker
-    writes: once the worker runs, the history is put back to version 2 (without the indexes
-    this release adds, with those it drops) and migrated again."""
+    writes: once the worker runs, the history is put back to the version before the index
+    step (without the indexes it adds, with those it drops) and migrated again."""
     from optiinfra_tui.storage import history
 
-    if not hasattr(history, "V3_CREATE"):
+    if not hasattr(history, "INDEXES_STEP"):
         return None  # a release before the index migration
     import psycopg2
 
@@ -273,11 +273,11 @@ def migration_figures(dsn: str, home: Path) -> dict | None:
         conn = psycopg2.connect(dsn)
         conn.autocommit = True
         with conn.cursor() as cur:
-            for name in history.V3_CREATE:
+            for name in history.INDEXES_ADDED:
                 cur.execute(f"DROP INDEX IF EXISTS {name}")
-            for name, target in history.V3_DROP.items():
+            for name, target in history.INDEXES_DROPPED.items():
                 cur.execute(f"CREATE INDEX IF NOT EXISTS {name} ON {target}")
-            cur.execute("UPDATE schema_version SET version = 2")
+            cur.execute("UPDATE schema_version SET version = %s", (history.INDEXES_STEP - 1,))
         conn.close()
 
     return under_writes(lambda: history.migrate(history.db.obj), dsn, home, dsn,

@@ -22,6 +22,7 @@ def run_headless(settings: Settings, workers: int, log_format: str = "text",
                  metrics_host: str = "127.0.0.1", api_port: int | None = None,
                  api_host: str = "127.0.0.1") -> int:
     """Serve until SIGTERM/SIGINT, then finish the tasks in flight (bounded) and return 0."""
+    settings.alert_urls()  # a webhook without its URL variable is a start-up error
     setup_logging(settings, stdout=True, fmt=log_format)
     # Listeners are checked before anything starts: a refusal leaves nothing half-done.
     metrics_tokens = api_tokens = None

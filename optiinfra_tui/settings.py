@@ -33,6 +33,8 @@ _API_KEYS: dict = dict.fromkeys(("port", "host", "tokens_env", "triggers_per_min
                                  "wait_timeout"))
 # The API's own token: more go in [api] tokens_env, as names of variables (never the secret).
 API_TOKEN_VAR = "OPTIINFRA_API_TOKEN"
+_ALERT_KEYS: dict = dict.fromkeys(("name", "url_env", "format", "after_failures"))
+ALERT_FORMATS = ("json", "slack")
 # Settings that live in the environment: naming one in the file gets its variable as the fix
 # (providers' own settings are added from their specs).
 _ENV_ONLY_KEYS = {
@@ -51,7 +53,8 @@ def config_schema() -> dict:
     for spec in providers.specs().values():
         customer.update(dict.fromkeys(spec.legacy_keys))
         customer[spec.name] = dict.fromkeys(spec.fields)
-    return {"customers": {ANY_KEY: customer}, "schedules": [_SCHEDULE_KEYS], "api": _API_KEYS}
+    return {"customers": {ANY_KEY: customer}, "schedules": [_SCHEDULE_KEYS], "api": _API_KEYS,
+            "alerts": [_ALERT_KEYS]}
 
 
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -98,6 +101,18 @@ class ApiSettings:
 
 
 @dataclass(frozen=True)
+class Alert:
+    """A webhook told when collections keep failing, a slot is missed or every consumer stops.
+
+    `url_env` names the environment variable holding its URL (which often carries a token)."""
+
+    name: str
+    url_env: str
+    format: str = "json"  # json | slack
+    after_failures: int = 3
+
+
+@dataclass(frozen=True)
 class Settings:
     home: Path
     redis_url: str | None
@@ -119,6 +134,7 @@ class Settings:
     # Providers' settings from the environment, by variable, validated at start (their specs).
     options: Mapping[str, object] = field(default_factory=dict)
     api: ApiSettings = ApiSettings()
+    alerts: tuple[Alert, ...] = ()
 
     @property
     def mode(self) -> str:
@@ -202,9 +218,28 @@ class Settings:
             return f"[customers.{customer_id}.{provider}] in the OPTIINFRA_CONFIG file"
         return spec.missing_credential(account, self.env)
 
+    def alert_urls(self) -> dict[str, str]:
+        """Each alert's webhook URL from this process's environment, by alert name; ConfigError
+        naming every variable that is unset or not an http(s) URL (never the value)."""
+        urls, problems = {}, []
+        for alert in self.alerts:
+            url = self.env.get(alert.url_env, "").strip()
+            if not url:
+                problems.append(f"{alert.url_env} is not set")
+            elif urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname:
+                problems.append(f"{alert.url_env} is not an http:// or https:// URL")
+            else:
+                urls[alert.name] = url
+        if problems:
+            raise ConfigError(
+                f"{'; '.join(problems)}: the webhook URL of [[alerts]] in {self.config_path}. "
+                "Export each variable with the webhook's URL where the workers run, or remove "
+                "its [[alerts]] entry.")
+        return urls
+
     def secrets(self) -> list[str]:
         """Every credential value this process knows, for scrubbing them from text."""
-        names: set[str] = set()
+        names: set[str] = {a.url_env for a in self.alerts}  # webhook URLs often hold a token
         for spec in providers.specs().values():
             names.update(spec.secret_vars)
             for c in self.customers_with(spec.name):
@@ -243,6 +278,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     options = {o.var: o.parse(env) for spec in providers.specs().values() for o in spec.options}
     customers = _customers(doc, default_customer_id, config_path, env)
     schedules = _schedules(doc, interval, config_path, customers)
+    alerts = _alerts(doc, config_path)
 
     return Settings(
         home=home,
@@ -265,6 +301,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         provider_check_interval=_provider_check_interval(env),
         options=options,
         api=_api(doc.get("api", {}), config_path),
+        alerts=alerts,
     )
 
 
@@ -617,4 +654,36 @@ def _schedules(doc: dict, interval: int, path: Path | None,
         elif not isinstance(every, int) or isinstance(every, bool) or every < 1:
             raise ConfigError(f"{where}: interval must be a whole number of seconds >= 1.")
         out.append(Schedule(name, provider, types, interval=every, cron=cron))
+    return tuple(out)
+
+
+def _alerts(doc: dict, path: Path | None) -> tuple[Alert, ...]:
+    items = doc.get("alerts", [])
+    if not isinstance(items, list):
+        raise ConfigError(f"{path}: alerts must be an array of tables ([[alerts]]).")
+    out: list[Alert] = []
+    for i, item in enumerate(items):
+        where = f"{path}: alerts[{i}]"
+        if not isinstance(item, dict):
+            raise ConfigError(f"{where} must be a table.")
+        name = item.get("name")
+        if not isinstance(name, str) or not _ID_RE.match(name) or any(a.name == name for a in out):
+            raise ConfigError(f"{where}: name {name!r} must be a unique identifier "
+                              "(letters, digits, '_', '-', '.').")
+        url_env = item.get("url_env")
+        if not isinstance(url_env, str) or not _ENV_NAME_RE.match(url_env):
+            # Never echo the value: it may be the URL itself, token and all.
+            raise ConfigError(
+                f"{where}: url_env must name the environment variable that holds the webhook's "
+                "URL, e.g. url_env = \"OPS_WEBHOOK_URL\" (the URL itself never goes in this "
+                "file: it often carries a token).")
+        fmt = item.get("format", "json")
+        if fmt not in ALERT_FORMATS:
+            raise ConfigError(f"{where}: format {fmt!r} is not supported; use "
+                              f"{' or '.join(repr(f) for f in ALERT_FORMATS)}.")
+        after = item.get("after_failures", 3)
+        if not isinstance(after, int) or isinstance(after, bool) or not 1 <= after <= 100:
+            raise ConfigError(f"{where}: after_failures must be a whole number from 1 to 100 "
+                              "(failed scheduled runs in a row before the alert; default 3).")
+        out.append(Alert(name, url_env, fmt, after))
     return tuple(out)

@@ -78,7 +78,7 @@ class Consumer:
         return self.home / f"stdout-{self.starts}.txt"
 
     def start(self) -> Consumer:
-        self.home.mkdir(parents=True, exist_ok=True)
+        self.home.mkdir(mode=0o700, parents=True, exist_ok=True)  # as the program makes it
         self.starts += 1
         if self.kind == "headless":
             cmd = CLI + ["--headless", "--workers", str(self.workers), *self.extra]

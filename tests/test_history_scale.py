@@ -86,13 +86,14 @@ def index_names() -> set[str]:
     return {name for (name,) in history.db.execute_sql(sql, ("collection_runs", "run_attempts"))}
 
 
-def as_version_2() -> None:
-    """The database as version 2 left it: without this release's indexes, with the old ones."""
-    for name in history.V3_CREATE:
+def before_the_indexes() -> None:
+    """The database as the version before the index step left it: without the indexes that
+    step adds, with those it drops."""
+    for name in history.INDEXES_ADDED:
         history.db.execute_sql(f"DROP INDEX {name}")
-    for name, target in history.V3_DROP.items():
+    for name, target in history.INDEXES_DROPPED.items():
         history.db.execute_sql(f"CREATE INDEX {name} ON {target}")
-    SchemaVersion.update(version=2).execute()
+    SchemaVersion.update(version=history.INDEXES_STEP - 1).execute()
 
 
 def contents() -> tuple[list, list]:
@@ -102,12 +103,12 @@ def contents() -> tuple[list, list]:
 
 def test_the_index_migration_on_a_populated_history(history_db):
     seed(3000, random.Random(5))
-    as_version_2()
+    before_the_indexes()
     before = contents()
-    assert set(history.V3_CREATE).isdisjoint(index_names())
-    assert history.migrate(history.db.obj) == history.SCHEMA_VERSION == 3
+    assert set(history.INDEXES_ADDED).isdisjoint(index_names())
+    assert history.migrate(history.db.obj) == history.SCHEMA_VERSION == history.INDEXES_STEP
     names = index_names()
-    assert set(history.V3_CREATE) <= names and set(history.V3_DROP).isdisjoint(names)
+    assert set(history.INDEXES_ADDED) <= names and set(history.INDEXES_DROPPED).isdisjoint(names)
     assert contents() == before and len(before[0]) == 3000 and len(before[1]) == 3000
     # The retries of a run come through the new index, and still right.
     retry_of = [f.name for f in CollectionRun._meta.sorted_fields].index("retry_of")
@@ -121,11 +122,11 @@ def test_an_interrupted_concurrent_index_build_is_built_again(postgres_url):
         seed(200, random.Random(7))
         for i in range(1, 3):  # two runs retrying the same run: a unique index can't be built
             CollectionRun.update(retry_of=1).where(CollectionRun.id == i).execute()
-        as_version_2()
-        name = next(iter(history.V3_CREATE))
+        before_the_indexes()
+        name = next(iter(history.INDEXES_ADDED))
         with pytest.raises(history.pw.IntegrityError):
             history.db.execute_sql(f"CREATE UNIQUE INDEX CONCURRENTLY {name} ON "
-                                   f"{history.V3_CREATE[name]}")
+                                   f"{history.INDEXES_ADDED[name]}")
         invalid = "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid " \
                   "WHERE c.relname = %s"
         assert history.db.execute_sql(invalid, (name,)).fetchone() == (False,)
@@ -138,7 +139,7 @@ def test_an_interrupted_concurrent_index_build_is_built_again(postgres_url):
 def test_migrators_starting_together_take_turns(postgres_url):
     history.connect(postgres_url)
     try:
-        as_version_2()
+        before_the_indexes()
         history.db.close()
         results, errors = [], []
 
@@ -155,9 +156,9 @@ def test_migrators_starting_together_take_turns(postgres_url):
             t.start()
         for t in threads:
             t.join(60)
-        assert errors == [] and results == [3] * 4
+        assert errors == [] and results == [history.SCHEMA_VERSION] * 4
         assert SchemaVersion.select().count() == 1
-        assert set(history.V3_CREATE) <= index_names()
+        assert set(history.INDEXES_ADDED) <= index_names()
     finally:
         history.db.close()
 

@@ -80,6 +80,19 @@ async def test_main_screen_shows_every_panel(rt, seeded):
         assert app.main.history.row_count == len(app.main.history.page.rows)
 
 
+@pytest.mark.parametrize("width", [60, 80, 180])
+async def test_the_last_hour_strip_never_cuts_a_figure_without_an_ellipsis(rt, seeded, width):
+    app = make_app(rt)
+    async with app.run_test(size=(width, 30)) as pilot:
+        await loaded(pilot)
+        line = next(x for x in screen_text(app).splitlines() if x.startswith("│ success"))
+        inside = line.strip("│ ")
+        wide = "runs/min (peak" in inside
+        assert wide == (width >= 180), line  # narrow: the figures alone, no clipped label
+        assert wide or inside.endswith("…") or inside.endswith(("rows 0", "ms")) or \
+            re.search(r"rows [\d,]+$", inside), line
+
+
 async def test_enter_opens_run_detail_with_attempts_error_and_advice(rt, seeded):
     app = make_app(rt)
     async with app.run_test(size=SIZE) as pilot:

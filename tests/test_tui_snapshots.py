@@ -22,6 +22,7 @@ from tui_data import (
     SHOWN_SCHEDULE,
     FrozenSource,
     OneCustomer,
+    seed_alert,
     seed_aws_runs,
     seed_cloud_runs,
     seed_showcase,
@@ -112,6 +113,18 @@ def test_help(snap_compare, seeded_app):
         await pilot.press("question_mark")
 
     assert snap_compare(app, terminal_size=SIZE, run_before=opening(HelpScreen, press_help))
+
+
+def test_main_screen_with_an_alert_firing(snap_compare, seeded_app):
+    app, _ = seeded_app
+    seed_alert()
+    assert snap_compare(app, terminal_size=SIZE, run_before=loaded)
+
+
+def test_an_alert_firing_stays_in_the_header_at_80x24(snap_compare, seeded_app):
+    app, _ = seeded_app
+    seed_alert()
+    assert snap_compare(app, terminal_size=(80, 24), run_before=loaded)
 
 
 # --- AWS beside Vultr -------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from optiinfra_tui.storage.history import (
+    AlertState,
     CollectionRun,
     RunAttempt,
     WorkerHeartbeat,
@@ -35,7 +36,7 @@ def env_for(home: Path, schedules: str = "schedules = []\n", **extra: str) -> di
     """A complete environment for load_settings: a fresh data dir, no key unless given, and
     only the schedules asked for (none by default: a slot falling due would add a run)."""
     home = Path(home)
-    home.mkdir(parents=True, exist_ok=True)
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)  # as the program makes it
     config = home / "schedules.toml"
     config.write_text(schedules)
     env = {"OPTIINFRA_HOME": str(home), "OPTIINFRA_CONFIG": str(config), "MAX_RETRIES": "2",
@@ -77,6 +78,16 @@ def seed_bulk(n: int, now: datetime = FROZEN_NOW, batch: int = 1000) -> None:
                                  **({"error_kind": "transient", "error_message": "HTTP 503"}
                                     if failed else {})))
             CollectionRun.insert_many(rows).execute()
+
+
+def seed_alert(now: datetime = FROZEN_NOW) -> None:
+    """An alert firing for five minutes: Vultr refusing the default customer's key."""
+    AlertState.create(
+        alert="ops", condition="failures:vultr:default_customer", active=True,
+        episode=f"{0:020d}", since=now - timedelta(minutes=5), updated_at=now,
+        summary="vultr for customer default_customer: 3 scheduled runs failed in a row and "
+                "none has succeeded yet; the last, run 52, with auth: Vultr refused the API "
+                "key (401): check VULTR_API_KEY.")
 
 
 def seed_showcase(now: datetime = FROZEN_NOW, extra: int = 40) -> dict[str, int]:

@@ -66,6 +66,12 @@ def print_status(snap) -> None:
     if snap.owner is not None:  # chDB: one process per data dir runs the collections
         click.echo("collections run in: "
                    + (snap.owner or "no process (start optiinfra-tui or --headless)"))
+    if snap.alerts:  # what the webhooks were told, first: it is why someone runs `status`
+        click.echo(f"alerts: {len(snap.alerts)} firing")
+        for a in snap.alerts:
+            click.echo(f"  {a.label}  since {a.since:%Y-%m-%d %H:%M:%S} UTC "
+                       f"({', '.join(a.alerts)})")
+            click.echo(f"    {a.summary}")
     click.echo("backends:")
     for h in snap.health:
         state = f"ok {h.latency_ms:.1f} ms" if h.ok and h.latency_ms is not None else (

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import TypeVar
 from urllib.parse import unquote, urlparse, urlunparse
 
+from optiinfra_tui.datadir import FILE_MODE, make_dir
 from optiinfra_tui.errors import ConfigError, OptiInfraError, StoreInUse, TransientError
 from optiinfra_tui.storage.embedded import require_embedded
 from optiinfra_tui.storage.metrics_schema import (
@@ -264,8 +265,8 @@ def keep_pyarrow_from_chdb() -> None:
 def _lock_path(path: str) -> int:
     """Hold an exclusive lock on the data path for this process's lifetime, or explain who has it."""
     try:
-        os.makedirs(path, exist_ok=True)
-        fd = os.open(os.path.join(path, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o644)
+        make_dir(path)
+        fd = os.open(os.path.join(path, LOCK_FILE), os.O_RDWR | os.O_CREAT, FILE_MODE)
     except OSError as exc:
         raise ConfigError(f"The chDB data path {path} can't be used ({exc.strerror}). Fix its "
                           "permissions, or set OPTIINFRA_HOME or CLICKHOUSE_URL elsewhere.") from None

@@ -18,6 +18,7 @@ from urllib.parse import urlparse
 import peewee as pw
 from playhouse.db_url import parse as parse_db_url
 
+from optiinfra_tui.datadir import create_file, make_dir
 from optiinfra_tui.errors import BackendUnavailable, ConfigError
 from optiinfra_tui.text import first_line, safe_url
 
@@ -173,6 +174,48 @@ class BackendHealth(BaseModel):
         table_name = "backend_health"
 
 
+class AlertState(BaseModel):
+    """Whether one condition of one alert is firing. A conditional UPDATE of this row (or its
+    unique INSERT) is the claim that makes one consumer of all send each alert and recovery."""
+
+    id = pw.AutoField()
+    alert = pw.CharField(max_length=64)  # the [[alerts]] entry's name
+    condition = pw.CharField(max_length=255)  # failures:<provider>:<customer> | missed:<schedule> | consumers
+    active = pw.BooleanField(default=False)
+    # What identifies this occurrence, sortable as text within one condition (a run id padded
+    # with zeros, a slot's or a heartbeat's ISO time): an occurrence never fires twice.
+    episode = pw.CharField(max_length=64)
+    summary = pw.TextField(default="")
+    since = pw.DateTimeField(default=utcnow)
+    updated_at = pw.DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "alert_states"
+        indexes = ((("alert", "condition"), True),)
+
+
+class AlertMessage(BaseModel):
+    """A webhook message to send, or sent: the outbox that any consumer delivers from."""
+
+    id = pw.AutoField()
+    alert = pw.CharField(max_length=64)
+    condition = pw.CharField(max_length=255)
+    event = pw.CharField(max_length=16)  # firing | resolved
+    body = pw.TextField()  # the request body, as sent (never the URL)
+    created_at = pw.DateTimeField(default=utcnow)
+    # Not sent before this; a sender moves it ahead while it holds the message (its lease).
+    due_at = pw.DateTimeField(default=utcnow)
+    attempts = pw.IntegerField(default=0)
+    sent_at = pw.DateTimeField(null=True)
+    given_up = pw.BooleanField(default=False)
+    last_error = pw.TextField(null=True)
+    sent_by = pw.CharField(max_length=255, null=True)
+
+    class Meta:
+        table_name = "alert_messages"
+        indexes = ((("alert", "sent_at", "id"), False),)
+
+
 class SchemaVersion(BaseModel):
     version = pw.IntegerField()
 
@@ -198,24 +241,28 @@ def _v2(database: pw.Database) -> None:
             "collection_runs", "requests", CollectionRun.requests))
 
 
-# Version 3: the indexes ten million runs need (bench/scale_history.py measures each read).
+def _v3(database: pw.Database) -> None:
+    database.create_tables([AlertState, AlertMessage], safe=True)
+
+
+# Version 4: the indexes ten million runs need (bench/scale_history.py measures each read).
 # Added: the retries of a run, which its detail lists (a scan of every run without it).
 # Dropped: queued_at's (no query reads it: recovery's lost runs go by status) and the attempts'
 # run_id (the unique (run_id, attempt) index serves every lookup by run): each cost every write.
-V3_CREATE = {"collectionrun_retry_of": "collection_runs (retry_of) WHERE retry_of IS NOT NULL"}
-V3_DROP = {"collectionrun_queued_at": "collection_runs (queued_at)",
-           "runattempt_run_id": "run_attempts (run_id)"}
+INDEXES_ADDED = {"collectionrun_retry_of": "collection_runs (retry_of) WHERE retry_of IS NOT NULL"}
+INDEXES_DROPPED = {"collectionrun_queued_at": "collection_runs (queued_at)",
+                   "runattempt_run_id": "run_attempts (run_id)"}
 
 
-def _v3(database: pw.Database) -> None:
+def _v4(database: pw.Database) -> None:
     pg = isinstance(database, pw.PostgresqlDatabase)
     online = "CONCURRENTLY " if pg else ""
-    for name, target in V3_CREATE.items():
+    for name, target in INDEXES_ADDED.items():
         if pg and _invalid_index(database, name):
             # An earlier try, interrupted, left it half-built: IF NOT EXISTS would keep it.
             database.execute_sql(f"DROP INDEX CONCURRENTLY {name}")
         database.execute_sql(f"CREATE INDEX {online}IF NOT EXISTS {name} ON {target}")
-    for name in V3_DROP:
+    for name in INDEXES_DROPPED:
         database.execute_sql(f"DROP INDEX {online}IF EXISTS {name}")
 
 
@@ -226,9 +273,10 @@ def _invalid_index(database: pw.Database, name: str) -> bool:
 
 
 # Forward steps: version -> function. Append; never edit a released step.
-MIGRATIONS = {1: _v1, 2: _v2, 3: _v3}
+MIGRATIONS = {1: _v1, 2: _v2, 3: _v3, 4: _v4}
 # Steps that only build or drop indexes: on PostgreSQL outside a transaction (CONCURRENTLY).
-ONLINE_STEPS = frozenset({3})
+INDEXES_STEP = 4
+ONLINE_STEPS = frozenset({INDEXES_STEP})
 SCHEMA_VERSION = max(MIGRATIONS)
 
 _lock = threading.Lock()
@@ -281,7 +329,8 @@ def _open(url: str) -> pw.Database:
     if scheme == "sqlite":
         path = Path(url[len("sqlite:///"):])
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            make_dir(path.parent)
+            create_file(path)
         except OSError as exc:
             raise ConfigError(f"DATABASE_URL: can't create {path.parent}: {exc.strerror}. "
                               "Set OPTIINFRA_HOME or DATABASE_URL to a writable place.") from None

@@ -22,7 +22,8 @@ from optiinfra_tui.storage.history import (
     utcnow,
 )
 from optiinfra_tui.text import short_error
-from optiinfra_tui.worker import recovery, runs, schedules
+from optiinfra_tui.worker import recovery, runs, schedules, webhooks
+from optiinfra_tui.worker.alerts import AlertWatcher
 from optiinfra_tui.worker.health import BACKEND_EVERY, check_all, record, recorded
 from optiinfra_tui.worker.runtime import Runtime
 
@@ -53,15 +54,23 @@ class ConsumerAgent:
         self._prune_hour = None
         self._next_beat = 0.0
         self._providers: threading.Thread | None = None
+        self._alerts: AlertWatcher | None = None
         # Since when every loop has succeeded (the history store reachable); see _may_recover.
         self._reachable_since = time.monotonic()
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="Agent", daemon=True)
         self._thread.start()
+        if self.run_schedules and self.rt.settings.alerts:
+            # Its own thread: a slow webhook must not delay the heartbeat or a schedule tick.
+            # A missing URL variable raises here (entry points check it before starting).
+            self._alerts = AlertWatcher(self.rt, self.rt.settings.alert_urls(),
+                                        self.clock).start()
 
     def stop(self) -> None:
         self._stop.set()
+        if self._alerts is not None:
+            self._alerts.stop()
         if self._thread:
             self._thread.join(timeout=5)
         try:
@@ -156,6 +165,7 @@ class ConsumerAgent:
         self._prune_hour = hour
         if schedules.claim("__prune__", hour, self.rt.consumer_id):
             schedules.forget(PROVIDER_CHECK, now - timedelta(hours=1))
+            webhooks.prune(now - timedelta(days=self.rt.settings.keep_days))
             deleted = runs.prune(self.rt.settings.keep_days, now, between=self._beat_if_due)
             if deleted:
                 log.info("pruned %d runs older than %d days", deleted, self.rt.settings.keep_days)

@@ -17,6 +17,7 @@ from optiinfra_tui.storage.history import (
     FAILED,
     RETRYING,
     SUCCESS,
+    AlertState,
     CollectionRun,
     ScheduleSlot,
     WorkerHeartbeat,
@@ -112,6 +113,17 @@ class Stats:
 
 
 @dataclass
+class ActiveAlert:
+    """A condition some [[alerts]] entry is firing for (worker/alerts.py)."""
+
+    condition: str  # failures:<provider>:<customer> | missed:<schedule> | consumers
+    label: str  # a few words for the header: 'vultr failing', 'missed slot: nightly'
+    summary: str  # what the webhook was told
+    since: datetime
+    alerts: list[str]  # the entries firing for it
+
+
+@dataclass
 class Snapshot:
     mode: str
     backends: dict[str, str]
@@ -126,6 +138,7 @@ class Snapshot:
     # Which process runs the collections of an embedded store (chDB is one process per path):
     # its description, "" when none does; None when the stores are shared by every consumer.
     owner: str | None = None
+    alerts: list[ActiveAlert] = field(default_factory=list)
 
     def to_json(self) -> dict:
         return json.loads(json.dumps(asdict(self), default=json_default))
@@ -188,6 +201,31 @@ def schedule_info(settings, now: datetime | None = None) -> list[ScheduleInfo]:
             next_run=sched.next_run(s, now), last_slot=last.slot if last else None,
             paused=s.name in paused, no_credentials=missing, customers=len(customers)))
     return out
+
+
+def active_alerts(default_customer: str = "") -> list[ActiveAlert]:
+    """The conditions firing now, oldest first, each once whichever entries fire for it."""
+    found: dict[str, ActiveAlert] = {}
+    for st in (AlertState.select().where(AlertState.active == True)  # noqa: E712
+               .order_by(AlertState.since, AlertState.id)):
+        if st.condition in found:
+            found[st.condition].alerts.append(st.alert)
+        else:
+            found[st.condition] = ActiveAlert(st.condition, _alert_label(st.condition,
+                                                                         default_customer),
+                                              st.summary, st.since, [st.alert])
+    return list(found.values())
+
+
+def _alert_label(condition: str, default_customer: str) -> str:
+    kind, _, rest = condition.partition(":")
+    if kind == "failures":
+        provider, _, customer = rest.partition(":")
+        # The default customer goes by the provider's name alone, as in the health checks.
+        return f"{provider if customer == default_customer else rest} failing"
+    if kind == "missed":
+        return f"missed slot: {rest}"
+    return "no consumer running" if kind == "consumers" else condition
 
 
 # The percentiles shown (p50, p95) as fractions a/b: their ranks are exact in integers.
@@ -298,6 +336,7 @@ def snapshot(rt: Runtime, live_health: bool = True, checks: list[Health] | None 
             snap.workers = workers(now)
             snap.schedules = schedule_info(rt.settings, now)
             snap.stats = stats(now=now)
+            snap.alerts = active_alerts(rt.settings.default_customer_id)
         except Exception as exc:
             snap.errors.append(f"history: {short_error(exc)}")
     if not down & {"history", "queue"}:
