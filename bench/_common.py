@@ -111,6 +111,11 @@ def rss_mb(pid: int | None = None) -> float:
     return _status_kb(pid, "VmRSS") / 1024
 
 
+def file_rss_mb(pid: int | None = None) -> float:
+    """The file-backed part of the resident set in MB (RssFile: mapped code, chDB's library)."""
+    return _status_kb(pid, "RssFile") / 1024
+
+
 def peak_rss_mb(pid: int | None = None) -> float:
     """Peak resident set size in MB (VmHWM)."""
     return _status_kb(pid, "VmHWM") / 1024

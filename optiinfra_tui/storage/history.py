@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlparse
@@ -35,6 +38,18 @@ HEARTBEAT_STALE_AFTER = timedelta(seconds=15)
 def utcnow() -> datetime:
     """Naive UTC: what every timestamp column holds, on SQLite and PostgreSQL alike."""
     return datetime.now(UTC).replace(tzinfo=None)
+
+
+def minute_sql(column: str, database: pw.Database) -> str:
+    """SQL for the column's time cut to its minute, on SQLite or PostgreSQL."""
+    if isinstance(database, pw.PostgresqlDatabase):
+        return f"date_trunc('minute', {column})"
+    return f"strftime('%Y-%m-%d %H:%M:00', {column})"
+
+
+def as_datetime(value: datetime | str) -> datetime:
+    """A computed time column's value as a datetime: SQLite answers it as text."""
+    return value if isinstance(value, datetime) else datetime.fromisoformat(value)
 
 
 class BaseModel(pw.Model):
@@ -74,7 +89,6 @@ class CollectionRun(BaseModel):
             (("provider", "id"), False),
             (("customer_id", "id"), False),
             (("finished_at",), False),
-            (("queued_at",), False),
         )
 
     @property
@@ -90,7 +104,7 @@ class RunAttempt(BaseModel):
     """One try of a run: what a run detail screen lists."""
 
     id = pw.AutoField()
-    run_id = pw.IntegerField(index=True)
+    run_id = pw.IntegerField()  # looked up through the unique (run_id, attempt) index
     attempt = pw.IntegerField()
     status = pw.CharField(max_length=16)
     worker = pw.CharField(max_length=255, null=True)
@@ -231,8 +245,38 @@ def _v3(database: pw.Database) -> None:
     database.create_tables([AlertState, AlertMessage], safe=True)
 
 
+# Version 4: the indexes ten million runs need (bench/scale_history.py measures each read).
+# Added: the retries of a run, which its detail lists (a scan of every run without it).
+# Dropped: queued_at's (no query reads it: recovery's lost runs go by status) and the attempts'
+# run_id (the unique (run_id, attempt) index serves every lookup by run): each cost every write.
+INDEXES_ADDED = {"collectionrun_retry_of": "collection_runs (retry_of) WHERE retry_of IS NOT NULL"}
+INDEXES_DROPPED = {"collectionrun_queued_at": "collection_runs (queued_at)",
+                   "runattempt_run_id": "run_attempts (run_id)"}
+
+
+def _v4(database: pw.Database) -> None:
+    pg = isinstance(database, pw.PostgresqlDatabase)
+    online = "CONCURRENTLY " if pg else ""
+    for name, target in INDEXES_ADDED.items():
+        if pg and _invalid_index(database, name):
+            # An earlier try, interrupted, left it half-built: IF NOT EXISTS would keep it.
+            database.execute_sql(f"DROP INDEX CONCURRENTLY {name}")
+        database.execute_sql(f"CREATE INDEX {online}IF NOT EXISTS {name} ON {target}")
+    for name in INDEXES_DROPPED:
+        database.execute_sql(f"DROP INDEX {online}IF EXISTS {name}")
+
+
+def _invalid_index(database: pw.Database, name: str) -> bool:
+    return bool(database.execute_sql(
+        "SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+        "WHERE c.relname = %s AND NOT i.indisvalid", (name,)).fetchone())
+
+
 # Forward steps: version -> function. Append; never edit a released step.
-MIGRATIONS = {1: _v1, 2: _v2, 3: _v3}
+MIGRATIONS = {1: _v1, 2: _v2, 3: _v3, 4: _v4}
+# Steps that only build or drop indexes: on PostgreSQL outside a transaction (CONCURRENTLY).
+INDEXES_STEP = 4
+ONLINE_STEPS = frozenset({INDEXES_STEP})
 SCHEMA_VERSION = max(MIGRATIONS)
 
 _lock = threading.Lock()
@@ -302,20 +346,58 @@ def _open(url: str) -> pw.Database:
 
 
 def migrate(database: pw.Database) -> int:
-    """Apply every forward step above the stored version; safe when consumers start together."""
+    """Apply every forward step above the stored version; safe when consumers start together.
+
+    SQLite: one transaction (BEGIN IMMEDIATE makes the migrators take turns). PostgreSQL: a
+    session advisory lock makes them take turns, each step commits with its version, and the
+    index steps run outside any transaction, so that CREATE INDEX CONCURRENTLY lets every
+    worker write while a populated table is indexed.
+    """
+    if not isinstance(database, pw.PostgresqlDatabase):
+        with database.atomic():
+            return _apply_steps(database)
+    if database.table_exists(SchemaVersion._meta.table_name) and \
+            _stored_version() >= max(MIGRATIONS):
+        return _stored_version()
+    with _postgres_migration_lock(database):
+        return _apply_steps(database)
+
+
+def _stored_version() -> int:
+    row = SchemaVersion.select().order_by(SchemaVersion.version.desc()).first()
+    return row.version if row else 0
+
+
+def _apply_steps(database: pw.Database) -> int:
     with database.atomic():
-        if isinstance(database, pw.PostgresqlDatabase):
-            database.execute_sql("SELECT pg_advisory_xact_lock(715517)")
         database.create_tables([SchemaVersion], safe=True)
-        row = SchemaVersion.select().order_by(SchemaVersion.version.desc()).first()
-        current = row.version if row else 0
-        for version in sorted(v for v in MIGRATIONS if v > current):
+    current = _stored_version()
+    for version in sorted(v for v in MIGRATIONS if v > current):
+        online = version in ONLINE_STEPS and isinstance(database, pw.PostgresqlDatabase)
+        with nullcontext() if online else database.atomic():
             MIGRATIONS[version](database)
+        with database.atomic():
             SchemaVersion.delete().execute()
             SchemaVersion.create(version=version)
-            log.info("history schema migrated to version %d", version)
-            current = version
+        log.info("history schema migrated to version %d", version)
+        current = version
     return current
+
+
+@contextmanager
+def _postgres_migration_lock(database: pw.Database) -> Iterator[None]:
+    # Tried, not waited for: a backend blocked in pg_advisory_lock holds a snapshot, which
+    # CREATE INDEX CONCURRENTLY in the lock's holder would wait for in turn.
+    waiting = False
+    while not database.execute_sql("SELECT pg_try_advisory_lock(715517)").fetchone()[0]:
+        if not waiting:
+            log.info("history schema: another process is migrating it; waiting")
+            waiting = True
+        time.sleep(0.2)
+    try:
+        yield
+    finally:
+        database.execute_sql("SELECT pg_advisory_unlock(715517)")
 
 
 def close_connection() -> None:
@@ -329,8 +411,6 @@ def close_connection() -> None:
 
 def ping() -> float:
     """Seconds for one round trip to the history database."""
-    import time
-
     start = time.perf_counter()
     db.execute_sql("SELECT 1").fetchone()
     return time.perf_counter() - start
@@ -348,8 +428,6 @@ def durable(fn, *args, what: str = "history write", give_up_after: float = DURAB
 
     Logs one line when the database goes away and one when the write finally lands.
     """
-    import time
-
     delay, waited, warned = 0.2, 0.0, False
     while True:
         try:

@@ -53,7 +53,7 @@ class DashboardApp(App):
 
     def __init__(self, rt: Runtime, pool=None, shutdown_timeout: float = 60.0,
                  source: Source | None = None, poll: float = 1.0,
-                 health_every: float = 5.0, costs_every: float = 60.0,
+                 health_every: float = 5.0, costs_every: float = 600.0,
                  costs_enabled: bool = True, costs_disabled_reason: str = "",
                  handle_signals: bool = False, start_pool: bool = False,
                  watcher: bool = False) -> None:

@@ -148,6 +148,14 @@ class Source:
             return HistoryPage(query, (), False, f"history: {short_error(exc)}")
         return HistoryPage(query, tuple(RunRow.of(r) for r in found[:limit]), len(found) > limit)
 
+    def newest_run(self) -> int | None:
+        """The newest run's id, which any new run moves; None when the history is unreadable."""
+        try:
+            self.rt.history()
+            return runs.newest_run_id()
+        except Exception:
+            return None
+
     def detail(self, run_id: int) -> RunDetail:
         try:
             self.rt.history()
