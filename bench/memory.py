@@ -159,7 +159,10 @@ def main(argv: list[str] | None = None) -> dict:
     try:
         for r in range(args.rounds):
             for mode in results:
-                home = tempdir(f"bench-memory-{mode}-")
+                # The data dir private, as the app makes it: one others can read gets a
+                # warning toast, over the text the first-frame figure waits for.
+                home = tempdir(f"bench-memory-{mode}-") / "home"
+                home.mkdir(mode=0o700)
                 env = dict(base, OPTIINFRA_HOME=str(home), VULTR_API_KEY=TOKEN,
                            VULTR_API_URL=f"http://127.0.0.1:{gen_port}/v2")
                 if mode == "distributed":
@@ -174,7 +177,7 @@ def main(argv: list[str] | None = None) -> dict:
                 print(f"  round {r + 1} {mode:<11} first frame {res['drawn_s']:.1f} s, RSS "
                       f"{res['first_mb']:.0f} MB, after runs {res['after_mb']:.0f} MB, peak "
                       f"{res['peak_mb']:.0f} MB | {cli}", flush=True)
-                shutil.rmtree(home, ignore_errors=True)
+                shutil.rmtree(home.parent, ignore_errors=True)
     finally:
         gen.terminate()
         server.stop()
