@@ -13,6 +13,7 @@ from optiinfra_tui.worker.startup import prepare_process
 prepare_process()  # before huey_consumer starts its worker threads
 try:
     runtime = get_runtime()
+    runtime.settings.alert_urls()  # a webhook without its URL variable is a start-up error
     # In embedded mode (chDB) one process per data dir runs the tasks: not this one if another
     # already does, or every task it took would be handed back.
     runtime.claim_store("huey_consumer")

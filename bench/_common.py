@@ -7,34 +7,18 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # services.PostgresServer lives with the tests
 
+from services import free_port, wait_until  # noqa: E402,F401  (one of each, with the tests)
+
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until(predicate, timeout: float = 10.0, interval: float = 0.02):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    return None
 
 
 def tempdir(prefix: str) -> Path:
@@ -125,6 +109,11 @@ def fmt(values: list[float], unit: str = "", digits: int = 2) -> str:
 def rss_mb(pid: int | None = None) -> float:
     """Current resident set size in MB (VmRSS)."""
     return _status_kb(pid, "VmRSS") / 1024
+
+
+def file_rss_mb(pid: int | None = None) -> float:
+    """The file-backed part of the resident set in MB (RssFile: mapped code, chDB's library)."""
+    return _status_kb(pid, "RssFile") / 1024
 
 
 def peak_rss_mb(pid: int | None = None) -> float:

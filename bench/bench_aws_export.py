@@ -15,7 +15,6 @@ import argparse
 import io
 import json
 import os
-import re
 import shutil
 import statistics
 import subprocess
@@ -33,15 +32,26 @@ KEY_ID, SECRET = "AKIABENCHBENCH0001", "bench-secret-not-real"
 SERVICES = ["Amazon Elastic Compute Cloud - Compute", "Amazon Simple Storage Service",
             "AWS Lambda", "Amazon Relational Database Service", "Amazon CloudFront"]
 # The collecting process: the CLI under tracemalloc, which sees only Python's own allocations.
+# A command logs only warnings (to stderr): the store's line timing each import is caught here.
 CHILD = """
-import json, sys, tracemalloc
+import json, logging, re, sys, tracemalloc
 tracemalloc.start()
+took = []
+
+class Took(logging.Handler):
+    def emit(self, record):
+        found = re.search(r"rows from \\d+ files in ([\\d.]+) s", record.getMessage())
+        if found:
+            took.append(float(found[1]))
+
+logging.getLogger("optiinfra.metrics").addHandler(Took(logging.INFO))
 from optiinfra_tui.cli import main
 try:
     main(["collect", "aws", "--types", "export", "--inline", "--json"])
 finally:
     with open(sys.argv[1], "w") as fh:
-        json.dump({"py_peak_mb": tracemalloc.get_traced_memory()[1] / 2**20}, fh)
+        json.dump({"py_peak_mb": tracemalloc.get_traced_memory()[1] / 2**20,
+                   "import_s": took}, fh)
 """
 
 
@@ -176,15 +186,12 @@ def collect(moto: Moto) -> dict:
             proc.returncode = 0
         out, err = (home / "out").read_text(), (home / "err").read_text()
         heap = json.loads((home / "heap.json").read_text())
-        log = home / "optiinfra.log"
-        took = re.findall(r"rows from \d+ files in ([\d.]+) s", log.read_text()) if (
-            log.exists()) else []
     finally:
         shutil.rmtree(home, ignore_errors=True)
     run = json.loads(out) if out.strip().startswith("{") else {}
     if run.get("status") != "success":
         raise RuntimeError(f"collection failed: {run.get('error_message') or err[-800:]}")
-    import_s = sum(map(float, took)) or float("nan")
+    import_s = sum(heap["import_s"]) or float("nan")
     return {"rows": run["rows"], "rows_s": run["rows"] / (run["duration_ms"] / 1000),
             "seconds": run["duration_ms"] / 1000, "import_rows_s": run["rows"] / import_s,
             "import_s": import_s, "peak_rss_mb": usage.ru_maxrss / 1024,

@@ -1,6 +1,6 @@
 """Dashboard figures: first frame (in a real terminal and through Pilot), paging, idle CPU.
 
-    python bench/bench_dashboard.py [--runs 100000] [--idle 10] [--launches 5]
+    python bench/bench_dashboard.py [--runs 100000] [--idle 10] [--idle-rounds 3] [--launches 5]
 
 Prints figures; asserts nothing. With tmux installed, the first frame is also measured as a
 user meets it: from launching `optiinfra-tui --workers 2` in a 160x45 tmux pane to
@@ -170,7 +170,26 @@ def first_frame_in_tmux(home: Path, launches: int, size: tuple[int, int] = (160,
     return out
 
 
-def idle_in_tmux(home: Path, seconds: float) -> float | None:
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds per thread name of a process (Python threads share the process's name;
+    chDB's native threads carry their own)."""
+    out: dict[str, float] = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1:stat.rindex(")")]
+        fields = stat.rsplit(")", 1)[1].split()
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / os.sysconf(
+            "SC_CLK_TCK")
+    return out
+
+
+def idle_in_tmux(home: Path, seconds: float, rounds: int = 1
+                 ) -> tuple[list[float], dict[str, float]]:
+    """Per round, % of a core the idle dashboard uses; and the last round's % per thread."""
     import psutil
 
     sock = f"optiinfra-bench-{uuid.uuid4().hex[:6]}"
@@ -185,11 +204,16 @@ def idle_in_tmux(home: Path, seconds: float) -> float | None:
                                  check=True, capture_output=True, text=True).stdout)
         proc = psutil.Process(pid)
         time.sleep(8)  # start-up, first reads, first health check, chDB opened by the agent
-        before, t0 = proc.cpu_times(), time.monotonic()
-        time.sleep(seconds)
-        after, t1 = proc.cpu_times(), time.monotonic()
-        used = (after.user - before.user) + (after.system - before.system)
-        return 100 * used / (t1 - t0)
+        out, threads = [], {}
+        for _ in range(rounds):
+            before, per_before, t0 = proc.cpu_times(), thread_cpu(pid), time.monotonic()
+            time.sleep(seconds)
+            after, per_after, t1 = proc.cpu_times(), thread_cpu(pid), time.monotonic()
+            used = (after.user - before.user) + (after.system - before.system)
+            out.append(100 * used / (t1 - t0))
+            threads = {name: 100 * (cpu - per_before.get(name, 0.0)) / (t1 - t0)
+                       for name, cpu in per_after.items()}
+        return out, threads
     finally:
         subprocess.run([*tmux, "send-keys", "-t", "b", "q"], capture_output=True)
         time.sleep(3)
@@ -213,6 +237,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=100_000)
     ap.add_argument("--idle", type=float, default=10.0)
     ap.add_argument("--launches", type=int, default=5)
+    ap.add_argument("--idle-rounds", type=int, default=3, help="idle CPU: median of rounds")
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="optiinfra-bench-"))
     try:
@@ -255,9 +280,14 @@ def main() -> None:
         rt.close()
 
         if shutil.which("tmux"):
-            cpu = idle_in_tmux(big, args.idle)
+            cpus, threads = idle_in_tmux(big, args.idle, args.idle_rounds)
             print(f"idle CPU, optiinfra-tui --workers 2 in tmux, {args.runs:,} runs: "
-                  f"{cpu:.1f} % of a core over {args.idle:.0f} s")
+                  f"{statistics.median(cpus):.1f} % of a core over {args.idle:.0f} s "
+                  f"(median of {len(cpus)}: {', '.join(f'{c:.1f}' for c in cpus)})")
+            busy = sorted(((pct, name) for name, pct in threads.items() if pct >= 0.05),
+                          reverse=True)
+            print("  by thread (last round): "
+                  + ", ".join(f"{name} {pct:.2f} %" for pct, name in busy))
         cpu = asyncio.run(idle_headless(runtime(big), args.idle))
         print(f"idle CPU, app headless (no workers), {args.runs:,} runs:       "
               f"{cpu:.1f} % of a core over {args.idle:.0f} s")

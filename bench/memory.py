@@ -29,6 +29,7 @@ from _common import (  # noqa: E402
     Postgres,
     Redis,
     figure,
+    file_rss_mb,
     fmt,
     free_port,
     machine,
@@ -41,6 +42,7 @@ from _common import (  # noqa: E402
 
 EXE = str(Path(sys.executable).parent / "optiinfra-tui")
 TARGET_MB = 120.0
+EMBEDDED_TARGET_MB = 300.0
 TOKEN = "bench-memory-token"
 WATCHED = ("chdb", "clickhouse_connect", "pandas", "textual", "httpx")
 # Runs a CLI command in this interpreter and writes which of WATCHED it imported.
@@ -122,6 +124,7 @@ def measure(mode: str, env: dict, runs_n: int) -> dict:
         collect_runs(env, runs_n)
         time.sleep(3)
         after = rss_mb(dash.pid)
+        after_file = file_rss_mb(dash.pid)
         cli = {cmd: probe(env, *args) for cmd, args in (
             ("collect --wait", ("collect", "vultr", "--wait")),
             ("status", ("status",)),
@@ -130,7 +133,7 @@ def measure(mode: str, env: dict, runs_n: int) -> dict:
     finally:
         dash.close()
     return {"drawn_s": drawn_s, "first_mb": first, "after_mb": after, "peak_mb": peak,
-            "cli": cli}
+            "after_file_mb": after_file, "cli": cli}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -156,7 +159,10 @@ def main(argv: list[str] | None = None) -> dict:
     try:
         for r in range(args.rounds):
             for mode in results:
-                home = tempdir(f"bench-memory-{mode}-")
+                # The data dir private, as the app makes it: one others can read gets a
+                # warning toast, over the text the first-frame figure waits for.
+                home = tempdir(f"bench-memory-{mode}-") / "home"
+                home.mkdir(mode=0o700)
                 env = dict(base, OPTIINFRA_HOME=str(home), VULTR_API_KEY=TOKEN,
                            VULTR_API_URL=f"http://127.0.0.1:{gen_port}/v2")
                 if mode == "distributed":
@@ -171,7 +177,7 @@ def main(argv: list[str] | None = None) -> dict:
                 print(f"  round {r + 1} {mode:<11} first frame {res['drawn_s']:.1f} s, RSS "
                       f"{res['first_mb']:.0f} MB, after runs {res['after_mb']:.0f} MB, peak "
                       f"{res['peak_mb']:.0f} MB | {cli}", flush=True)
-                shutil.rmtree(home, ignore_errors=True)
+                shutil.rmtree(home.parent, ignore_errors=True)
     finally:
         gen.terminate()
         server.stop()
@@ -188,7 +194,10 @@ def report(results: dict) -> None:
         target = mode == "distributed"
         figure(f"{mode} dashboard RSS at first frame", fmt([x["first_mb"] for x in rounds], "MB", 0))
         figure(f"{mode} dashboard RSS after collections", fmt(after, "MB", 0),
-               "<= 120 MB" if target else "", max(after) <= TARGET_MB if target else None)
+               "<= 120 MB" if target else "<= 300 MB",
+               max(after) <= TARGET_MB if target else max(after) <= EMBEDDED_TARGET_MB)
+        figure(f"{mode} dashboard RSS that is mapped files (code)",
+               fmt([x["after_file_mb"] for x in rounds], "MB", 0))
         figure(f"{mode} dashboard peak RSS", fmt([x["peak_mb"] for x in rounds], "MB", 0))
         for cmd in rounds[0]["cli"]:
             mods = sorted({m for x in rounds for m in x["cli"][cmd]["modules"]})
@@ -196,6 +205,22 @@ def report(results: dict) -> None:
             figure(f"{mode} `{cmd}` peak RSS",
                    fmt([x["cli"][cmd]["peak_mb"] for x in rounds], "MB", 0)
                    + f", imports {', '.join(mods) or 'none watched'}", "no chDB", no_chdb)
+
+
+def readme_rows(results: dict) -> list[tuple]:
+    """The dashboard's RSS per mode for bench/run.py's README table, with how much of it is
+    mapped code: (figure, ours, peers, target, met)."""
+    import statistics
+
+    rows = []
+    for mode, rounds in results.items():
+        after = statistics.median(x["after_mb"] for x in rounds)
+        code = statistics.median(x.get("after_file_mb", float("nan")) for x in rounds)
+        target = TARGET_MB if mode == "distributed" else EMBEDDED_TARGET_MB
+        rows.append((f"Dashboard RSS, 2 workers, {mode}, after collections",
+                     f"{after:.0f} MB ({code:.0f} MB of it mapped code)", "",
+                     f"<= {target:.0f} MB", after <= target))
+    return rows
 
 
 if __name__ == "__main__":

@@ -34,6 +34,11 @@ BENCHES = {
     # The dashboard's own figures (first frame, paging, idle CPU): bench_dashboard.py.
     "bench_dashboard": ([], ["--runs", "20000", "--idle", "5"]),
 }
+# Too slow for the default run (10 million runs seeded; every chDB variant): `--only` them.
+SLOW = {
+    "scale_history": ([], ["--runs", "1000000", "--rounds", "3", "--sqlite-runs", "200000"]),
+    "chdb_settings": ([], ["--rounds", "1", "--lines", "50000"]),
+}
 
 
 def med(values) -> float:
@@ -127,6 +132,9 @@ def table(results: dict, outputs: dict) -> str:
                      "no" if not cmds else "yes: " + ", ".join(sorted(set(cmds))),
                      f"peak RSS <= {peak:.0f} MB", "never", not cmds))
     rows += dashboard_rows(outputs.get("bench_dashboard", ""))
+    for name in SLOW:  # their own rows, from their own modules
+        if name in results:
+            rows += __import__(name).readme_rows(results[name])
     out = ["| figure | ours | peers | target | met |", "|---|---|---|---|---|"]
     for name, ours, peers, target, met in rows:
         verdict = "" if met is None else ("yes" if met else "**no**")
@@ -137,7 +145,8 @@ def table(results: dict, outputs: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds, smaller sizes")
-    parser.add_argument("--only", help="comma-separated bench names: " + ", ".join(BENCHES))
+    parser.add_argument("--only", help="comma-separated bench names: "
+                        + ", ".join([*BENCHES, *SLOW]))
     args = parser.parse_args()
     names = args.only.split(",") if args.only else list(BENCHES)
     out_dir = Path(tempfile.mkdtemp(prefix="bench-results-"))
@@ -149,7 +158,7 @@ def main() -> None:
         if not script.exists():
             print(f"\n== {name}: not present, skipped", flush=True)
             continue
-        full, quick = BENCHES[name]
+        full, quick = {**BENCHES, **SLOW}[name]
         print(f"\n== {name}", flush=True)
         started = time.monotonic()
         proc = subprocess.Popen([sys.executable, str(script), *(quick if args.quick else full)],

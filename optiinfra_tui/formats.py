@@ -5,10 +5,11 @@ Pure functions of their arguments, so every interface shows a figure the same wa
 
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
 from datetime import UTC, date, datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 from optiinfra_tui.rows import CURRENCY_DIGITS
 from optiinfra_tui.settings import ordered_types
@@ -37,15 +38,24 @@ def normalise(value: Decimal, currency: str = "USD") -> Decimal:
 
 
 def amount_text(value: Decimal, currency: str = "USD") -> str:
-    """A decimal string for JSON: normalised, no exponent, no thousands separators."""
+    """A decimal string for JSON: exact, normalised (at least the currency's digits), no
+    exponent, no thousands separators."""
     return f"{normalise(value, currency):f}"
 
 
+def rounded(value: Decimal, currency: str = "USD") -> Decimal:
+    """`value` rounded (half up) to the currency's smallest unit: 1234.567891 USD -> 1234.57."""
+    return value.quantize(Decimal(1).scaleb(-currency_digits(currency)), ROUND_HALF_UP)
+
+
 def money(value: Decimal | None, currency: str = "USD", symbol: bool = True) -> str:
-    """'$1,234.50', '-$5.00', '1,234 JPY'; without `symbol` '1,234.50'; '-' for no value."""
+    """An amount for people, at the currency's precision: '$1,234.57' (from 1234.567891),
+    '-$5.00', '1,234 JPY'; without `symbol` '1,234.57'; '-' for no value. JSON keeps every
+    digit (`amount_text`)."""
     if value is None:
         return "-"
-    text = f"{abs(normalise(value, currency)):,f}"
+    value = rounded(value, currency)
+    text = f"{abs(value):,f}"
     sign = "-" if value < 0 else ""
     if not symbol:
         return sign + text
@@ -118,3 +128,31 @@ def json_default(value: object) -> str:
     if isinstance(value, date):
         return value.isoformat()
     return str(value)
+
+
+def duration(ms: int | None) -> str:
+    """How long a run took, for people: '850 ms', '12.3 s', '4m05s'."""
+    if ms is None:
+        return "-"
+    if ms < 1000:
+        return f"{ms} ms"
+    if ms < 60_000:
+        return f"{ms / 1000:.1f} s"
+    return f"{ms // 60_000}m{ms % 60_000 // 1000:02d}s"
+
+
+def json_text(doc: object) -> str:
+    """A document as the CLI's `--json` and the HTTP API write it (indented, exact decimals,
+    RFC 3339 times)."""
+    return json.dumps(doc, indent=2, default=json_default)
+
+
+def costs_json(totals: list) -> list[dict]:
+    """`costs --json` and GET /api/v1/costs: one object per key and currency (by service, the
+    provider too), amounts exact, as decimal strings with at least the currency's digits."""
+    return [{"key": t.key, **({"provider": t.provider} if t.provider else {}),
+             "currency": t.currency,
+             "billed_cost": amount_text(t.billed_cost, t.currency),
+             "estimated_cost": amount_text(t.estimated_cost, t.currency),
+             "total": amount_text(t.total, t.currency), "rows": t.rows}
+            for t in totals]

@@ -6,6 +6,7 @@ import logging
 import signal
 import threading
 
+from optiinfra_tui import access
 from optiinfra_tui.errors import ConfigError
 from optiinfra_tui.logs import setup_logging
 from optiinfra_tui.settings import Settings
@@ -18,9 +19,23 @@ log = logging.getLogger("optiinfra.headless")
 
 def run_headless(settings: Settings, workers: int, log_format: str = "text",
                  shutdown_timeout: float = 60.0, metrics_port: int | None = None,
-                 metrics_host: str = "127.0.0.1") -> int:
+                 metrics_host: str = "127.0.0.1", api_port: int | None = None,
+                 api_host: str = "127.0.0.1") -> int:
     """Serve until SIGTERM/SIGINT, then finish the tasks in flight (bounded) and return 0."""
+    settings.alert_urls()  # a webhook without its URL variable is a start-up error
     setup_logging(settings, stdout=True, fmt=log_format)
+    # Listeners are checked before anything starts: a refusal leaves nothing half-done.
+    metrics_tokens = api_tokens = None
+    if metrics_port and not access.is_loopback(metrics_host):
+        metrics_tokens = access.tokens(settings)
+        access.check_listener(metrics_host, "--metrics-host", metrics_tokens,
+                              "the Prometheus listener")
+    if api_port:
+        from optiinfra_tui.api import require_api_extra
+
+        require_api_extra()
+        api_tokens = access.tokens(settings)
+        access.require_tokens(api_tokens, "The HTTP API (--api-port)")
     rt = Runtime(settings)
     set_runtime(rt)
     rt.history()
@@ -38,17 +53,22 @@ def run_headless(settings: Settings, workers: int, log_format: str = "text",
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     pool = WorkerPool(rt, workers, "headless")
-    metrics_server = None
+    metrics_server = api_server = None
     try:
         if metrics_port:
             from optiinfra_tui.worker.telemetry import serve
 
             try:
-                metrics_server = serve(rt, metrics_port, metrics_host)
+                metrics_server = serve(rt, metrics_port, metrics_host, metrics_tokens)
             except OSError as exc:
                 raise ConfigError(f"--metrics-host {metrics_host} --metrics-port {metrics_port}: "
                                   f"can't listen there ({exc.strerror}). Choose a free port, "
                                   "or an address of this host.") from None
+        if api_port:
+            from optiinfra_tui.api.server import ApiServer
+
+            api_server = ApiServer(rt, api_host, api_port, api_tokens)
+            api_server.start()
         pool.start()
         labels = backend_labels(rt)
         log.info("headless consumer %s started: %d workers, %s mode (queue=%s, history=%s, "
@@ -63,6 +83,8 @@ def run_headless(settings: Settings, workers: int, log_format: str = "text",
             log.warning("shutdown timeout of %.0f s elapsed with tasks in flight; their runs "
                         "are left running and will be recovered", shutdown_timeout)
     finally:
+        if api_server is not None:
+            api_server.stop()
         if metrics_server is not None:
             metrics_server.shutdown()
             metrics_server.server_close()

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from optiinfra_tui.datadir import create_file, make_dir
 from optiinfra_tui.settings import Settings
 from optiinfra_tui.text import scrub, short_error
 
@@ -150,7 +151,8 @@ def setup_logging(settings: Settings, stdout: bool = False, fmt: str = "text",
 
     queue_outage.describe(settings)
     if file:
-        settings.home.mkdir(parents=True, exist_ok=True)
+        make_dir(settings.home)
+        create_file(settings.log_path)
         fileh = logging.handlers.RotatingFileHandler(settings.log_path, maxBytes=10_000_000,
                                                      backupCount=3, encoding="utf-8")
         fileh.setFormatter(logging.Formatter(TEXT_FORMAT))

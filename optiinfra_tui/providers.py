@@ -12,7 +12,6 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import logging
-import sys
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from types import MappingProxyType
 from typing import Any
 
 from optiinfra_tui.errors import ConfigError
+from optiinfra_tui.extras import installed
 
 GROUP = "optiinfra_tui.providers"
 
@@ -77,9 +77,9 @@ class ProviderSpec:
     name: str
     title: str  # for people, as the provider spells its own name
     data_types: tuple[str, ...]  # in their canonical order
-    default_types: tuple[str, ...]
     fields: Mapping[str, Field]
     collector: str  # "package.module:Class", built as Class(settings, customer_id, account=...)
+    default_types: tuple[str, ...] = ()  # what a run without types collects; empty: all
     schedules: tuple[DefaultSchedule, ...] = ()
     extra: str | None = None  # the optional dependency group bringing its SDK
     sdk: tuple[str, ...] = ()  # the modules that extra brings (checked without importing)
@@ -98,6 +98,10 @@ class ProviderSpec:
     # What is missing for the account to collect in `env`: a variable to set, or None.
     missing: Callable[[Account, Mapping[str, str]], str | None] | None = None
 
+    def __post_init__(self) -> None:
+        if not self.default_types:
+            object.__setattr__(self, "default_types", self.data_types)
+
     @property
     def install(self) -> str | None:
         return f'pip install "optiinfra-tui[{self.extra}]"' if self.extra else None
@@ -105,7 +109,7 @@ class ProviderSpec:
     def extra_missing(self) -> str | None:
         """The install command when the SDK this provider needs is not installed, else None."""
         for module in self.sdk:
-            if not _installed(module):
+            if not installed(module):
                 return self.install or f"install {module}"
         return None
 
@@ -138,33 +142,6 @@ class ProviderSpec:
                               f"imported ({exc}). "
                               f"{'Install it: ' + self.install if self.install else 'Reinstall it.'}"
                               ) from None
-
-
-def _installed(module: str) -> bool:
-    """Whether `module` can be imported, asked of the import system's finders without
-    importing it or its parent packages."""
-    path = None
-    for depth in range(1, module.count(".") + 2):
-        name = module.rsplit(".", module.count(".") + 1 - depth)[0]
-        if name in sys.modules:
-            found = sys.modules[name]
-            if found is None:  # blocked on purpose
-                return False
-            path = getattr(found, "__path__", None)
-            continue
-        spec = None
-        for finder in sys.meta_path:
-            find = getattr(finder, "find_spec", None)
-            try:
-                spec = find(name, path) if find else None
-            except ImportError:
-                return False
-            if spec is not None:
-                break
-        if spec is None:
-            return False
-        path = spec.submodule_search_locations
-    return True
 
 
 _lock = threading.Lock()

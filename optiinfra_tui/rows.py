@@ -6,6 +6,7 @@ Collectors and storage both import this module and never each other.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -33,9 +34,9 @@ COST_EXPLORER = "cost_explorer"  # a cost API's daily totals per service, revise
 DATA_EXPORT = "data_export"  # billing export files (FOCUS 1.0 / CUR 2.0): line items
 BIGQUERY_EXPORT = "bigquery_export"  # a billing export table: daily sums, rows arrive late
 COST_MANAGEMENT = "cost_management"  # a cost query API's daily totals, revised for days
-# A month holding rows of the key source counts none of the value source's rows: both describe
-# the same spend, the key source in more detail.
-SUPERSEDES = {DATA_EXPORT: COST_EXPLORER}
+# A month holding rows of the key source counts none of the value sources' rows (of the same
+# customer and provider): both describe the same spend, the key source in more detail.
+SUPERSEDES = {DATA_EXPORT: (COST_EXPLORER, COST_MANAGEMENT)}
 
 # Instructions a collector yields between its rows (a Batch of one each): storage carries them
 # out after storing every row yielded before them.
@@ -139,9 +140,14 @@ class Window:
 class FileImport:
     """Files that ClickHouse reads itself into cost_lines, rows never passing through Python.
 
-    `select` maps cost_lines columns to SQL expressions over the files' columns; storage adds
-    the run's columns (customer, provider, source, run, collected_at). `credentials` (access key
-    id, secret, session token) sign the reads: they are never logged or stored.
+    `select` maps cost_lines columns to SQL expressions over the files' columns, or is a
+    function making that mapping from the columns (name -> ClickHouse type) ClickHouse finds in
+    the first file, for exports whose manifest doesn't list them. Storage adds the run's columns
+    (customer, provider, source, run, collected_at). The files are read with s3(), signed by
+    `credentials` (access key id, secret, session token), or, given `headers`, with url() and
+    the headers it returns (called before each file: a token is renewed as it expires).
+    Neither is ever logged or stored. With `expected_rows`, an import that stores another
+    number of rows is taken back: a file was cut short or changed under it.
     """
 
     customer_id: str
@@ -150,11 +156,15 @@ class FileImport:
     billing_period: date
     urls: tuple[str, ...]  # https:// object URLs, path-style or virtual-hosted
     file_format: str  # ClickHouse input format: Parquet, CSVWithNames (gzip by extension)
-    select: dict[str, str]
-    line_id_prefix: str  # line_id = prefix:file:row, unique within the period
+    select: dict[str, str] | Callable[[dict[str, str]], dict[str, str]]
+    # line_id = prefix:file:row. A prefix of its own per delivery: an import taken back then
+    # hides only its own rows, never the ids of the delivery before it.
+    line_id_prefix: str
     run_id: int
     collected_at: datetime
     credentials: tuple[str, str, str] = field(default=("", "", ""), repr=False)
+    headers: Callable[[], Mapping[str, str]] | None = field(default=None, repr=False)
+    expected_rows: int | None = None
 
 
 @dataclass(slots=True)

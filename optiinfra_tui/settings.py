@@ -30,6 +30,12 @@ from optiinfra_tui.providers import Account
 # [customers.<id>.<provider>] table comes from its spec (optiinfra_tui.providers).
 ANY_KEY = "*"
 _SCHEDULE_KEYS: dict = dict.fromkeys(("name", "provider", "data_types", "interval", "cron"))
+_API_KEYS: dict = dict.fromkeys(("port", "host", "tokens_env", "triggers_per_minute",
+                                 "wait_timeout"))
+# The API's own token: more go in [api] tokens_env, as names of variables (never the secret).
+API_TOKEN_VAR = "OPTIINFRA_API_TOKEN"
+_ALERT_KEYS: dict = dict.fromkeys(("name", "url_env", "format", "after_failures"))
+ALERT_FORMATS = ("json", "slack")
 # Settings that live in the environment: naming one in the file gets its variable as the fix
 # (providers' own settings are added from their specs).
 _ENV_ONLY_KEYS = {
@@ -48,7 +54,8 @@ def config_schema() -> dict:
     for spec in providers.specs().values():
         customer.update(dict.fromkeys(spec.legacy_keys))
         customer[spec.name] = dict.fromkeys(spec.fields)
-    return {"customers": {ANY_KEY: customer}, "schedules": [_SCHEDULE_KEYS]}
+    return {"customers": {ANY_KEY: customer}, "schedules": [_SCHEDULE_KEYS], "api": _API_KEYS,
+            "alerts": [_ALERT_KEYS]}
 
 
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -79,6 +86,34 @@ class Schedule:
 
 
 @dataclass(frozen=True)
+class ApiSettings:
+    """`[api]`: where `--headless` serves the HTTP API, whose tokens it takes, its limits."""
+
+    port: int | None = None  # None: no API unless --api-port
+    host: str = "127.0.0.1"
+    tokens_env: tuple[str, ...] = ()  # names of variables holding more tokens
+    triggers_per_minute: int = 60  # per token
+    wait_timeout: int = 300  # seconds a trigger with async_mode false waits for its run
+
+    @property
+    def token_vars(self) -> tuple[str, ...]:
+        """Every variable that may hold a token, OPTIINFRA_API_TOKEN first."""
+        return tuple(dict.fromkeys((API_TOKEN_VAR, *self.tokens_env)))
+
+
+@dataclass(frozen=True)
+class Alert:
+    """A webhook told when collections keep failing, a slot is missed or every consumer stops.
+
+    `url_env` names the environment variable holding its URL (which often carries a token)."""
+
+    name: str
+    url_env: str
+    format: str = "json"  # json | slack
+    after_failures: int = 3
+
+
+@dataclass(frozen=True)
 class Settings:
     home: Path
     redis_url: str | None
@@ -99,6 +134,8 @@ class Settings:
     provider_check_interval: int = 60
     # Providers' settings from the environment, by variable, validated at start (their specs).
     options: Mapping[str, object] = field(default_factory=dict)
+    api: ApiSettings = ApiSettings()
+    alerts: tuple[Alert, ...] = ()
 
     @property
     def mode(self) -> str:
@@ -188,6 +225,25 @@ class Settings:
             return f"[customers.{customer_id}.{provider}] in the OPTIINFRA_CONFIG file"
         return spec.missing_credential(account, self.env)
 
+    def alert_urls(self) -> dict[str, str]:
+        """Each alert's webhook URL from this process's environment, by alert name; ConfigError
+        naming every variable that is unset or not an http(s) URL (never the value)."""
+        urls, problems = {}, []
+        for alert in self.alerts:
+            url = self.env.get(alert.url_env, "").strip()
+            if not url:
+                problems.append(f"{alert.url_env} is not set")
+            elif urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname:
+                problems.append(f"{alert.url_env} is not an http:// or https:// URL")
+            else:
+                urls[alert.name] = url
+        if problems:
+            raise ConfigError(
+                f"{'; '.join(problems)}: the webhook URL of [[alerts]] in {self.config_path}. "
+                "Export each variable with the webhook's URL where the workers run, or remove "
+                "its [[alerts]] entry.")
+        return urls
+
     def secrets(self) -> list[str]:
         """Every credential value this process knows, for scrubbing them from text."""
         # Asked for every log record: computed once per set of installed providers (the
@@ -200,13 +256,14 @@ class Settings:
         return list(cached[1])
 
     def _find_secrets(self) -> list[str]:
-        names: set[str] = set()
+        names: set[str] = {a.url_env for a in self.alerts}  # webhook URLs often hold a token
         for spec in providers.specs().values():
             names.update(spec.secret_vars)
             for c in self.customers_with(spec.name):
                 account = c.accounts[spec.name]
                 names.update(v for k, f in spec.fields.items()
                              if f.env and f.secret and (v := account.get(k)))
+        names.update(self.api.token_vars)
         return [self.env[n] for n in sorted(names) if self.env.get(n, "").strip()]
 
 
@@ -238,6 +295,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     options = {o.var: o.parse(env) for spec in providers.specs().values() for o in spec.options}
     customers = _customers(doc, default_customer_id, config_path, env)
     schedules = _schedules(doc, interval, config_path, customers)
+    alerts = _alerts(doc, config_path)
 
     return Settings(
         home=home,
@@ -259,6 +317,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         env=env,
         provider_check_interval=_provider_check_interval(env),
         options=options,
+        api=_api(doc.get("api", {}), config_path),
+        alerts=alerts,
     )
 
 
@@ -278,6 +338,20 @@ def validate_data_types(provider: str, data_types: str | list[str] | tuple[str, 
                 f"Unknown data type {t!r} for {provider}. Choose from: {', '.join(spec.data_types)}."
             )
     return ordered_types(provider, data_types)
+
+
+def all_data_types() -> tuple[str, ...]:
+    """Every data type some installed provider collects, in the providers' order."""
+    return tuple(dict.fromkeys(t for s in providers.specs().values() for t in s.data_types))
+
+
+def check_data_type_names(data_types: list[str] | tuple[str, ...]) -> None:
+    """ConfigError for the first type no installed provider collects, listing each one's."""
+    for t in data_types:
+        if t not in all_data_types():
+            by_provider = "; ".join(f"{s.name}: {', '.join(s.data_types)}"
+                                    for s in providers.specs().values())
+            raise ConfigError(f"Unknown data type {t!r}. Choose from ({by_provider}).")
 
 
 def ordered_types(provider: str, data_types: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
@@ -436,6 +510,9 @@ def _unknown_key(key: str, full: str, schema: dict, place: str, path: Path | Non
                 "customer's comes from its standard environment (see the README).")
     elif provider != key:
         hint = f" {provider!r} is not a supported provider (supported: {', '.join(specs)})."
+    elif place == "in [api]" and "token" in key.lower():
+        hint = (f" A token never goes in this file: set {API_TOKEN_VAR}, or name the variables "
+                "that hold more tokens in tokens_env = [\"NAME\", ...].")
     elif close:
         hint = f" Did you mean {close[0]}?"
     elif place == "at the top level" and key.lower() in env_only:
@@ -525,6 +602,33 @@ def _standard_values(spec: providers.ProviderSpec, env: Mapping[str, str]) -> di
     return {k: v for k, v in values.items() if v}
 
 
+def _api(table: object, path: Path | None) -> ApiSettings:
+    """`[api]`, each value checked (its keys were checked by check_known_keys)."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: api must be a table ([api]).")
+    where, default = f"{path}: [api]", ApiSettings()
+
+    def number(key: str, low: int, high: int) -> int | None:
+        value = table.get(key, getattr(default, key))
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool)
+                                  or not low <= value <= high):
+            raise ConfigError(f"{where} {key} must be a whole number between {low} and {high}.")
+        return value
+
+    host = table.get("host", default.host)
+    if not isinstance(host, str) or not host.strip():
+        raise ConfigError(f"{where} host must be an address such as \"127.0.0.1\" (the default) "
+                          "or \"0.0.0.0\" for every interface.")
+    names = table.get("tokens_env", [])
+    if not isinstance(names, list) or not all(
+            isinstance(n, str) and _ENV_NAME_RE.match(n) for n in names):
+        raise ConfigError(f"{where} tokens_env must be a list of names of environment variables "
+                          "(tokens_env = [\"TEAM_A_TOKEN\"]), never the tokens themselves.")
+    return ApiSettings(port=number("port", 1, 65535), host=host.strip(), tokens_env=tuple(names),
+                       triggers_per_minute=number("triggers_per_minute", 1, 100_000),
+                       wait_timeout=number("wait_timeout", 1, 86_400))
+
+
 def _schedules(doc: dict, interval: int, path: Path | None,
                customers: tuple[Customer, ...]) -> tuple[Schedule, ...]:
     items = doc.get("schedules")
@@ -567,4 +671,36 @@ def _schedules(doc: dict, interval: int, path: Path | None,
         elif not isinstance(every, int) or isinstance(every, bool) or every < 1:
             raise ConfigError(f"{where}: interval must be a whole number of seconds >= 1.")
         out.append(Schedule(name, provider, types, interval=every, cron=cron))
+    return tuple(out)
+
+
+def _alerts(doc: dict, path: Path | None) -> tuple[Alert, ...]:
+    items = doc.get("alerts", [])
+    if not isinstance(items, list):
+        raise ConfigError(f"{path}: alerts must be an array of tables ([[alerts]]).")
+    out: list[Alert] = []
+    for i, item in enumerate(items):
+        where = f"{path}: alerts[{i}]"
+        if not isinstance(item, dict):
+            raise ConfigError(f"{where} must be a table.")
+        name = item.get("name")
+        if not isinstance(name, str) or not _ID_RE.match(name) or any(a.name == name for a in out):
+            raise ConfigError(f"{where}: name {name!r} must be a unique identifier "
+                              "(letters, digits, '_', '-', '.').")
+        url_env = item.get("url_env")
+        if not isinstance(url_env, str) or not _ENV_NAME_RE.match(url_env):
+            # Never echo the value: it may be the URL itself, token and all.
+            raise ConfigError(
+                f"{where}: url_env must name the environment variable that holds the webhook's "
+                "URL, e.g. url_env = \"OPS_WEBHOOK_URL\" (the URL itself never goes in this "
+                "file: it often carries a token).")
+        fmt = item.get("format", "json")
+        if fmt not in ALERT_FORMATS:
+            raise ConfigError(f"{where}: format {fmt!r} is not supported; use "
+                              f"{' or '.join(repr(f) for f in ALERT_FORMATS)}.")
+        after = item.get("after_failures", 3)
+        if not isinstance(after, int) or isinstance(after, bool) or not 1 <= after <= 100:
+            raise ConfigError(f"{where}: after_failures must be a whole number from 1 to 100 "
+                              "(failed scheduled runs in a row before the alert; default 3).")
+        out.append(Alert(name, url_env, fmt, after))
     return tuple(out)

@@ -215,6 +215,9 @@ def main() -> None:
     if len(sys.argv) == 3 and sys.argv[1] == "--seed":
         seed(env_for(Path(sys.argv[2]), schedules=CONFIG))
         return
+    if sys.argv[1:] == ["--browser"]:  # the browser's picture alone
+        browser_shot()
+        return
     if not shutil.which("tmux"):
         raise SystemExit("tmux is needed: the screenshots are of the program in a terminal.")
     root = Path(tempfile.mkdtemp(prefix="optiinfra-screens-"))
@@ -237,6 +240,16 @@ def main() -> None:
     for svg in svgs:
         print(svg.relative_to(HERE.parent), to_png(svg).relative_to(HERE.parent))
     shutil.rmtree(root, ignore_errors=True)
+    browser_shot()
+
+
+def browser_shot() -> None:
+    """screenshots/browser.png: the browser test's own page (`serve`, headless Chromium, `c`
+    then `enter`), saved here as it passes."""
+    test = "tests/test_web.py::test_in_a_real_browser_c_then_enter_collects_and_the_run_succeeds"
+    subprocess.run([sys.executable, "-m", "pytest", "-q", test], cwd=HERE.parent, check=True,
+                   env={**os.environ, "OPTIINFRA_SCREENSHOTS": "1"})
+    print((HERE / "browser.png").relative_to(HERE.parent))
 
 
 if __name__ == "__main__":

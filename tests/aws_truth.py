@@ -8,8 +8,10 @@ import io
 import json
 import random
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from functools import partial
 
 SERVICES = ("Amazon Elastic Compute Cloud - Compute", "Amazon Simple Storage Service",
             "AWS Lambda", "Amazon Relational Database Service")
@@ -86,6 +88,8 @@ def totals(truth: Truth, key) -> dict:
 
 # --- Data Exports in S3 -----------------------------------------------------------------------
 
+Damage = Callable[[int, bytes], bytes]  # (file index, its bytes) -> the bytes stored
+
 FOCUS_COLUMNS = {  # name -> manifest type
     "BillingAccountId": "string", "BilledCost": "decimal", "EffectiveCost": "decimal",
     "ListCost": "double", "ListUnitPrice": "double", "BillingCurrency": "string",
@@ -152,10 +156,14 @@ def cur_rows(truth: Truth) -> tuple[list[dict], Truth]:
 
 
 class ExportWriter:
-    """Writes a Data Export into S3 as AWS lays it out: data files and a manifest per period."""
+    """Writes a Data Export into S3 as AWS lays it out: data files and a manifest per period.
 
-    def __init__(self, s3, bucket: str, root: str) -> None:
-        self.s3, self.bucket, self.root = s3, bucket, root
+    Each delivery's files have names of their own, unless `overwrite` (AWS's "overwrite" mode):
+    then every delivery of a period writes the same names again, its manifest included.
+    """
+
+    def __init__(self, s3, bucket: str, root: str, overwrite: bool = False) -> None:
+        self.s3, self.bucket, self.root, self.overwrite = s3, bucket, root, overwrite
         self.name = root.rsplit("/", 1)[-1]
         self.executions = 0
         try:
@@ -168,7 +176,8 @@ class ExportWriter:
     def uri(self) -> str:
         return f"s3://{self.bucket}/{self.root}"
 
-    def put_parquet(self, period: date, rows: list[dict], files: int = 2) -> None:
+    def put_parquet(self, period: date, rows: list[dict], files: int = 2,
+                    damage: Damage | None = None) -> None:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
@@ -181,10 +190,12 @@ class ExportWriter:
                               for c, t in FOCUS_COLUMNS.items()})
             sink = io.BytesIO()
             pq.write_table(table, sink)
-            keys.append(self._put_data(period, f"{n + 1:05d}.snappy.parquet", sink.getvalue()))
+            keys.append(self._put_data(period, f"{n + 1:05d}.snappy.parquet", sink.getvalue(),
+                                       damage and partial(damage, n)))
         self._manifest(period, keys, FOCUS_COLUMNS)
 
-    def put_csv(self, period: date, rows: list[dict], files: int = 2) -> None:
+    def put_csv(self, period: date, rows: list[dict], files: int = 2,
+                damage: Damage | None = None) -> None:
         columns = list(rows[0])
         keys = []
         for n in range(files):
@@ -193,13 +204,15 @@ class ExportWriter:
             writer.writeheader()
             writer.writerows(rows[n::files])
             keys.append(self._put_data(period, f"{n + 1:05d}.csv.gz",
-                                       gzip.compress(text.getvalue().encode())))
+                                       gzip.compress(text.getvalue().encode()),
+                                       damage and partial(damage, n)))
         self._manifest(period, keys, {c: "string" for c in columns})
 
-    def _put_data(self, period: date, suffix: str, body: bytes) -> str:
-        key = (f"{self.root}/data/BILLING_PERIOD={period:%Y-%m}/{self.name}-{self.executions}-"
-               f"{suffix}")
-        self.s3.put_object(Bucket=self.bucket, Key=key, Body=body)
+    def _put_data(self, period: date, suffix: str, body: bytes,
+                  damage: Callable[[bytes], bytes] | None) -> str:
+        delivery = "" if self.overwrite else f"{self.executions}-"
+        key = f"{self.root}/data/BILLING_PERIOD={period:%Y-%m}/{self.name}-{delivery}{suffix}"
+        self.s3.put_object(Bucket=self.bucket, Key=key, Body=damage(body) if damage else body)
         return f"s3://{self.bucket}/{key}"
 
     def _manifest(self, period: date, files: list[str], columns: dict[str, str]) -> None:

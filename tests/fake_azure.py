@@ -1,9 +1,11 @@
 """A local HTTPS double of Azure: the Microsoft Entra token endpoint and the Cost Management Query
-API, answering from a seeded truth, with nextLink pages, 429s and refusals on demand.
+API, answering from a seeded truth, with nextLink pages, 429s and refusals on demand; and a
+storage account's Blob service (tests/fake_azure_blob.py), path-style as emulators serve it.
 
 TLS with a self-signed certificate made by `make_certificate` (the `openssl` command): point
-SSL_CERT_FILE at it, as a proxy's CA would be. Both endpoints live on one host:
-AZURE_AUTHORITY_HOST and AZURE_RESOURCE_MANAGER_URL are both `url`.
+SSL_CERT_FILE at it, as a proxy's CA would be. Every endpoint lives on one host:
+AZURE_AUTHORITY_HOST and AZURE_RESOURCE_MANAGER_URL are both `url`; the storage account is
+`url/<account>`. A token is good for the audience (scope) it was asked for only.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+from fake_azure_blob import STORAGE_AUDIENCE, BlobService
 from fake_vultr import to_json
 from local_server import LocalServer, wrap_tls
 from services import missing
@@ -68,6 +71,7 @@ class Request:
     query: dict[str, str]
     status: int
     body: dict | None  # the JSON query, or the token form without client_secret
+    version: str = ""  # the x-ms-version header it carried
 
 
 Key = tuple[date, str, str, str]  # day, service, charge type, currency
@@ -75,13 +79,16 @@ Key = tuple[date, str, str, str]  # day, service, charge type, currency
 
 class FakeAzure(LocalServer):
     """A seeded subscription whose costs run from the first day of `today`'s previous month
-    to `today`."""
+    to `today`, billed in `currency` (one service always in EUR)."""
 
     def __init__(self, cert: tuple[Path, Path], today: date, *, seed: int = 0,
-                 page_size: int = 25) -> None:
+                 page_size: int = 25, currency: str = "USD",
+                 purchase: Decimal = Decimal("98765432109.876543")) -> None:
         self._cert = cert
         self.today = today
         self.page_size = page_size
+        self.currency = currency
+        self.purchase = purchase  # a reservation bought on each month's first day
         self.tenant = str(uuid.uuid4())
         self.client_id = str(uuid.uuid4())
         self.secret = secrets.token_urlsafe(24)
@@ -91,6 +98,8 @@ class FakeAzure(LocalServer):
         self.resource: str | None = None  # the ARM its tokens are for; None: this double
         self.requests: list[Request] = []
         self.issued: dict[str, float] = {}  # access token -> monotonic expiry
+        self.audience: dict[str, str] = {}  # access token -> the resource it is for
+        self.blob = BlobService(self)
         # Per query type, per group: the amount the server holds.
         self.truth: dict[str, dict[Key, Decimal]] = {k: {} for k in KINDS}
         self._throttle: list[tuple[int, int, dict[str, str]]] = []  # (from query n, times, hdrs)
@@ -112,20 +121,20 @@ class FakeAzure(LocalServer):
         while day <= self.today:
             for service in _USAGE:
                 billed = amount(10_000, 90_000_000)
-                self._set(day, service, "Usage", "USD", billed, billed)
+                self._set(day, service, "Usage", self.currency, billed, billed)
             if day.day % 3 == 0:
                 cosmos = amount(1_000, 5_000_000)
                 self._set(day, _EUR_SERVICE, "Usage", "EUR", cosmos, cosmos)
             if day.day == 1:
                 # A reservation bought: billed as a purchase, amortized into the month's usage.
-                self._set(day, "Virtual Machines", "Purchase", "USD",
-                          Decimal("98765432109.876543"), None)
-                self._set(day, "Virtual Machines", "UnusedReservation", "USD", None,
+                self._set(day, "Virtual Machines", "Purchase", self.currency, self.purchase,
+                          None)
+                self._set(day, "Virtual Machines", "UnusedReservation", self.currency, None,
                           amount(1, 3_000_000))
-                self._set(day, "Tax", "Tax", "USD", amount(100_000, 900_000), None)
+                self._set(day, "Tax", "Tax", self.currency, amount(100_000, 900_000), None)
             if day.day in (5, 20):  # a refund: a credit, in both views
                 refund = -amount(1_000_000, 40_000_000)
-                self._set(day, "Azure App Service", "Refund", "USD", refund, refund)
+                self._set(day, "Azure App Service", "Refund", self.currency, refund, refund)
             day += timedelta(days=1)
 
     def _set(self, day: date, service: str, charge_type: str, currency: str,
@@ -171,6 +180,17 @@ class FakeAzure(LocalServer):
     def token_requests(self) -> list[Request]:
         return [r for r in self.requests if r.path.endswith("/oauth2/v2.0/token")]
 
+    def token_for(self, auth: str, audience: str) -> bool:
+        """Whether an Authorization header holds a live token issued for `audience`."""
+        token = auth[7:] if auth.startswith("Bearer ") else ""
+        return self.issued.get(token, 0) >= time.monotonic() and (
+            self.audience.get(token) == audience)
+
+    @property
+    def arm(self) -> str:
+        """The resource ARM tokens are for."""
+        return self.resource or self.url
+
     # --- lifecycle ------------------------------------------------------------------------------
 
     def start_server(self) -> FakeAzure:
@@ -200,6 +220,19 @@ class FakeAzure(LocalServer):
         query = {k: v[0] for k, v in parse_qs(parts.query).items()}
         length = int(handler.headers.get("Content-Length") or 0)
         raw = handler.rfile.read(length) if length else b""
+        if self.blob.serves(parts.path):
+            with self._lock:
+                status, data, headers = self.blob.answer(method, parts.path, query,
+                                                         handler.headers)
+                self.requests.append(Request(seen, method, parts.path, query, status, None,
+                                             handler.headers.get("x-ms-version", "")))
+            handler.send_response(status)
+            for name, value in headers.items():
+                handler.send_header(name, value)
+            handler.end_headers()
+            if method != "HEAD":
+                handler.wfile.write(data)
+            return
         with self._lock:
             status, body, headers, shown = self._answer(
                 method, parts.path, query, raw, handler.headers.get("Authorization", ""),
@@ -217,7 +250,7 @@ class FakeAzure(LocalServer):
                 content_type: str) -> tuple[int, str, dict, dict | None]:
         if method == "POST" and path.endswith("/oauth2/v2.0/token"):
             return self._token(path, raw, content_type)
-        if not auth.startswith("Bearer ") or self.issued.get(auth[7:], 0) < time.monotonic():
+        if not self.token_for(auth, self.arm):
             return (401, _arm_error("InvalidAuthenticationToken", "The access token is invalid."),
                     {}, None)
         scope = "/" + path.strip("/").split("/providers/Microsoft.CostManagement/")[0].strip("/")
@@ -273,11 +306,14 @@ class FakeAzure(LocalServer):
                 "Invalid client secret provided. Ensure the secret being sent in the request is "
                 "the client secret value, not the client secret ID, for a secret added to app "
                 f"'{self.client_id}'."), {}, shown
-        if form.get("scope") != f"{self.resource or self.url}/.default":
+        scope = form.get("scope", "")
+        audience = scope.removesuffix("/.default")
+        if scope == audience or audience not in (self.arm, STORAGE_AUDIENCE):
             return 400, _aad_error("invalid_scope", 70011, "The provided value for the input "
                                    "parameter 'scope' is not valid."), {}, shown
         token = "eyJ0" + secrets.token_urlsafe(32)
         self.issued[token] = time.monotonic() + self.token_lifetime
+        self.audience[token] = audience
         return 200, to_json({"token_type": "Bearer", "expires_in": self.token_lifetime,
                              "ext_expires_in": self.token_lifetime,
                              "access_token": token}), {}, shown
@@ -353,6 +389,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:  # noqa: N802
         self.server.fake._handle(self, "POST")  # type: ignore[attr-defined]
+
+    def do_HEAD(self) -> None:  # noqa: N802
+        self.server.fake._handle(self, "HEAD")  # type: ignore[attr-defined]
 
     def log_message(self, format: str, *args: object) -> None:
         pass

@@ -78,7 +78,7 @@ class Consumer:
         return self.home / f"stdout-{self.starts}.txt"
 
     def start(self) -> Consumer:
-        self.home.mkdir(parents=True, exist_ok=True)
+        self.home.mkdir(mode=0o700, parents=True, exist_ok=True)  # as the program makes it
         self.starts += 1
         if self.kind == "headless":
             cmd = CLI + ["--headless", "--workers", str(self.workers), *self.extra]
@@ -163,3 +163,23 @@ def show(consumers: list[Consumer], chars: int = 4000) -> None:
         print(f"----- {c.kind} {c.home.name} (exit {c.proc.returncode if c.proc else None})")
         print(c.printed()[-chars:])
         print(c.logged()[-chars:])
+
+
+_WITHOUT = """
+import sys
+
+class Without:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {modules!r}:
+            raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
+
+sys.meta_path.insert(0, Without())
+from optiinfra_tui.cli import main
+main(sys.argv[1:])
+"""
+
+
+def cli_without(*modules: str) -> list[str]:
+    """The CLI in a process where `modules` can't be imported, as after installing without
+    their extra (they stay installed here)."""
+    return [sys.executable, "-c", _WITHOUT.format(modules=modules)]

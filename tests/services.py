@@ -54,7 +54,7 @@ def redis_url(redis_base_url: str) -> str:
     """A Redis database of its own for each test (our own server: nothing else lives there)."""
     import redis
 
-    db = next(_redis_db) % 16
+    db = next(_redis_db) % 16  # pyproject's redis_db_count
     url = f"{redis_base_url}/{db}"
     redis.Redis.from_url(url).flushdb()
     return url

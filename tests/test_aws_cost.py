@@ -333,7 +333,7 @@ def test_history_migration_adds_the_requests_column(backend, tmp_path, request):
     database.execute_sql("ALTER TABLE collection_runs DROP COLUMN requests")
     database.execute_sql("UPDATE schema_version SET version = 1")
     assert "requests" not in {c.name for c in database.get_columns("collection_runs")}
-    assert history.migrate(database) == history.SCHEMA_VERSION == 2
+    assert history.migrate(database) == history.SCHEMA_VERSION >= 2
     assert "requests" in {c.name for c in database.get_columns("collection_runs")}
     # On PostgreSQL the run is inserted without naming the column: its default fills it.
     run = runs.create_run("c", "aws", ["cost"], "cli", max_attempts=1)

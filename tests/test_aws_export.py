@@ -3,8 +3,13 @@ test, read by chDB's s3() through the real task path; Python reads only the mani
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from collections import defaultdict
 from datetime import date, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 import pytest
@@ -31,6 +36,8 @@ from optiinfra_tui.collectors.aws.exports import category_sql
 from optiinfra_tui.rows import COST_EXPLORER, DATA_EXPORT
 
 JAN = date(2026, 1, 1)
+CLI = [sys.executable, "-m", "optiinfra_tui.cli"]
+CENT = Decimal("0.01")
 
 
 def month(truth, first: date):
@@ -181,3 +188,93 @@ def test_the_keys_that_sign_the_reads_stay_out_of_the_metrics_store(runtime, aws
     path = Path(rt.settings.clickhouse_url.removeprefix("chdb://"))
     leaked = [p for p in path.rglob("*") if p.is_file() and aws.secret.encode() in p.read_bytes()]
     assert leaked == []
+
+
+# --- overwrite mode: every delivery of a month has the same file names -------------------------
+
+
+def cut_short(n: int, body: bytes) -> bytes:
+    """The second file loses its second half (a delivery read while AWS rewrote it)."""
+    return body[:len(body) // 2] if n == 1 else body
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_overwrite_mode_a_failed_delivery_keeps_the_month_and_the_next_replaces_it(
+        aws, tmp_path, fmt):
+    """`collect` then `costs`, as a user runs them: a re-delivery of February that can't be
+    read (a value that isn't a number; a file cut short) leaves February as the last good
+    delivery left it, to the cent and row for row; the next good one replaces it whole."""
+    export = ExportWriter(aws.s3(), "billing-exports", f"cur/overwrite-{fmt}", overwrite=True)
+    (tmp_path / "none.toml").write_text("schedules = []\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith((
+        "AWS_", "REDIS_", "DATABASE_URL", "CLICKHOUSE_URL", "OPTIINFRA_"))}
+    env.update(aws.env, AWS_EXPORT_URI=export.uri, OPTIINFRA_HOME=str(tmp_path / "home"),
+               OPTIINFRA_CONFIG=str(tmp_path / "none.toml"), PROVIDER_CHECK_INTERVAL="0",
+               RETRY_DELAY="0.05", AWS_CONFIG_FILE=os.devnull,
+               AWS_SHARED_CREDENTIALS_FILE=os.devnull)
+
+    def deliver(truth, files: int, damage=None) -> int:
+        """February's delivery of `truth`; returns its line count."""
+        if fmt == "csv":
+            lines, _ = cur_rows(truth)
+            export.put_csv(FEB, lines, files=files, damage=damage)
+        else:
+            lines = focus_rows(truth)
+            export.put_parquet(FEB, lines, files=files, damage=damage)
+        return len(lines)
+
+    def collect_cli() -> dict:
+        return json.loads(cli(["collect", "aws", "--types", "export", "--inline", "--json"],
+                              env).stdout)
+
+    def costs() -> tuple[dict, int]:
+        """(day, currency) -> total, and the rows counted, as `costs --by day --json` says."""
+        doc = json.loads(cli(["costs", "--by", "day", "--json"], env).stdout)
+        return ({(d["key"], d["currency"]): Decimal(d["total"]) for d in doc},
+                sum(d["rows"] for d in doc))
+
+    first = seeded_truth(FEB, 28, seed=21)
+    lines = deliver(first, files=3)
+    done = collect_cli()
+    assert done["status"] == "success", done
+    assert costs() == (by_day(first), lines)
+
+    # The same file names again, the second one unreadable: its first file's rows were
+    # read before it failed.
+    second = seeded_truth(FEB, 28, seed=22)
+    if fmt == "csv":
+        broken, _ = cur_rows(second)
+        broken[1]["line_item_unblended_cost"] = "not-a-number"  # in the second file
+        export.put_csv(FEB, broken, files=3)
+    else:
+        deliver(second, files=3, damage=cut_short)
+    listed = aws.s3().list_objects_v2(Bucket=export.bucket, Prefix=f"{export.root}/data/")
+    assert len(listed["Contents"]) == 3  # the first delivery's names, overwritten
+    failed = collect_cli()
+    assert (failed["status"], failed["error_kind"]) == ("failed", "data"), failed
+    assert "the period keeps its figures" in failed["error_message"]
+    assert f"{export.name}-00002." in failed["error_message"]
+    assert aws.secret not in json.dumps(failed)
+    assert costs() == (by_day(first), lines)
+    # The table a user reads: each currency's total, to the cent.
+    shown = {cells[1]: Decimal(cells[4].replace(",", "")) for cells in (
+        line.split() for line in cli(["costs"], env).stdout.splitlines()) if cells[:1] == ["aws"]}
+    per_currency: dict[str, Decimal] = defaultdict(Decimal)
+    for (_, currency), total in by_day(first).items():
+        per_currency[currency] += total
+    assert shown == {c: t.quantize(CENT, ROUND_HALF_UP) for c, t in per_currency.items()}
+
+    # The next delivery is good: fewer days, fewer files; nothing of the first stays.
+    third = seeded_truth(FEB, 20, seed=23)
+    lines = deliver(third, files=2)
+    done = collect_cli()
+    assert done["status"] == "success", done
+    assert done["rows"] == lines
+    assert costs() == (by_day(third), lines)
+
+
+def cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    r = subprocess.run(CLI + args, env=env, capture_output=True, text=True, timeout=180)
+    assert "Traceback" not in r.stdout + r.stderr, r.stderr
+    assert r.stdout.strip(), r.stderr
+    return r

@@ -10,13 +10,13 @@ from datetime import date
 from decimal import Decimal
 
 import pytest
-from fake_azure import FakeAzure, make_certificate
+from azure_fixtures import TODAY, run_once
+from fake_azure import FakeAzure
 from services import wait_until
 
 from optiinfra_tui.collectors import get_collector
 from optiinfra_tui.collectors.azure import (
     AzureAccount,
-    AzureCollector,
     access_token,
     charge_category,
     check_account,
@@ -29,50 +29,7 @@ from optiinfra_tui.worker import collection, runs
 from optiinfra_tui.worker.pool import WorkerPool
 from optiinfra_tui.worker.runtime import Runtime
 
-TODAY = date(2026, 3, 15)  # the window: 2026-02-01 .. 2026-03-15
 CENT = Decimal("0.01")
-
-
-@pytest.fixture(scope="session")
-def azure_cert(tmp_path_factory):
-    return make_certificate(tmp_path_factory.mktemp("azure-tls"))
-
-
-@pytest.fixture(scope="session")
-def untrusted_cert(tmp_path_factory):
-    """A second certificate, never in SSL_CERT_FILE."""
-    return make_certificate(tmp_path_factory.mktemp("azure-untrusted-tls"))
-
-
-@pytest.fixture
-def fake_azure(azure_cert, monkeypatch, request):
-    # TLS trust as httpx reads it; the window's "today" is the test's, not the wall clock's.
-    monkeypatch.setenv("SSL_CERT_FILE", str(azure_cert[0]))
-    monkeypatch.setattr(AzureCollector, "clock", staticmethod(lambda: TODAY))
-    with FakeAzure(azure_cert, TODAY, **getattr(request, "param", {})) as fake:
-        yield fake
-
-
-@pytest.fixture
-def azure_rt(make_env, fake_azure):
-    made: list[Runtime] = []
-
-    def build(**extra: str) -> Runtime:
-        rt = Runtime(load_settings(make_env(**{**fake_azure.env(), **extra})))
-        rt.history()
-        made.append(rt)
-        return rt
-
-    yield build
-    for rt in made:  # closed, the test process's chDB is free for a CLI test's own process
-        rt.close()
-
-
-def run_once(rt: Runtime) -> runs.CollectionRun:
-    """One collection through execute_run, its attempts inline as a task would make them."""
-    run = runs.create_run(rt.settings.default_customer_id, "azure", ("cost",), "cli",
-                          rt.settings.max_retries + 1)
-    return collection.run_inline(rt, run.id)
 
 
 def stored(rt: Runtime) -> list:

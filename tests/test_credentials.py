@@ -8,6 +8,7 @@ import sys
 from datetime import datetime, timedelta
 
 import pytest
+from textual.widgets import Static
 from tui_data import SHOWN_SCHEDULE, env_for
 from tui_pilot import SIZE, loaded, make_app, make_runtime, until
 
@@ -75,8 +76,9 @@ async def test_the_queue_panel_says_no_credentials_under_the_schedule(tmp_path, 
         async with app.run_test(size=SIZE) as pilot:
             await loaded(pilot)
             panel = app.main.query_one(QueuePanel)
-            text = await until(pilot, lambda: "vultr-cost" in str(panel._shown) and
-                               str(panel._shown))
+            body = panel.query_one(Static)
+            text = await until(pilot, lambda: "vultr-cost" in str(body.render()) and
+                               str(body.render()))
             lines = text.splitlines()
             at = next(i for i, x in enumerate(lines) if x.strip().startswith("vultr-cost"))
             assert lines[at + 1].strip().startswith("next ")

@@ -9,25 +9,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 
 import pytest
+from procs import cli_without
 from services import free_port
 
 from optiinfra_tui.storage.embedded import embedded_missing
-
-WITHOUT_CHDB = """
-import sys
-
-class NoChdb:
-    def find_spec(self, name, path=None, target=None):
-        if name == "chdb" or name.startswith("chdb."):
-            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-
-sys.meta_path.insert(0, NoChdb())
-from optiinfra_tui.cli import main
-main(sys.argv[1:])
-"""
 
 FIX = ('pip install "optiinfra-tui[embedded]"', "CLICKHOUSE_URL")
 
@@ -42,7 +29,7 @@ def env(tmp_path):
 
 
 def without_chdb(args: list[str], env: dict) -> subprocess.CompletedProcess:
-    r = subprocess.run([sys.executable, "-c", WITHOUT_CHDB, *args], env=env,
+    r = subprocess.run([*cli_without("chdb"), *args], env=env,
                        capture_output=True, text=True, timeout=120)
     assert "Traceback" not in r.stdout + r.stderr, r.stderr
     return r

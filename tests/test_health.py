@@ -11,6 +11,7 @@ from datetime import timedelta
 import pytest
 from services import wait_until
 from tui_data import StubMetrics, env_for
+from tui_pilot import until
 
 from optiinfra_tui.settings import load_settings
 from optiinfra_tui.storage.history import utcnow
@@ -138,11 +139,8 @@ async def test_the_header_shows_an_overdue_checks_age_and_status_shows_the_same(
         async with app.run_test(size=(180, 40)) as pilot:
             header = app.main.query_one(HealthHeader)
             shown = re.compile(r"vultr ● ok 84\.0 ms [34]m ago")
-            deadline = utcnow() + timedelta(seconds=10)
-            while not shown.search(str(header.render())) and utcnow() < deadline:
-                await pilot.pause(0.1)
-            text = str(header.render())
-            assert shown.search(text), text
+            text = await until(pilot, lambda: shown.search(str(header.render()))
+                               and str(header.render()))
             assert re.search(r"metrics \(chdb\) ● ok 2\.0 ms(  |$)", text), text  # current
     finally:
         rt.close()

@@ -12,17 +12,6 @@ from optiinfra_tui.storage.history import CollectionRun, RunAttempt, SchemaVersi
 from optiinfra_tui.worker import runs, schedules
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def history_db(request, tmp_path):
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path}/history.db"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    history.connect(url)
-    yield url
-    history.db.close()
-
-
 def test_migrate_sets_the_version_and_is_idempotent(history_db):
     assert SchemaVersion.get().version == history.SCHEMA_VERSION
     assert history.migrate(history.db.obj) == history.SCHEMA_VERSION

@@ -307,9 +307,10 @@ def test_costs_by_provider_service_day_and_customer(store, ids):
                                                              Decimal("5.55"), 4)
     assert totals(store, "customer", other[0]).billed_cost == Decimal("3.33")
 
+    # Each provider's services apart: a service name is the provider's own.
     mine = store.costs("service", customer_id=customer)
-    assert mine == [CostTotal("Compute", "USD", Decimal("30.10"), Decimal("5.55"), 3),
-                    CostTotal("Storage", "USD", Decimal("0.90"), Decimal(0), 1)]
+    assert mine == [CostTotal("Compute", "USD", Decimal("30.10"), Decimal("5.55"), 3, provider),
+                    CostTotal("Storage", "USD", Decimal("0.90"), Decimal(0), 1, provider)]
 
     # By day, each charge is spread over its period: January's lines cover January 1-27
     # and January 15 06:00 - February 11 06:00, February's February 1-27.
@@ -328,6 +329,16 @@ def test_costs_by_provider_service_day_and_customer(store, ids):
         provider, "USD", Decimal("20.34"), Decimal("5.55"), 3)
     with pytest.raises(ValueError):
         store.costs("region")
+
+    # Another provider's service of the same name is a row of its own.
+    store.write_cost_lines([cost((customer, "other"), "inv:9:0", "1.00", date(2025, 1, 1),
+                                 service="Compute", invoice="9")])
+    assert [(t.key, t.provider, t.total) for t in store.costs("service", customer_id=customer)
+            ] == [("Compute", provider, Decimal("35.65")), ("Compute", "other", Decimal("1.00")),
+                  ("Storage", provider, Decimal("0.90"))]
+    assert [(t.key, t.provider) for t in store.costs("service", since=date(2025, 1, 1),
+                                                      customer_id=customer)][:2] == [
+        ("Compute", provider), ("Compute", "other")]
 
 
 def test_spend_by_day_and_provider_and_month_to_date(store, ids):

@@ -14,6 +14,7 @@ import tokenize
 from pathlib import Path
 
 import pytest
+from procs import cli_without
 
 from optiinfra_tui import providers
 from optiinfra_tui.errors import ConfigError
@@ -335,19 +336,6 @@ def test_default_schedules_come_from_the_specs(tmp_path):
 
 # --- a missing extra --------------------------------------------------------------------------
 
-WITHOUT_BOTOCORE = """
-import sys
-
-class NoBotocore:
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("botocore", "boto3"):
-            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-
-sys.meta_path.insert(0, NoBotocore())
-from optiinfra_tui.cli import main
-main(sys.argv[1:])
-"""
-
 
 def test_collecting_from_a_provider_whose_extra_is_missing_names_the_install_command(
         tmp_path, chdb_url):
@@ -355,7 +343,7 @@ def test_collecting_from_a_provider_whose_extra_is_missing_names_the_install_com
                    CLICKHOUSE_URL=f"chdb://{tmp_path / 'chdb'}")
 
     def run(*args):
-        return subprocess.run([sys.executable, "-c", WITHOUT_BOTOCORE, *args], env=env,
+        return subprocess.run([*cli_without("botocore", "boto3"), *args], env=env,
                               capture_output=True, text=True, timeout=180)
 
     listed = run("collect", "--help")  # the provider is still listed

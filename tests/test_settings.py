@@ -99,6 +99,14 @@ interval = 600
     ('[[schedules]]\ninterval = 60\ncron = "* * * * *"', "exactly one"),
     ('[[schedules]]\ninterval = 60\ndata_types = ["gpu"]', "Unknown data type"),
     ('[[schedules]]\ninterval = 60\nprovider = "nimbus"', "not supported"),
+    ("api = 8005", "api must be a table ([api])"),
+    ("[api]\nport = 0", "[api] port must be a whole number between 1 and 65535"),
+    ('[api]\nport = "8005"', "[api] port must be a whole number between 1 and 65535"),
+    ("[api]\ntriggers_per_minute = 0", "[api] triggers_per_minute must be a whole number"),
+    ("[api]\nwait_timeout = true", "[api] wait_timeout must be a whole number"),
+    ('[api]\nhost = ""', "[api] host must be an address"),
+    ('[api]\ntokens_env = "TEAM_TOKEN"', "[api] tokens_env must be a list of names of environment"),
+    ('[api]\ntokens_env = ["not a name"]', "never the tokens themselves"),
 ])
 def test_toml_errors_are_clear(tmp_path, body, expect):
     with pytest.raises(ConfigError) as err:
@@ -161,6 +169,9 @@ def test_cli_stops_on_bad_config_with_exit_2_and_no_traceback(tmp_path):
     ('[customers.acme.aws]\nsecret_access_key = "K"',
      "customers.acme.aws.secret_access_key is not a known key",
      "Did you mean secret_access_key_env?"),
+    ("[api]\nprot = 8005", "api.prot is not a known key", "Did you mean port?"),
+    ('[api]\ntoken = "s3cret-s3cret-s3cret"', "api.token is not a known key",
+     "A token never goes in this file: set OPTIINFRA_API_TOKEN, or name the variables"),
 ])
 def test_every_unknown_key_is_named_with_its_place_and_the_closest_key(tmp_path, body, where, hint):
     env = config_env(tmp_path, body)
@@ -204,3 +215,15 @@ def test_the_queue_is_described_by_address_and_variable_never_by_password(tmp_pa
     assert where == "Redis at cache:6379, from REDIS_HOST/REDIS_PORT"
     where, fix = load_settings(base).queue_location()
     assert where == f"the SQLite queue at {tmp_path.resolve() / 'queue.db'}" and "writable" in fix
+
+
+def test_the_api_section_and_its_tokens_are_secrets(tmp_path):
+    env = config_env(tmp_path, '[api]\nport = 8005\nhost = "0.0.0.0"\ntokens_env = ["TEAM_B"]\n'
+                               "triggers_per_minute = 10\nwait_timeout = 30\n")
+    s = load_settings(dict(env, OPTIINFRA_API_TOKEN="token-one-0123456789", TEAM_B="token-two-987654321"))
+    assert (s.api.port, s.api.host, s.api.tokens_env, s.api.triggers_per_minute,
+            s.api.wait_timeout) == (8005, "0.0.0.0", ("TEAM_B",), 10, 30)
+    assert s.api.token_vars == ("OPTIINFRA_API_TOKEN", "TEAM_B")
+    assert {"token-one-0123456789", "token-two-987654321"} <= set(s.secrets())
+    default = load_settings(config_env(tmp_path, "schedules = []\n")).api
+    assert (default.port, default.host, default.triggers_per_minute) == (None, "127.0.0.1", 60)

@@ -202,7 +202,12 @@ def test_a_collection_leaves_the_gc_thresholds_as_start_up_set_them(make_env, fa
                                         VULTR_API_URL=fake_vultr.url)))
     rt.history()
     run = runs.create_run(rt.settings.default_customer_id, "vultr", ("cost",), "cli", 1)
-    before = gc.get_threshold()
+    # A low young threshold, so that passes surely run during this small collection (at the
+    # usual 700, a run that frees what it allocates may see none), and one a collection that
+    # raised it again (startup.prepare_process) would change.
+    started_with = gc.get_threshold()
+    before = (50, *started_with[1:])
+    gc.set_threshold(*before)
     seen: set[tuple[int, ...]] = set()
 
     def watch(phase: str, info: dict) -> None:
@@ -211,11 +216,13 @@ def test_a_collection_leaves_the_gc_thresholds_as_start_up_set_them(make_env, fa
     gc.callbacks.append(watch)
     try:
         outcome = collection.execute_run(rt, run.id)
+        after = gc.get_threshold()
     finally:
         gc.callbacks.remove(watch)
+        gc.set_threshold(*started_with)
     assert outcome.status == "success", outcome.message
     assert seen == {before}  # passes ran during the collection, all under the same thresholds
-    assert gc.get_threshold() == before
+    assert after == before
 
 
 class _Writer:

@@ -80,6 +80,19 @@ async def test_main_screen_shows_every_panel(rt, seeded):
         assert app.main.history.row_count == len(app.main.history.page.rows)
 
 
+@pytest.mark.parametrize("width", [60, 80, 180])
+async def test_the_last_hour_strip_never_cuts_a_figure_without_an_ellipsis(rt, seeded, width):
+    app = make_app(rt)
+    async with app.run_test(size=(width, 30)) as pilot:
+        await loaded(pilot)
+        line = next(x for x in screen_text(app).splitlines() if x.startswith("│ success"))
+        inside = line.strip("│ ")
+        wide = "runs/min (peak" in inside
+        assert wide == (width >= 180), line  # narrow: the figures alone, no clipped label
+        assert wide or inside.endswith("…") or inside.endswith(("rows 0", "ms")) or \
+            re.search(r"rows [\d,]+$", inside), line
+
+
 async def test_enter_opens_run_detail_with_attempts_error_and_advice(rt, seeded):
     app = make_app(rt)
     async with app.run_test(size=SIZE) as pilot:
@@ -262,9 +275,9 @@ async def test_tab_moves_between_panels_and_enter_on_costs_opens_the_costs_view(
             await pilot.press("tab")
         await pilot.press("enter")
         await until(pilot, lambda: isinstance(app.screen, CostsScreen)
-                    and "$412.58" in screen_text(app))
+                    and "412.58" in screen_text(app))
         text = screen_text(app)
-        assert "$412.58" in text and "Vultr Cloud Compute" in text and "by provider" in text
+        assert "412.58" in text and "Vultr Cloud Compute" in text and "by provider" in text
         await pilot.press("escape")
         await until(pilot, lambda: app.screen is app.main)
 
@@ -371,17 +384,17 @@ async def test_costs_view_shows_billed_estimated_total_and_month_to_date_per_cur
             await until(pilot, lambda: isinstance(app.screen, CostsScreen)
                         and "month to date" in screen_text(app))
             lines = [t.split() for t in screen_text(app).splitlines()]
-            # A column per currency (never added together), each figure with its meaning.
+            # A column per currency (never added together, named by its head), each figure
+            # with its meaning.
             assert ["USD", "EUR"] in lines
             rows = {t[0]: t[1:] for t in lines if t and t[0] in ("billed", "estimated", "total")}
-            assert rows["billed"][:3] == ["$31.00", "12.34", "EUR"]
-            assert rows["billed"][3:6] == ["invoice", "lines,", "every"]
-            assert rows["estimated"][:5] == ["$30.00", "0.00", "EUR", "pending", "charges"]
-            assert rows["total"][:3] == ["$61.00", "12.34", "EUR"]
+            assert rows["billed"][:2] == ["31.00", "12.34"]
+            assert rows["billed"][2:5] == ["invoice", "lines,", "every"]
+            assert rows["estimated"][:4] == ["30.00", "0.00", "pending", "charges"]
+            assert rows["total"][:2] == ["61.00", "12.34"]
             mtd = next(t for t in lines if t[:3] == ["month", "to", "date"])
             # 20 of November's 30 days of the estimate, not the estimate itself.
-            assert mtd[3:11] == ["$20.00", "0.00", "EUR", "11-01", "to", "11-20:", "each",
-                                 "charge"]
+            assert mtd[3:10] == ["20.00", "0.00", "11-01", "to", "11-20:", "each", "charge"]
             text = screen_text(app)
             assert "EUR per day" in text and "USD per day" in text
     finally:
@@ -408,13 +421,22 @@ def seed_cut_values() -> dict[str, int]:
 
 
 def shown_cells(table) -> list[list[str]]:
-    return [[c.plain if hasattr(c, "plain") else str(c) for c in table.get_row_at(i)]
+    """Each row's text per column, read back from the one line the table shows per run."""
+    return [columns_of(table.get_row_at(i)[0].plain, table.fitted)
             for i in range(table.row_count)]
+
+
+def columns_of(text: str, layout) -> list[str]:
+    out, pos = [], 0
+    for _, _, width in layout:  # each column: its width, one cell of padding either side
+        out.append(text[pos + 1:pos + 1 + width].strip())
+        pos += width + 2
+    return out
 
 
 def full_values(run) -> dict[str, str]:
     """What each column would show with room enough."""
-    from optiinfra_tui.tui.fmt import duration
+    from optiinfra_tui.formats import duration
 
     return {"id": str(run.id), "status": run.status, "provider": run.provider,
             "customer": run.customer_id, "types": "cost,account,resource"
@@ -441,7 +463,9 @@ async def test_history_cuts_cells_with_an_ellipsis_and_drops_whole_columns(quiet
         assert table.virtual_size.width <= table.scrollable_content_region.width
         keys = [key for key, _, _ in table.fitted]
         assert table.hidden == tuple(hidden)
-        assert [c.label.plain for c in table.columns.values()][-1] == "ERROR"
+        assert columns_of(next(iter(table.columns.values())).label.plain,
+                          table.fitted) == [label for _, label, _ in table.fitted]
+        assert table.fitted[-1][1] == "ERROR"
         for run, cells in zip(table.page.rows, shown_cells(table), strict=True):
             full = full_values(run)
             for key, cell in zip(keys, cells, strict=True):

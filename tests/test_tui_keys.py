@@ -45,6 +45,8 @@ async def test_the_chosen_theme_is_back_after_a_restart(tmp_path):
             chosen = app.theme
             await pilot.pause()
         assert chosen != default
+        # Only this user may read it, like every file of the data dir.
+        assert (tmp_path / "home" / "tui.json").stat().st_mode & 0o777 == 0o600
         again = make_app(rt)
         async with again.run_test(size=(120, 40)) as pilot:
             await loaded(pilot)

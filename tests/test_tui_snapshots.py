@@ -17,11 +17,14 @@ from textual.screen import Screen
 from tui_data import (
     AWS_HEALTH,
     AWS_SCHEDULES,
+    FOUR_HEALTH,
     FROZEN_TODAY,
     SHOWN_SCHEDULE,
     FrozenSource,
     OneCustomer,
+    seed_alert,
     seed_aws_runs,
+    seed_cloud_runs,
     seed_showcase,
 )
 from tui_pilot import SIZE, loaded, make_app, make_runtime, select_run, until
@@ -112,6 +115,18 @@ def test_help(snap_compare, seeded_app):
     assert snap_compare(app, terminal_size=SIZE, run_before=opening(HelpScreen, press_help))
 
 
+def test_main_screen_with_an_alert_firing(snap_compare, seeded_app):
+    app, _ = seeded_app
+    seed_alert()
+    assert snap_compare(app, terminal_size=SIZE, run_before=loaded)
+
+
+def test_an_alert_firing_stays_in_the_header_at_80x24(snap_compare, seeded_app):
+    app, _ = seeded_app
+    seed_alert()
+    assert snap_compare(app, terminal_size=(80, 24), run_before=loaded)
+
+
 # --- AWS beside Vultr -------------------------------------------------------------------------
 
 AWS_CUSTOMER = "aws-snapshot"
@@ -167,3 +182,46 @@ def test_collect_modal_on_aws(snap_compare, aws_app):
 
     run_before = opening(CollectScreen, collect_on_aws, settle=0.3)
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+# --- all four providers side by side ---------------------------------------------------------
+
+
+@pytest.fixture
+def four_costs(request, four_clouds, runtime, clock, monkeypatch):
+    """Real figures of all four providers in the real store, collected for one customer from
+    their local doubles as of FROZEN_TODAY (Azure's in EUR: never added to the USD ones)."""
+    from four_clouds import PROVIDERS
+
+    from optiinfra_tui.collectors.azure import AzureCollector
+    from optiinfra_tui.worker import collection, runs
+
+    clouds = four_clouds(FROZEN_TODAY)
+    clock[0] = FROZEN_TODAY
+    monkeypatch.setattr(AzureCollector, "clock", staticmethod(lambda: FROZEN_TODAY))
+    customer = f"four-{request.node.name.removeprefix('test_')[:40]}".replace("_", "-")
+    rt = runtime(DEFAULT_CUSTOMER_ID=customer,
+                 **{k: v for k, v in clouds.env.items() if k not in clouds.aws_env})
+    for provider in PROVIDERS:
+        run = runs.create_run(customer, provider, ("cost",), "cli", rt.settings.max_retries + 1)
+        done = collection.run_inline(rt, run.id)
+        assert done.status == "success", (provider, done.error_message)
+    return OneCustomer(rt.metrics(), customer)
+
+
+@pytest.fixture
+def four_app(request, four_costs):
+    rt = make_runtime(snapshot_home(request), schedules=SHOWN_SCHEDULE)
+    seed_showcase()
+    seed_cloud_runs()
+    app = DashboardApp(rt, source=FrozenSource(rt, four_costs, providers=FOUR_HEALTH), poll=0.2)
+    yield app
+    rt.close()
+
+
+def test_main_screen_with_four_providers(snap_compare, four_app):
+    assert snap_compare(four_app, terminal_size=SIZE, run_before=loaded)
+
+
+def test_costs_view_with_four_providers(snap_compare, four_app):
+    assert snap_compare(four_app, terminal_size=SIZE, run_before=COSTS)

@@ -12,6 +12,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from optiinfra_tui.storage.history import (
+    AlertState,
     CollectionRun,
     RunAttempt,
     WorkerHeartbeat,
@@ -35,7 +36,7 @@ def env_for(home: Path, schedules: str = "schedules = []\n", **extra: str) -> di
     """A complete environment for load_settings: a fresh data dir, no key unless given, and
     only the schedules asked for (none by default: a slot falling due would add a run)."""
     home = Path(home)
-    home.mkdir(parents=True, exist_ok=True)
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)  # as the program makes it
     config = home / "schedules.toml"
     config.write_text(schedules)
     env = {"OPTIINFRA_HOME": str(home), "OPTIINFRA_CONFIG": str(config), "MAX_RETRIES": "2",
@@ -77,6 +78,16 @@ def seed_bulk(n: int, now: datetime = FROZEN_NOW, batch: int = 1000) -> None:
                                  **({"error_kind": "transient", "error_message": "HTTP 503"}
                                     if failed else {})))
             CollectionRun.insert_many(rows).execute()
+
+
+def seed_alert(now: datetime = FROZEN_NOW) -> None:
+    """An alert firing for five minutes: Vultr refusing the default customer's key."""
+    AlertState.create(
+        alert="ops", condition="failures:vultr:default_customer", active=True,
+        episode=f"{0:020d}", since=now - timedelta(minutes=5), updated_at=now,
+        summary="vultr for customer default_customer: 3 scheduled runs failed in a row and "
+                "none has succeeded yet; the last, run 52, with auth: Vultr refused the API "
+                "key (401): check VULTR_API_KEY.")
 
 
 def seed_showcase(now: datetime = FROZEN_NOW, extra: int = 40) -> dict[str, int]:
@@ -143,6 +154,22 @@ def seed_aws_runs(now: datetime = FROZEN_NOW) -> dict[str, int]:
     return ids
 
 
+# All four providers: each one's health and a run of each beside the showcase's.
+FOUR_HEALTH = [Health("aws:default_customer", True, 41.0),
+               Health("azure:default_customer", True, 212.0),
+               Health("gcp:default_customer", True, 96.0),
+               Health("vultr:default_customer", True, 84.0)]
+
+
+def seed_cloud_runs(now: datetime = FROZEN_NOW) -> None:
+    """A successful cost run of AWS, Azure and GCP among the showcase's Vultr ones."""
+    for i, (provider, rows, requests) in enumerate((("aws", 247, 10), ("azure", 274, 5),
+                                                    ("gcp", 261, 3)), start=4):
+        CollectionRun.insert(_run(2 * i, now - timedelta(seconds=3), "success",
+                                  provider=provider, rows=rows, requests=requests,
+                                  schedule=f"{provider}-cost")).execute()
+
+
 def seed_heartbeat(now: datetime = FROZEN_NOW) -> None:
     """Another consumer sharing the queue: one busy thread, one idle."""
     threads = [
@@ -179,7 +206,7 @@ class StubMetrics:
     def costs(self, by: str = "provider", since=None):
         if by == "provider":
             return [CostTotal("vultr", "USD", Decimal("1830.40"), Decimal("96.10"), 512)]
-        return [CostTotal(k, "USD", Decimal(v), Decimal(0), r)
+        return [CostTotal(k, "USD", Decimal(v), Decimal(0), r, "vultr")
                 for k, v, r in (("Vultr Cloud Compute", "1210.00", 300),
                                 ("Block Storage", "330.40", 120), ("Load Balancer", "290.00", 92))]
 

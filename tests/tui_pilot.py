@@ -27,7 +27,7 @@ def make_app(rt: Runtime, metrics=None, **kw) -> DashboardApp:
     return DashboardApp(rt, source=FrozenSource(rt, metrics or StubMetrics()), **kw)
 
 
-async def until(pilot, predicate: Callable[[], object], timeout: float = 5.0) -> object:
+async def until(pilot, predicate: Callable[[], object], timeout: float = 15.0) -> object:
     """Let the app run until predicate() is truthy; fail the test on timeout."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

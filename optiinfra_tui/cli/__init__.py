@@ -74,6 +74,7 @@ def _save_traceback(exc: BaseException) -> str:
     """Write a bug's traceback, secrets masked, beside the data (not into the workers' log)."""
     import traceback
 
+    from optiinfra_tui.datadir import make_dir, write_file
     from optiinfra_tui.settings import default_home, load_settings
     from optiinfra_tui.text import scrub
 
@@ -84,9 +85,8 @@ def _save_traceback(exc: BaseException) -> str:
         home, secrets = default_home(os.environ), []
     path = home / "cli-error.log"
     try:
-        home.mkdir(parents=True, exist_ok=True)
-        path.write_text(scrub("".join(traceback.format_exception(exc)), secrets),
-                        encoding="utf-8")
+        make_dir(home)
+        write_file(path, scrub("".join(traceback.format_exception(exc)), secrets))
     except OSError:
         return "no file (the data dir is not writable)"
     return str(path)

@@ -11,15 +11,16 @@ import click
 
 from optiinfra_tui import providers
 from optiinfra_tui.cli.output import (
-    costs_json,
     emit_json,
     print_costs,
     print_history,
     print_status,
     run_line,
 )
-from optiinfra_tui.formats import attempts_label
-from optiinfra_tui.settings import load_settings
+from optiinfra_tui.errors import ConfigError
+from optiinfra_tui.formats import attempts_label, costs_json
+from optiinfra_tui.settings import all_data_types, check_data_type_names, load_settings
+from optiinfra_tui.storage.history import STATUSES
 from optiinfra_tui.worker.runs import RunRow
 
 if TYPE_CHECKING:  # the runtime (and with it huey and the stores) loads only when a command needs it
@@ -43,10 +44,10 @@ class ProviderChoice(click.Choice):
         pass
 
     def convert(self, value, param, ctx):
-        if value in self.choices:
-            return value
-        self.fail(f"Unknown provider {value!r}. Supported providers: {', '.join(self.choices)}.",
-                  param, ctx)
+        try:
+            return providers.spec(value).name
+        except ConfigError as exc:  # the same text wherever a provider is named
+            self.fail(str(exc), param, ctx)
 
 
 class DataTypesChoice(click.Choice):
@@ -60,7 +61,7 @@ class DataTypesChoice(click.Choice):
 
     @property
     def choices(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(t for s in providers.specs().values() for t in s.data_types))
+        return all_data_types()
 
     @choices.setter
     def choices(self, _value) -> None:
@@ -71,12 +72,10 @@ class DataTypesChoice(click.Choice):
 
     def convert(self, value, param, ctx):
         wanted = [t.strip() for t in str(value).split(",") if t.strip()]
-        unknown = [t for t in wanted if t not in self.choices]
-        if unknown:
-            by_provider = "; ".join(f"{s.name}: {', '.join(s.data_types)}"
-                                    for s in providers.specs().values())
-            self.fail(f"Unknown data type {unknown[0]!r}. Choose from ({by_provider}).",
-                      param, ctx)
+        try:
+            check_data_type_names(wanted)
+        except ConfigError as exc:
+            self.fail(str(exc), param, ctx)
         return ",".join(wanted)
 
 
@@ -149,13 +148,19 @@ class _Group(click.Group):
 @click.option("--metrics-host", default=None,
               help="With --headless: the address --metrics-port listens on (default 127.0.0.1; "
                    "0.0.0.0 for every interface).")
+@click.option("--api-port", type=click.IntRange(1, 65535), default=None,
+              help="With --headless: serve the HTTP API on this port (default [api] port; "
+                   "needs OPTIINFRA_API_TOKEN and the api extra).")
+@click.option("--api-host", default=None,
+              help="With --headless: the address --api-port listens on (default [api] host, "
+                   "else 127.0.0.1).")
 @click.option("--keep-days", type=click.IntRange(1), default=None,
               help="Days of history to keep (default OPTIINFRA_KEEP_DAYS or 90).")
 @click.version_option(package_name="optiinfra-tui")
 @click.pass_context
 def cli(ctx: click.Context, headless: bool, workers: int | None, log_format: str,
         shutdown_timeout: float, metrics_port: int | None, metrics_host: str | None,
-        keep_days: int | None) -> int | None:
+        api_port: int | None, api_host: str | None, keep_days: int | None) -> int | None:
     """Collect cloud cost data on a schedule and watch it happen.
 
     Without a command: the dashboard, or with --headless the worker pool alone. The options
@@ -175,8 +180,11 @@ def cli(ctx: click.Context, headless: bool, workers: int | None, log_format: str
             raise click.UsageError("--headless needs at least one worker (--workers 1 or more).")
         if metrics_host and not metrics_port:
             raise click.UsageError("--metrics-host needs --metrics-port.")
+        api_port = api_port or settings.api.port
+        if api_host and not api_port:
+            raise click.UsageError("--api-host needs --api-port (or port in [api]).")
         return run_headless(settings, workers, log_format, shutdown_timeout, metrics_port,
-                            metrics_host or "127.0.0.1")
+                            metrics_host or "127.0.0.1", api_port, api_host or settings.api.host)
     if workers == 0:
         _reject_worker_options_without_workers(ctx)
     try:
@@ -190,7 +198,7 @@ def cli(ctx: click.Context, headless: bool, workers: int | None, log_format: str
 
 # Top-level options start the dashboard or the headless pool; these two serve only headless,
 # and these two only a process that runs workers.
-_HEADLESS_ONLY = ("log_format", "metrics_port", "metrics_host")
+_HEADLESS_ONLY = ("log_format", "metrics_port", "metrics_host", "api_port", "api_host")
 _WORKERS_ONLY = ("keep_days", "shutdown_timeout")
 
 
@@ -221,7 +229,7 @@ def _reject_options_that_dont_apply(ctx: click.Context, headless: bool) -> None:
     if headless_only and not headless:
         raise click.UsageError(
             f"{_and(headless_only)} only {_plural(headless_only, 'applies', 'apply')} with "
-            "--headless (headless mode's log output and metrics). Add --headless, or drop "
+            "--headless (headless mode's log output, metrics and API). Add --headless, or drop "
             f"{_plural(headless_only, 'it', 'them')}.")
 
 
@@ -288,7 +296,7 @@ def _no_consumer_hint(rt: Runtime) -> str:
             "huey_config.huey -w 2 -k thread`, or the dashboard (`optiinfra-tui`).")
 
 
-def _warn_without_consumer(rt: Runtime) -> bool:
+def _warn_without_consumer(rt: Runtime, waits: str = "this collection waits") -> bool:
     """Warn on stderr when no consumer has a fresh heartbeat; True if it warned."""
     from optiinfra_tui.worker import monitor
 
@@ -296,7 +304,7 @@ def _warn_without_consumer(rt: Runtime) -> bool:
         return False
     stale = int(monitor.STALE_AFTER.total_seconds())
     click.echo(f"warning: no consumer is running (none has written a heartbeat in the last "
-               f"{stale} s), so this collection waits in the queue until one starts. "
+               f"{stale} s), so {waits} in the queue until one starts. "
                f"{_no_consumer_hint(rt)}", err=True)
     return True
 
@@ -325,7 +333,7 @@ def _wait(rt: Runtime, run_id: int, timeout: float | None, quiet: bool, hinted: 
 
 
 @cli.command()
-@click.option("--status", type=click.Choice(["queued", "running", "retrying", "success", "failed", "canceled"]),
+@click.option("--status", type=click.Choice(STATUSES),
               help="Only runs in this state.")
 @click.option("--provider", type=ProviderChoice(), default=None, help="Only this provider's runs.")
 @click.option("--customer", "customer_id", default=None, help="Only this customer's runs.")
@@ -393,3 +401,33 @@ def costs(by: str, since: datetime | None, as_json: bool) -> int:
     return EXIT_OK
 
 
+
+
+@cli.command()
+@click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True,
+              help="The port browsers connect to.")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="The address to listen on (0.0.0.0: every interface; needs a token).")
+@click.option("--public-url", default=None,
+              help="The URL browsers use, when a proxy stands in front (https://ops.example).")
+def serve(port: int, host: str, public_url: str | None) -> int:
+    """The dashboard in a browser: each browser session watches (no workers, no chDB)."""
+    from optiinfra_tui import access
+    from optiinfra_tui.logs import setup_logging
+    from optiinfra_tui.web import require_web_extra
+
+    if public_url is not None and not public_url.startswith(("http://", "https://")):
+        raise click.UsageError(f"--public-url {public_url!r}: give the address browsers use, "
+                               "starting with https:// (or http://).")
+    require_web_extra()
+    settings = load_settings()
+    tokens = access.tokens(settings)
+    access.check_listener(host, "--host", tokens, "the browser dashboard")
+    setup_logging(settings, stderr=True, file=False)
+    from optiinfra_tui.web.server import serve_dashboard
+    from optiinfra_tui.worker.runtime import Runtime
+
+    rt = Runtime(settings)
+    rt.history()
+    _warn_without_consumer(rt, "collections started in a browser wait")
+    return serve_dashboard(host, port, tokens, public_url)

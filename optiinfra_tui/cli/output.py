@@ -2,37 +2,31 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import sys
-from decimal import Decimal
 
 import click
 
 from optiinfra_tui.formats import (
-    amount_text,
     attempts_label,
     clip,
+    duration,
     error_text,
-    json_default,
+    json_text,
     money,
     types_label,
 )
 
 
 def emit_json(doc) -> None:
-    click.echo(json.dumps(doc, indent=2, default=json_default))
-
-
-def took(duration_ms: int | None) -> str:
-    return f"{duration_ms / 1000:.1f}s" if duration_ms is not None else "-"
+    click.echo(json_text(doc))
 
 
 def run_line(run) -> str:
     """One run, as `collect` reports it when it ends."""
     line = (f"run {run.id} {run.status}: {run.provider}/{run.customer_id} [{run.data_types}] "
             f"attempt {attempts_label(run.status, run.attempt, run.max_attempts)}, "
-            f"{run.metrics_collected} rows, {took(run.duration_ms)}")
+            f"{run.metrics_collected} rows, {duration(run.duration_ms)}")
     if run.error_message and run.status != "success":
         line += f"\n  {run.error_kind}: {run.error_message}"
     return line
@@ -54,7 +48,7 @@ def print_history(found: list) -> None:
         click.echo(_history_line(widths, (
             r.id, r.status, r.provider, r.customer_id, types_label(r.provider, r.data_types),
             r.trigger, attempts_label(r.status, r.attempt, r.max_attempts),
-            r.metrics_collected, took(r.duration_ms), f"{r.queued_at:%Y-%m-%d %H:%M:%S}"),
+            r.metrics_collected, duration(r.duration_ms), f"{r.queued_at:%Y-%m-%d %H:%M:%S}"),
             clip(error, max(room, 20), words=True) if room is not None else error))
 
 
@@ -72,6 +66,12 @@ def print_status(snap) -> None:
     if snap.owner is not None:  # chDB: one process per data dir runs the collections
         click.echo("collections run in: "
                    + (snap.owner or "no process (start optiinfra-tui or --headless)"))
+    if snap.alerts:  # what the webhooks were told, first: it is why someone runs `status`
+        click.echo(f"alerts: {len(snap.alerts)} firing")
+        for a in snap.alerts:
+            click.echo(f"  {a.label}  since {a.since:%Y-%m-%d %H:%M:%S} UTC "
+                       f"({', '.join(a.alerts)})")
+            click.echo(f"    {a.summary}")
     click.echo("backends:")
     for h in snap.health:
         state = f"ok {h.latency_ms:.1f} ms" if h.ok and h.latency_ms is not None else (
@@ -103,29 +103,34 @@ def print_status(snap) -> None:
                f"p95 {st.p95_ms or '-'} ms, {st.rows} rows")
 
 
-def costs_json(totals: list) -> list[dict]:
-    return [{"key": t.key, "currency": t.currency,
-             "billed_cost": amount_text(t.billed_cost, t.currency),
-             "estimated_cost": amount_text(t.estimated_cost, t.currency),
-             "total": amount_text(t.total, t.currency), "rows": t.rows}
-            for t in totals]
-
-
 def print_costs(by: str, since, totals: list, summary: list) -> None:
-    """The `costs` table: one line per key, a total per currency, month to date, a legend."""
-    click.echo(f"{by.upper():<32} {'CUR':<4} {'BILLED':>16} {'ESTIMATED':>14} {'TOTAL':>16} "
-               f"{'ROWS':>10}")
-    for t in totals:
-        click.echo(_costs_line(clip(t.key, 32), t.currency, t.billed_cost, t.estimated_cost,
-                               t.rows))
-    click.echo()
-    for currency in dict.fromkeys(t.currency for t in totals):  # never add currencies
+    """The `costs` table: one line per key (by service, per provider), a total per currency,
+    month to date, a legend. Amounts at each currency's precision, in columns as wide as
+    their widest figure."""
+    names = [(clip(t.key, 32),) + ((t.provider,) if by == "service" else ()) for t in totals]
+    lines = [(*name, t.currency, t.billed_cost, t.estimated_cost, t.rows)
+             for name, t in zip(names, totals, strict=True)]
+    lines.append(None)  # the blank line before the totals
+    for currency in sorted({t.currency for t in totals}):  # never add currencies
         mine = [t for t in totals if t.currency == currency]
-        click.echo(_costs_line(
-            "TOTAL", currency, sum(t.billed_cost for t in mine),
-            sum(t.estimated_cost for t in mine),
-            sum(t.rows for t in mine) if by != "day" else None))
-    for s in summary:
+        lines.append(("TOTAL", *([""] if by == "service" else []), currency,
+                      sum(t.billed_cost for t in mine), sum(t.estimated_cost for t in mine),
+                      sum(t.rows for t in mine) if by != "day" else None))
+    heads = (by.upper(), *(["PROVIDER"] if by == "service" else []), "CUR", "BILLED",
+             "ESTIMATED", "TOTAL", "ROWS")
+    texts = len(heads) - 4  # the name columns, then the figures
+    cells = [None if line is None else (
+        *line[:texts], *(money(v, line[texts - 1], symbol=False) for v in (
+            line[texts], line[texts + 1], line[texts] + line[texts + 1])),
+        "-" if line[-1] is None else f"{line[-1]}") for line in lines]
+    widths = [max([len(h)] + [len(c[i]) for c in cells if c is not None])
+              for i, h in enumerate(heads)]
+    widths[0], widths[texts - 1] = 32, 4
+    for row in [heads, *cells]:
+        click.echo("" if row is None else "  ".join(
+            f"{v:<{w}}" if i < texts else f"{v:>{w}}" for i, (v, w) in enumerate(
+                zip(row, widths, strict=True))).rstrip())
+    for s in sorted(summary, key=lambda s: s.currency):
         click.echo(f"Month to date ({s.month_start:%Y-%m-%d} to {s.today:%Y-%m-%d}, UTC): "
                    f"{money(s.month_to_date, s.currency)}")
     click.echo("\nBILLED: invoice lines. ESTIMATED: pending charges of months not invoiced yet. "
@@ -133,12 +138,6 @@ def print_costs(by: str, since, totals: list, summary: list) -> None:
                "period, summed over this month's days so far." + (
                    f"\nFrom {since:%Y-%m-%d} on: charges spread the same way, counted from "
                    "that day." if since else "") + (
-                   "\nBy day, ROWS are the lines charged on that day." if by == "day" else ""))
-
-
-def _costs_line(key: str, currency: str, billed: Decimal, estimated: Decimal,
-                rows: int | None) -> str:
-    amounts = [f"{money(v, currency, symbol=False):>{w}}"
-               for v, w in ((billed, 16), (estimated, 14), (billed + estimated, 16))]
-    return (f"{key:<32} {currency:<4} {' '.join(amounts)} "
-            f"{'-' if rows is None else rows:>10}")
+                   "\nBy day, ROWS are the lines charged on that day." if by == "day" else "") +
+               "\nAmounts are rounded to each currency's smallest unit; --json gives them "
+               "exactly.")

@@ -8,9 +8,11 @@ from urllib.parse import urlsplit
 
 from optiinfra_tui.errors import ConfigError
 from optiinfra_tui.providers import Account, DefaultSchedule, Field, Option, ProviderSpec
+from optiinfra_tui.settings import env_float
 
 AUTHORITY_DEFAULT = "https://login.microsoftonline.com"
 ARM_DEFAULT = "https://management.azure.com"
+EXPORT_URI_VAR = "AZURE_EXPORT_URI"  # the default customer's FOCUS export in Blob storage
 AZURE_MAX_RPS_DEFAULT = 1.0  # Cost Management answers 429 after a handful of quick queries
 
 
@@ -26,21 +28,6 @@ def https_url(env: Mapping[str, str], var: str, default: str) -> str:
     return raw.rstrip("/")
 
 
-def azure_max_rps(env: Mapping[str, str]) -> float:
-    raw = env.get("AZURE_MAX_RPS", "").strip()
-    if not raw:
-        return AZURE_MAX_RPS_DEFAULT
-    try:
-        value = float(raw)
-    except ValueError:
-        value = float("nan")
-    if not value > 0 or value == float("inf"):
-        raise ConfigError(f"AZURE_MAX_RPS={raw!r}: not a positive number. Set it to the Cost "
-                          "Management requests per second to allow (default "
-                          f"{AZURE_MAX_RPS_DEFAULT:g}).")
-    return value
-
-
 def _azure_account(account: Account, env: Mapping[str, str]):
     from optiinfra_tui.collectors.azure import AzureAccount, check_account, default_account
 
@@ -49,14 +36,14 @@ def _azure_account(account: Account, env: Mapping[str, str]):
         default_account(env)  # ConfigError naming the AZURE_* variables to set
     table = "" if account.standard else f"customers.{account.customer_id}.azure"
     return check_account(AzureAccount(v["tenant_id"], v["client_id"], v["client_secret_env"],
-                                      v["scope"], table))
+                                      v["scope"], table, v.get("export_uri", "")))
 
 
 AZURE = ProviderSpec(
     name="azure",
     title="Azure",
-    data_types=("cost",),
-    default_types=("cost",),
+    data_types=("cost", "export"),
+    default_types=("cost",),  # an export is collected where one is configured, when asked
     fields={
         "tenant_id": Field("the directory (tenant) id", required=True,
                            standard="AZURE_TENANT_ID"),
@@ -66,6 +53,9 @@ AZURE = ProviderSpec(
                                    secret=True, required=True, standard="AZURE_CLIENT_SECRET"),
         "scope": Field("the Cost Management scope, e.g. /subscriptions/<id>", required=True,
                        standard="AZURE_COST_SCOPE"),
+        "export_uri": Field("a FOCUS export in Blob storage, https://<account>.blob.core."
+                            "windows.net/<container>/<folder>/<export name> (optional)",
+                            standard=EXPORT_URI_VAR),
     },
     collector="optiinfra_tui.collectors.azure:AzureCollector",
     # Cost Management refreshes a few times a day and throttles early.
@@ -76,11 +66,12 @@ AZURE = ProviderSpec(
                lambda env: https_url(env, "AZURE_AUTHORITY_HOST", AUTHORITY_DEFAULT)),
         Option("AZURE_RESOURCE_MANAGER_URL", "Azure Resource Manager (https)",
                lambda env: https_url(env, "AZURE_RESOURCE_MANAGER_URL", ARM_DEFAULT)),
-        Option("AZURE_MAX_RPS", "Cost Management requests per second", azure_max_rps),
+        Option("AZURE_MAX_RPS", "Cost Management requests per second",
+               lambda env: env_float(env, "AZURE_MAX_RPS", AZURE_MAX_RPS_DEFAULT, minimum=0.01)),
     ),
-    # The scope is the sign that the default customer's Azure costs are wanted: tenant and
-    # client ids alone serve many Azure tools.
-    detect=("AZURE_COST_SCOPE",),
+    # The scope (or an export) is the sign that the default customer's Azure costs are wanted:
+    # tenant and client ids alone serve many Azure tools.
+    detect=("AZURE_COST_SCOPE", EXPORT_URI_VAR),
     colour="#af87ff",
     parse=_azure_account,
 )

@@ -32,6 +32,8 @@ class CollectContext:
 class Collector(Protocol):
     provider: str
     data_types: tuple[str, ...]
+    # Optional (default False): its cost runs skip invoices already stored whole
+    # (CollectContext.known_invoice_ids).
 
     def collect(self, data_type: str, ctx: CollectContext) -> Iterator[Batch]:
         """Yield batches of rows for one data type; raise an errors.* kind on failure."""
@@ -77,6 +79,7 @@ class ProviderCollector:
     provider: str
     data_types: tuple[str, ...]
     customer_id: str
+    skips_known_invoices = False
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(customer_id={self.customer_id!r})"

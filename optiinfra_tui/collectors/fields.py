@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -168,3 +168,9 @@ def parse_object(value: object, where: str) -> dict:
     if not isinstance(value, dict):
         raise DataError(f"{where} is a {type(value).__name__}, expected an object")
     return value
+
+
+def parse_entry(value: object, what: str) -> tuple[str, Callable[..., object]]:
+    """A JSON object with an `id`: that id and the object's `get`."""
+    item = parse_object(value, what)
+    return parse_id(item.get("id"), f"{what}: id"), item.get

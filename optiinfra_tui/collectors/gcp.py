@@ -128,10 +128,7 @@ def gcp_config(settings: Settings, customer_id: str, *,
         key_env = service_account_file_env or ""
         table_env = f"[customers.{customer_id}.gcp] billing_table"
         project_env = f"[customers.{customer_id}.gcp] job_project"
-    api_url = (env.get("BIGQUERY_API_URL", "").strip() or BIGQUERY_API_URL_DEFAULT).rstrip("/")
-    if urlsplit(api_url).scheme not in ("http", "https") or not urlsplit(api_url).hostname:
-        raise ConfigError(f"BIGQUERY_API_URL={api_url!r} is not an http(s) URL: unset it to use "
-                          f"{BIGQUERY_API_URL_DEFAULT}, or give a BigQuery API's address.")
+    api_url = settings.option("BIGQUERY_API_URL")
     billing_table, job_project = check_table(billing_table, job_project, table_env,
                                              project_env)
     key_file = None

@@ -40,7 +40,6 @@ GCP = ProviderSpec(
     name="gcp",
     title="GCP",
     data_types=("cost",),
-    default_types=("cost",),
     fields={
         "service_account_file_env": Field(
             "the variable holding the path of a service-account JSON key", env=True,

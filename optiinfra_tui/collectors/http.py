@@ -209,10 +209,12 @@ class ApiClient:
         backoff_base: float = 0.5,
         on_error: ErrorHook | None = None,
         verify: Any = True,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         """`rate_limiter` is shared by every client of one key (the provider picks the key; None:
         no pacing); `retry_after_headers` are header names, `*` allowed, read on 429/5xx and
-        on what `on_error` calls transient (largest wins). An empty token sends none."""
+        on what `on_error` calls transient (largest wins). An empty token sends none.
+        `headers` go with every request (an API version, say)."""
         self._limiter = rate_limiter
         self._max_retries = max(0, max_inner_retries)
         self._max_wait = max_wait
@@ -232,7 +234,8 @@ class ApiClient:
         self._on_error = on_error
         self._seen_success = False
         self.requests = 0  # sent, retries included
-        headers = {"Accept": "application/json", "User-Agent": f"optiinfra-tui/{__version__}"}
+        headers = {"Accept": "application/json", "User-Agent": f"optiinfra-tui/{__version__}",
+                   **(headers or {})}
         if token and not callable(token):
             headers["Authorization"] = f"Bearer {token}"
         self._client = httpx.Client(base_url=base_url.rstrip("/") + "/", headers=headers,
@@ -259,9 +262,18 @@ class ApiClient:
         query APIs (Azure's), never for requests that change anything."""
         return self.request_json("POST", url, params, body)
 
+    def get_bytes(self, url: str, params: Mapping[str, Any] | None = None) -> bytes:
+        """One GET answered by any body (XML, a file), returned whole; retried and checked as
+        `get_json` is."""
+        return self._request("GET", url, params, None, self._body)
+
     def request_json(self, method: str, url: str, params: Mapping[str, Any] | None = None,
                      body: Any = None) -> dict:
         """`url` is a path under the base URL, or an absolute URL on the base URL's host."""
+        return self._request(method, url, params, body, self._decode)
+
+    def _request(self, method: str, url: str, params: Mapping[str, Any] | None, body: Any,
+                 decode: Callable[[httpx.Response, str], Any]) -> Any:
         if _is_absolute(url):
             if _origin(url) != self._origin:
                 # The token goes with every request: never to a host the user didn't name.
@@ -309,7 +321,7 @@ class ApiClient:
                         if not isinstance(verdict, RETRYABLE):
                             raise verdict
                     if verdict is None and status < 500 and status not in _RETRY_STATUSES:
-                        return self._decode(resp, where)
+                        return decode(resp, where)
                     retry_after = self._retry_after(resp.headers)
                     problem = (verdict.args[0] if verdict is not None
                                else f"HTTP {status}{self._error_text(resp)}")
@@ -416,6 +428,28 @@ class ApiClient:
         return self.scrub(server_message(resp))
 
     def _decode(self, resp: httpx.Response, where: str) -> dict:
+        """A successful answer's JSON object; an error for any other answer."""
+        self._check(resp, where)
+        status = resp.status_code
+        try:
+            body = decode_json(resp.content)
+        except DataError as exc:
+            raise DataError(f"{where}: {exc}") from None
+        except (ValueError, RecursionError):
+            raise DataError(f"{where}: the response (HTTP {status}) is not JSON.") from None
+        if not isinstance(body, dict):
+            raise DataError(f"{where}: expected a JSON object, got a {type(body).__name__}.")
+        self._seen_success = True
+        return body
+
+    def _body(self, resp: httpx.Response, where: str) -> bytes:
+        """A successful answer's body as it came; an error for any other answer."""
+        self._check(resp, where)
+        self._seen_success = True
+        return resp.content
+
+    def _check(self, resp: httpx.Response, where: str) -> None:
+        """The error for an answer that isn't a success (below 300), naming what to fix."""
         status = resp.status_code
         if status in (401, 403):
             fix = f"check {self._key_env}" if self._key_env else "check the API key"
@@ -437,16 +471,6 @@ class ApiClient:
                               "final API address.")
         if status >= 400:
             raise DataError(f"{where} was rejected (HTTP {status}{self._error_text(resp)}).")
-        try:
-            body = decode_json(resp.content)
-        except DataError as exc:
-            raise DataError(f"{where}: {exc}") from None
-        except (ValueError, RecursionError):
-            raise DataError(f"{where}: the response (HTTP {status}) is not JSON.") from None
-        if not isinstance(body, dict):
-            raise DataError(f"{where}: expected a JSON object, got a {type(body).__name__}.")
-        self._seen_success = True
-        return body
 
 
 def server_message(resp: httpx.Response) -> str:

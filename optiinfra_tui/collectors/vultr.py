@@ -18,6 +18,7 @@ from optiinfra_tui.collectors.fields import (
     MISSING,
     parse_datetime,
     parse_decimal,
+    parse_entry,
     parse_id,
     parse_int,
     parse_object,
@@ -197,9 +198,7 @@ def parse_account(body: object, ctx: CollectContext) -> AccountSnapshot:
 
 def parse_billing_entry(item: object, ctx: CollectContext) -> LedgerEntry:
     """One entry of /billing/history (invoice, payment, credit)."""
-    item = parse_object(item, "billing history entry")
-    entry_id = parse_id(item.get("id"), "billing history entry: id")
-    get = item.get
+    entry_id, get = parse_entry(item, "billing history entry")
     with within(f"billing history entry {entry_id}"):
         return LedgerEntry(
             line_id=f"bh:{entry_id}", customer_id=ctx.customer_id, provider_name=PROVIDER,
@@ -213,9 +212,7 @@ def parse_billing_entry(item: object, ctx: CollectContext) -> LedgerEntry:
 
 def parse_instance(item: object, ctx: CollectContext) -> ResourceRow:
     """One entry of /instances."""
-    item = parse_object(item, "instance")
-    instance_id = parse_id(item.get("id"), "instance: id")
-    get = item.get
+    instance_id, get = parse_entry(item, "instance")
     with within(f"instance {instance_id}"):
         return ResourceRow(
             customer_id=ctx.customer_id, provider_name=PROVIDER, resource_id=instance_id,
@@ -244,6 +241,7 @@ class VultrCollector(ProviderCollector):
 
     provider = PROVIDER
     data_types = ("cost", "account", "resource")
+    skips_known_invoices = True
 
     def __init__(self, settings: Settings, customer_id: str, *, account: Account | None = None,
                  per_page: int = 500) -> None:

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlparse
@@ -15,6 +18,7 @@ from urllib.parse import urlparse
 import peewee as pw
 from playhouse.db_url import parse as parse_db_url
 
+from optiinfra_tui.datadir import create_file, make_dir
 from optiinfra_tui.errors import BackendUnavailable, ConfigError
 from optiinfra_tui.storage import group_commit
 from optiinfra_tui.text import first_line, safe_url
@@ -35,6 +39,18 @@ HEARTBEAT_STALE_AFTER = timedelta(seconds=15)
 def utcnow() -> datetime:
     """Naive UTC: what every timestamp column holds, on SQLite and PostgreSQL alike."""
     return datetime.now(UTC).replace(tzinfo=None)
+
+
+def minute_sql(column: str, database: pw.Database) -> str:
+    """SQL for the column's time cut to its minute, on SQLite or PostgreSQL."""
+    if isinstance(database, pw.PostgresqlDatabase):
+        return f"date_trunc('minute', {column})"
+    return f"strftime('%Y-%m-%d %H:%M:00', {column})"
+
+
+def as_datetime(value: datetime | str) -> datetime:
+    """A computed time column's value as a datetime: SQLite answers it as text."""
+    return value if isinstance(value, datetime) else datetime.fromisoformat(value)
 
 
 class BaseModel(pw.Model):
@@ -74,7 +90,6 @@ class CollectionRun(BaseModel):
             (("provider", "id"), False),
             (("customer_id", "id"), False),
             (("finished_at",), False),
-            (("queued_at",), False),
         )
 
     @property
@@ -90,7 +105,7 @@ class RunAttempt(BaseModel):
     """One try of a run: what a run detail screen lists."""
 
     id = pw.AutoField()
-    run_id = pw.IntegerField(index=True)
+    run_id = pw.IntegerField()  # looked up through the unique (run_id, attempt) index
     attempt = pw.IntegerField()
     status = pw.CharField(max_length=16)
     worker = pw.CharField(max_length=255, null=True)
@@ -160,6 +175,48 @@ class BackendHealth(BaseModel):
         table_name = "backend_health"
 
 
+class AlertState(BaseModel):
+    """Whether one condition of one alert is firing. A conditional UPDATE of this row (or its
+    unique INSERT) is the claim that makes one consumer of all send each alert and recovery."""
+
+    id = pw.AutoField()
+    alert = pw.CharField(max_length=64)  # the [[alerts]] entry's name
+    condition = pw.CharField(max_length=255)  # failures:<provider>:<customer> | missed:<schedule> | consumers
+    active = pw.BooleanField(default=False)
+    # What identifies this occurrence, sortable as text within one condition (a run id padded
+    # with zeros, a slot's or a heartbeat's ISO time): an occurrence never fires twice.
+    episode = pw.CharField(max_length=64)
+    summary = pw.TextField(default="")
+    since = pw.DateTimeField(default=utcnow)
+    updated_at = pw.DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "alert_states"
+        indexes = ((("alert", "condition"), True),)
+
+
+class AlertMessage(BaseModel):
+    """A webhook message to send, or sent: the outbox that any consumer delivers from."""
+
+    id = pw.AutoField()
+    alert = pw.CharField(max_length=64)
+    condition = pw.CharField(max_length=255)
+    event = pw.CharField(max_length=16)  # firing | resolved
+    body = pw.TextField()  # the request body, as sent (never the URL)
+    created_at = pw.DateTimeField(default=utcnow)
+    # Not sent before this; a sender moves it ahead while it holds the message (its lease).
+    due_at = pw.DateTimeField(default=utcnow)
+    attempts = pw.IntegerField(default=0)
+    sent_at = pw.DateTimeField(null=True)
+    given_up = pw.BooleanField(default=False)
+    last_error = pw.TextField(null=True)
+    sent_by = pw.CharField(max_length=255, null=True)
+
+    class Meta:
+        table_name = "alert_messages"
+        indexes = ((("alert", "sent_at", "id"), False),)
+
+
 class SchemaVersion(BaseModel):
     version = pw.IntegerField()
 
@@ -185,8 +242,42 @@ def _v2(database: pw.Database) -> None:
             "collection_runs", "requests", CollectionRun.requests))
 
 
+def _v3(database: pw.Database) -> None:
+    database.create_tables([AlertState, AlertMessage], safe=True)
+
+
+# Version 4: the indexes ten million runs need (bench/scale_history.py measures each read).
+# Added: the retries of a run, which its detail lists (a scan of every run without it).
+# Dropped: queued_at's (no query reads it: recovery's lost runs go by status) and the attempts'
+# run_id (the unique (run_id, attempt) index serves every lookup by run): each cost every write.
+INDEXES_ADDED = {"collectionrun_retry_of": "collection_runs (retry_of) WHERE retry_of IS NOT NULL"}
+INDEXES_DROPPED = {"collectionrun_queued_at": "collection_runs (queued_at)",
+                   "runattempt_run_id": "run_attempts (run_id)"}
+
+
+def _v4(database: pw.Database) -> None:
+    pg = isinstance(database, pw.PostgresqlDatabase)
+    online = "CONCURRENTLY " if pg else ""
+    for name, target in INDEXES_ADDED.items():
+        if pg and _invalid_index(database, name):
+            # An earlier try, interrupted, left it half-built: IF NOT EXISTS would keep it.
+            database.execute_sql(f"DROP INDEX CONCURRENTLY {name}")
+        database.execute_sql(f"CREATE INDEX {online}IF NOT EXISTS {name} ON {target}")
+    for name in INDEXES_DROPPED:
+        database.execute_sql(f"DROP INDEX {online}IF EXISTS {name}")
+
+
+def _invalid_index(database: pw.Database, name: str) -> bool:
+    return bool(database.execute_sql(
+        "SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+        "WHERE c.relname = %s AND NOT i.indisvalid", (name,)).fetchone())
+
+
 # Forward steps: version -> function. Append; never edit a released step.
-MIGRATIONS = {1: _v1, 2: _v2}
+MIGRATIONS = {1: _v1, 2: _v2, 3: _v3, 4: _v4}
+# Steps that only build or drop indexes: on PostgreSQL outside a transaction (CONCURRENTLY).
+INDEXES_STEP = 4
+ONLINE_STEPS = frozenset({INDEXES_STEP})
 SCHEMA_VERSION = max(MIGRATIONS)
 
 _lock = threading.Lock()
@@ -207,12 +298,18 @@ def connect(url: str) -> pw.Database:
         try:
             migrate(database)
         except pw.OperationalError as exc:
-            raise BackendUnavailable(
-                f"The history database ({safe_url(url)}) is unreachable: {(first_line(exc) or type(exc).__name__)}. "
-                "Check DATABASE_URL and that the server is running."
-            ) from None
+            raise unreachable(url, exc) from None
         _current_url = url
         return database
+
+
+def unreachable(url: str, exc: BaseException) -> BackendUnavailable:
+    """The error for a history database that can't be reached: where (no password), what
+    failed, and what to check."""
+    return BackendUnavailable(
+        f"The history database ({safe_url(url)}) is unreachable: "
+        f"{first_line(exc) or type(exc).__name__}. Check DATABASE_URL and that the server is "
+        "running.")
 
 
 class _Postgres(pw.PostgresqlDatabase):
@@ -234,7 +331,8 @@ def _open(url: str) -> pw.Database:
     if scheme == "sqlite":
         path = Path(url[len("sqlite:///"):])
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            make_dir(path.parent)
+            create_file(path)
         except OSError as exc:
             raise ConfigError(f"DATABASE_URL: can't create {path.parent}: {exc.strerror}. "
                               "Set OPTIINFRA_HOME or DATABASE_URL to a writable place.") from None
@@ -250,19 +348,41 @@ def _open(url: str) -> pw.Database:
 
 
 def migrate(database: pw.Database) -> int:
-    """Apply every forward step above the stored version; safe when consumers start together."""
+    """Apply every forward step above the stored version; safe when consumers start together.
+
+    SQLite: one transaction (BEGIN IMMEDIATE makes the migrators take turns). PostgreSQL: a
+    session advisory lock makes them take turns, each step commits with its version, and the
+    index steps run outside any transaction, so that CREATE INDEX CONCURRENTLY lets every
+    worker write while a populated table is indexed.
+    """
+    if not isinstance(database, pw.PostgresqlDatabase):
+        with database.atomic():
+            return _apply_steps(database)
+    if database.table_exists(SchemaVersion._meta.table_name) and \
+            _stored_version() >= max(MIGRATIONS):
+        return _stored_version()
+    with _postgres_migration_lock(database):
+        return _apply_steps(database)
+
+
+def _stored_version() -> int:
+    row = SchemaVersion.select().order_by(SchemaVersion.version.desc()).first()
+    return row.version if row else 0
+
+
+def _apply_steps(database: pw.Database) -> int:
     with database.atomic():
-        if isinstance(database, pw.PostgresqlDatabase):
-            database.execute_sql("SELECT pg_advisory_xact_lock(715517)")
         database.create_tables([SchemaVersion], safe=True)
-        row = SchemaVersion.select().order_by(SchemaVersion.version.desc()).first()
-        current = row.version if row else 0
-        for version in sorted(v for v in MIGRATIONS if v > current):
+    current = _stored_version()
+    for version in sorted(v for v in MIGRATIONS if v > current):
+        online = version in ONLINE_STEPS and isinstance(database, pw.PostgresqlDatabase)
+        with nullcontext() if online else database.atomic():
             MIGRATIONS[version](database)
+        with database.atomic():
             SchemaVersion.delete().execute()
             SchemaVersion.create(version=version)
-            log.info("history schema migrated to version %d", version)
-            current = version
+        log.info("history schema migrated to version %d", version)
+        current = version
     return current
 
 
@@ -280,6 +400,22 @@ def flush_writes(timeout: float | None = None) -> bool:
     return group_commit.flush(timeout)
 
 
+@contextmanager
+def _postgres_migration_lock(database: pw.Database) -> Iterator[None]:
+    # Tried, not waited for: a backend blocked in pg_advisory_lock holds a snapshot, which
+    # CREATE INDEX CONCURRENTLY in the lock's holder would wait for in turn.
+    waiting = False
+    while not database.execute_sql("SELECT pg_try_advisory_lock(715517)").fetchone()[0]:
+        if not waiting:
+            log.info("history schema: another process is migrating it; waiting")
+            waiting = True
+        time.sleep(0.2)
+    try:
+        yield
+    finally:
+        database.execute_sql("SELECT pg_advisory_unlock(715517)")
+
+
 def close_connection() -> None:
     """Close this thread's connection: short-lived threads would otherwise leak theirs."""
     try:
@@ -291,8 +427,6 @@ def close_connection() -> None:
 
 def ping() -> float:
     """Seconds for one round trip to the history database."""
-    import time
-
     start = time.perf_counter()
     db.execute_sql("SELECT 1").fetchone()
     return time.perf_counter() - start
@@ -310,8 +444,6 @@ def durable(fn, *args, what: str = "history write", give_up_after: float = DURAB
 
     Logs one line when the database goes away and one when the write finally lands.
     """
-    import time
-
     delay, waited, warned = 0.2, 0.0, False
     while True:
         try:

@@ -24,7 +24,8 @@ from optiinfra_tui.storage.metrics_schema import TABLES
 
 _KEYS = {  # `costs(by=...)`: the column each groups by; days come from spreading charges
     "provider": "provider_name",
-    "service": "service_name",
+    # Providers name their services alike (Bandwidth, Storage): each provider's apart.
+    "service": "(provider_name, service_name)",
     "day": "",
     "customer": "customer_id",
 }
@@ -37,10 +38,17 @@ class CostTotal:
     billed_cost: Decimal  # from invoice lines
     estimated_cost: Decimal  # from the pending estimate
     rows: int
+    provider: str = ""  # by service: whose service it is
 
     @property
     def total(self) -> Decimal:
         return self.billed_cost + self.estimated_cost
+
+
+def _total(key, currency: str, billed, estimated, rows: int) -> CostTotal:
+    """A CostTotal of a group's key: a (provider, service) pair by service."""
+    provider, key = key if isinstance(key, tuple) else ("", key)
+    return CostTotal(str(key), currency, _dec(billed), _dec(estimated), int(rows), str(provider))
 
 
 @dataclass(frozen=True)
@@ -94,7 +102,8 @@ class Queries(ClickHouse):
                    f"WHERE NOT is_estimate AND source IN ('{INVOICE}', '')))"]
         # A month one source describes in more detail counts none of a coarser source's rows.
         for better, coarser in SUPERSEDES.items():
-            counted.append(f"(source != '{coarser}' OR {month} NOT IN (SELECT {month} FROM "
+            names = ", ".join(f"'{c}'" for c in coarser)
+            counted.append(f"(source NOT IN ({names}) OR {month} NOT IN (SELECT {month} FROM "
                            f"{db}.{COST_LINES} WHERE source = '{better}' AND is_deleted = 0))")
         self._counted = " AND ".join(counted)
 
@@ -102,7 +111,8 @@ class Queries(ClickHouse):
 
     def costs(self, by: str, since: date | None = None,
               customer_id: str | None = None) -> list[CostTotal]:
-        """Billed and estimated totals per currency, grouped by provider, service, day or customer.
+        """Billed and estimated totals per currency, grouped by provider, service (each
+        provider's apart: `provider` says whose), day or customer.
 
         By day, and from `since` on, each charge counts pro rata over the days of its charge
         period (see `_spread`); a day's `rows` are the lines charged on it.
@@ -116,13 +126,13 @@ class Queries(ClickHouse):
         key = _KEYS[by]
         if since is not None:
             rows = self._spread_rows(key, "key", where, params, since, None)
-            totals = [CostTotal(str(k), c, b, e, first) for k, _, c, b, e, _, first in rows]
+            totals = [_total(k, c, b, e, first) for k, _, c, b, e, _, first in rows]
         else:
-            totals = [CostTotal(str(k), c, _dec(b), _dec(e), int(n)) for k, c, b, e, n in self._rows(
+            totals = [_total(k, c, b, e, n) for k, c, b, e, n in self._rows(
                 f"SELECT {key} AS key, billing_currency, sumIf(billed_cost, NOT is_estimate), "
                 f"sumIf(billed_cost, is_estimate), count() FROM {self._t(COST_LINES)} FINAL "
                 f"WHERE {where} GROUP BY key, billing_currency", params)]
-        return sorted(totals, key=lambda t: (t.currency, -t.total, t.key))
+        return sorted(totals, key=lambda t: (t.currency, -t.total, t.key, t.provider))
 
     def total(self, customer_id: str | None = None) -> CostTotal:
         """Every counted charge of one currency; ValueError if they are in several."""

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING
 
-from optiinfra_tui.errors import DataError, OptiInfraError
+from optiinfra_tui.errors import ConfigError, DataError, OptiInfraError
 from optiinfra_tui.rows import (
     ACCOUNT_SNAPSHOTS,
     COST_LINES,
@@ -310,53 +310,84 @@ class Writes(ClickHouse):
     def import_files(self, job: FileImport) -> int:
         """Let ClickHouse read the job's files into cost_lines (INSERT ... SELECT); returns the
         rows stored. Errors never carry the job's credentials."""
-        columns = [c for c in _COST_COLUMNS if c in job.select]
-        # Row numbers padded: a file's rows then arrive in key order, which the insert's sort
-        # takes fastest.
-        line_id = (f"concat({_quote(job.line_id_prefix)}, ':', _file, ':', "
-                   f"leftPad(toString(_row_number), 10, '0'))")
-        fixed = {"line_id": line_id, "customer_id": "{c:String}", "provider_name": "{p:String}",
+        fixed = {"customer_id": "{c:String}", "provider_name": "{p:String}",
                  "run_id": "{run:Int64}", "source": "{s:String}",
                  "collected_at": "fromUnixTimestamp64Micro({v:Int64}, 'UTC')",
-                 "billing_period": "{m:Date}"}
-        names = list(fixed) + [c for c in columns if c not in fixed]
-        exprs = [fixed.get(c) or job.select[c] for c in names]
-        key, secret, token = job.credentials
-        auth = ([_quote(key), _quote(secret)] + ([_quote(token)] if token else [])
-                if key else ["NOSIGN"])
+                 "billing_period": "{m:Date}",
+                 # Row numbers padded: a file's rows then arrive in key order, which the
+                 # insert's sort takes fastest.
+                 "line_id": (f"concat({_quote(job.line_id_prefix)}, ':', _file, ':', "
+                             f"leftPad(toString(_row_number), 10, '0'))")}
         params = {"c": job.customer_id, "p": job.provider_name, "run": job.run_id,
                   "s": job.source, "v": ticks(job.collected_at),
                   "m": job.billing_period.isoformat()}
-        secrets = tuple(s for s in (key, secret, token) if s)
+        secrets = {s for s in job.credentials if s}
         started = time.monotonic()
         with self._write_lock:
             self._forget(job.provider_name)
+            select = job.select
             # One insert per file: an insert's memory grows with what it reads (all files in one
             # took 2 GB for 4 million rows, one at a time 0.9 GB), and it was no faster.
             for url in job.urls:
-                source = f"s3({', '.join([_quote(url), *auth, _quote(job.file_format)])})"
-                sql = (f"INSERT INTO {self._t(COST_LINES)} ({', '.join(names)}) "
-                       f"SELECT {', '.join(exprs)} FROM {source} SETTINGS {_IMPORT_SETTINGS}")
                 try:
-                    self._command(sql, params)
+                    source = self._file_source(job, url, secrets)
+                    if callable(select):  # the columns of the first file say how to read them
+                        select = select({row[0]: row[1] for row in self._rows(
+                            f"DESCRIBE TABLE {source} SETTINGS {_IMPORT_SETTINGS}")})
+                    names = [c for c in _COST_COLUMNS if c in fixed or c in select]
+                    exprs = [fixed.get(c) or select[c] for c in names]
+                    self._command(f"INSERT INTO {self._t(COST_LINES)} ({', '.join(names)}) "
+                                  f"SELECT {', '.join(exprs)} FROM {source} "
+                                  f"SETTINGS {_IMPORT_SETTINGS}", params)
                 except Exception as exc:
                     # The files read so far would count beside the period's previous rows
                     # until its replacement: they leave again.
                     self._undo_import(params)
+                    hidden = tuple(secrets)
                     if isinstance(exc, OptiInfraError):
-                        raise type(exc)(_scrub(str(exc), secrets)) from None
+                        raise type(exc)(_scrub(str(exc), hidden)) from None
+                    if "certificate verify failed" in str(exc):
+                        raise ConfigError(
+                            f"ClickHouse could not read {url}: it does not trust the server's "
+                            "TLS certificate. Give the process that reads it (chDB: this one; "
+                            "a ClickHouse server: its openSSL client settings) the CA bundle, "
+                            "e.g. SSL_CERT_FILE.") from None
                     # ClickHouse's own message (a missing column, a value that doesn't parse):
                     # a bad export, not a bug of ours.
-                    raise DataError(f"ClickHouse could not read {url}: "
-                                    f"{_scrub(str(exc), secrets)}") from None
+                    raise DataError(f"ClickHouse could not read {url} (nothing of its billing "
+                                    f"period is stored; the period keeps its figures): "
+                                    f"{_scrub(str(exc), hidden)}") from None
             rows = int(self._rows(
                 f"SELECT count() FROM {self._t(COST_LINES)} WHERE {_CP} AND source = {{s:String}} "
                 f"AND billing_period = {{m:Date}} AND collected_at = "
                 f"fromUnixTimestamp64Micro({{v:Int64}}, 'UTC') AND is_deleted = 0", params)[0][0])
+            if job.expected_rows is not None and rows != job.expected_rows:
+                self._undo_import(params)
+                raise DataError(
+                    f"{job.provider_name} export {job.billing_period:%Y-%m}: its manifest "
+                    f"lists {job.expected_rows:,} rows, its {len(job.urls)} files held "
+                    f"{rows:,}: a file was cut short or replaced while it was read. Nothing "
+                    "of it is stored; the next run reads it again.")
         log.info("%s/%s %s %s: %d rows from %d files in %.2f s", job.provider_name,
                  job.customer_id, job.source, job.billing_period, rows, len(job.urls),
                  time.monotonic() - started)
         return rows
+
+    @staticmethod
+    def _file_source(job: FileImport, url: str, secrets: set[str]) -> str:
+        """The table function reading one of the job's files: url() with the job's headers,
+        else s3() signed with its keys (or unsigned). Adds the secrets it uses to `secrets`."""
+        if job.headers is not None:
+            headers = dict(job.headers())
+            # "Bearer <token>": the token is the secret.
+            secrets.update(v.split(" ", 1)[-1] for k, v in headers.items()
+                           if k.lower() == "authorization")
+            named = ", ".join(f"{_quote(k)} = {_quote(v)}" for k, v in headers.items())
+            return f"url({_quote(url)}, {_quote(job.file_format)}, headers({named}))"
+        key, secret, token = job.credentials
+        auth = ([_quote(key), _quote(secret)] + ([_quote(token)] if token else [])
+                if key else ["NOSIGN"])
+        return f"s3({', '.join([_quote(url), *auth, _quote(job.file_format)])})"
 
     def _undo_import(self, params: dict) -> None:
         """Tombstone the rows an import wrote (its version), so a failed one counts nowhere."""

@@ -16,6 +16,7 @@ from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.worker import get_current_worker
 
+from optiinfra_tui.datadir import write_file
 from optiinfra_tui.errors import OptiInfraError
 from optiinfra_tui.settings import Settings
 from optiinfra_tui.storage.history import close_connection
@@ -52,7 +53,7 @@ class DashboardApp(App):
 
     def __init__(self, rt: Runtime, pool=None, shutdown_timeout: float = 60.0,
                  source: Source | None = None, poll: float = 1.0,
-                 health_every: float = 5.0, costs_every: float = 60.0,
+                 health_every: float = 5.0, costs_every: float = 600.0,
                  costs_enabled: bool = True, costs_disabled_reason: str = "",
                  handle_signals: bool = False, start_pool: bool = False,
                  watcher: bool = False) -> None:
@@ -87,7 +88,7 @@ class DashboardApp(App):
             return
         prefs["theme"] = theme
         try:
-            (self.rt.settings.home / PREFS_FILE).write_text(json.dumps(prefs), encoding="utf-8")
+            write_file(self.rt.settings.home / PREFS_FILE, json.dumps(prefs))
         except OSError as exc:  # only a preference: the dashboard works without it
             log.warning("could not save the theme to %s: %s", PREFS_FILE, exc)
 
@@ -115,6 +116,8 @@ class DashboardApp(App):
         if self.pool is not None and not self.pool_started:
             self.pool.start()  # before the poller, so its first read lists these workers
             self.pool_started = True
+        if self.rt.open_data_dir:  # logged too, but the log file is out of sight
+            self.notify(self.rt.open_data_dir, title="Data dir", severity="warning", timeout=30)
         self.run_worker(self._poll_loop, thread=True, group="poller", name="poller")
 
     def on_unmount(self) -> None:
@@ -290,6 +293,21 @@ class DashboardApp(App):
         self._exit_renderables.clear()
 
 
+def _alert_watcher(rt: Runtime):
+    """An AlertWatcher for a watching dashboard, started, when this environment has every
+    alert's URL; None otherwise (watching needs no webhook)."""
+    if not rt.settings.alerts:
+        return None
+    try:
+        urls = rt.settings.alert_urls()
+    except OptiInfraError as exc:
+        log.info("alerts are not watched from this dashboard: %s", exc)
+        return None
+    from optiinfra_tui.worker.alerts import AlertWatcher
+
+    return AlertWatcher(rt, urls).start()
+
+
 def run_dashboard(settings: Settings, workers: int, shutdown_timeout: float = 60.0) -> int:
     """Run the dashboard with `workers` embedded worker threads; returns the exit code."""
     from optiinfra_tui.logs import setup_logging
@@ -297,6 +315,8 @@ def run_dashboard(settings: Settings, workers: int, shutdown_timeout: float = 60
     from optiinfra_tui.worker.pool import WorkerPool
     from optiinfra_tui.worker.runtime import Runtime, set_runtime
 
+    if workers:
+        settings.alert_urls()  # a webhook without its URL variable is a start-up error
     setup_logging(settings, stdout=False)
     rt = Runtime(settings)
     set_runtime(rt)
@@ -314,6 +334,9 @@ def run_dashboard(settings: Settings, workers: int, shutdown_timeout: float = 60
             reason = (f"chDB belongs to {exc.owner.describe()}, which runs the collections; "
                       "set CLICKHOUSE_URL to a ClickHouse server to see costs here too.")
     pool = WorkerPool(rt, workers, "dashboard") if workers else None
+    # Watching, it looks at the alerts' conditions too: no consumer can tell that they all
+    # stopped. (With workers, the pool's agent does.)
+    alerts = None if workers else _alert_watcher(rt)
     app = DashboardApp(
         rt, pool, shutdown_timeout,
         # chDB allows one process per data path: a watch-only dashboard must not take it
@@ -327,6 +350,8 @@ def run_dashboard(settings: Settings, workers: int, shutdown_timeout: float = 60
         finally:
             if pool is not None and app.pool_started and not app.pool_stopped:
                 pool.stop(0)
+            if alerts is not None:
+                alerts.stop()
             rt.close()
     if app.return_code:
         print(f"optiinfra-tui: the dashboard stopped on an unexpected error; the details are "

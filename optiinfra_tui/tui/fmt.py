@@ -24,16 +24,6 @@ ERROR_ADVICE = {
 }
 
 
-def duration(ms: int | None) -> str:
-    if ms is None:
-        return "-"
-    if ms < 1000:
-        return f"{ms} ms"
-    if ms < 60_000:
-        return f"{ms / 1000:.1f} s"
-    return f"{ms // 60_000}m{ms % 60_000 // 1000:02d}s"
-
-
 def age(since: datetime | None, now: datetime) -> str:
     """'12s', '3m', '2h', '4d' for how long ago `since` was."""
     if since is None:

@@ -1,5 +1,11 @@
 """The dashboard's one reader thread: reads when woken, else once per `poll` seconds, and
-posts only what changed, so an idle dashboard neither queries much nor redraws."""
+posts only what changed, so an idle dashboard neither queries much nor redraws.
+
+The history window is read again only when it may have changed: this process did something,
+a run was added anywhere (the newest id moved), a run in view is not final yet, or
+PAGE_REFRESH has passed (another process's edits no id reveals, such as a prune). Costs are
+read again when a run finished (it wrote the rows), when the day changes, or every
+`costs_every` seconds."""
 
 from __future__ import annotations
 
@@ -8,13 +14,17 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
+from optiinfra_tui.storage.history import FINAL_STATUSES
 from optiinfra_tui.tui.messages import CostsLoaded, PageLoaded, StateLoaded
 from optiinfra_tui.tui.source import CostsData, HistoryQuery, Source
+
+PAGE_REFRESH = 30.0
+_UNSEEN = object()
 
 
 class Poller:
     def __init__(self, source: Source, post: Callable, poll: float = 1.0,
-                 health_every: float = 5.0, costs_every: float = 60.0,
+                 health_every: float = 5.0, costs_every: float = 600.0,
                  batch_gap: float = 0.05, costs_enabled: bool = True,
                  costs_disabled_reason: str = "") -> None:
         self.source, self.post = source, post
@@ -29,7 +39,10 @@ class Poller:
         self._urgent = False
         self._last_state = self._last_page = self._last_costs = None
         self._health: list = []
-        self._finished_seen: tuple | None = None
+        self._finished_seen: object = _UNSEEN
+        self._newest: int | None = None
+        self._costs_day = None
+        self._page_read_at = 0.0
 
     def wake(self, health: bool = False, costs: bool = False) -> None:
         """Read again now (thread-safe): on activity, an action, or a new history window."""
@@ -67,7 +80,7 @@ class Poller:
                 self._want_health = False
                 self._health = self.source.health(live=True)
                 next_health = now + self.health_every
-            self.read_once()
+            self.read_once(woken)
             if self._want_costs or now >= next_costs:
                 self._want_costs = False
                 self.read_costs()
@@ -75,22 +88,38 @@ class Poller:
             # From this read's start: a slow read (a busy history) keeps the once-a-second pace.
             next_poll = now + self.poll
 
-    def read_once(self) -> None:
-        """One read of state and history window; posts each only if it changed."""
+    def read_once(self, woken: bool = True) -> None:
+        """One read of the state, and of the history window if it may have changed (`woken`:
+        this process acted); posts each only if it changed."""
         state = self.source.state(self._health)
-        # The clock alone changes nothing on screen, except a check's age label.
+        # The clock alone changes nothing on screen, except a check's age label; nor does a
+        # heartbeat's time (no panel shows it).
         comparable = replace(state, taken_at=None,
-                             health=[(h, h.late(state.taken_at)) for h in state.health])
+                             health=[(h, h.late(state.taken_at)) for h in state.health],
+                             workers=[replace(w, beat_at=None) for w in state.workers])
         if comparable != self._last_state:
             self._last_state = comparable
             self.post(StateLoaded(state))
-        finished = (state.stats.succeeded, state.stats.rows)
-        if self._finished_seen is not None and finished != self._finished_seen:
-            self._want_costs = True  # a run wrote rows: the totals moved
+        finished, seen = state.stats.last_finished, self._finished_seen
+        if seen is not _UNSEEN and finished is not None and (seen is None or finished > seen):
+            self._want_costs = True  # a run ended: it may have written rows, the totals moved
         self._finished_seen = finished
-        self.read_page()
+        if state.taken_at.date() != self._costs_day:
+            self._costs_day = state.taken_at.date()
+            self._want_costs = True  # a new day: month to date and the days shown moved
+        if self._page_due(woken):
+            self.read_page()
+
+    def _page_due(self, woken: bool) -> bool:
+        page = self._last_page
+        newest = self.source.newest_run()  # before the read: a run added after it shows next
+        moved, self._newest = newest != self._newest, newest
+        return (woken or moved or page is None or page.error is not None
+                or any(r.status not in FINAL_STATUSES for r in page.rows)
+                or time.monotonic() >= self._page_read_at + PAGE_REFRESH)
 
     def read_page(self) -> None:
+        self._page_read_at = time.monotonic()
         page = self.source.history(self.query)
         if page != self._last_page:
             self._last_page = page

@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from optiinfra_tui.storage.history import CollectionRun, utcnow
-from optiinfra_tui.storage.queries import CostSummary
+from optiinfra_tui.storage.queries import CostSummary, CostTotal
 from optiinfra_tui.text import short_error
 from optiinfra_tui.worker import monitor, runs
 from optiinfra_tui.worker.health import Health
@@ -58,6 +58,23 @@ class HistoryPage:
     rows: tuple[RunRow, ...]
     has_more: bool
     error: str | None = None
+
+
+TOP_SERVICES = 12  # the costs view's services, in each currency
+
+
+def by_currency(totals: list[CostTotal], summary: list[CostSummary],
+                top: int | None = None) -> list[CostTotal]:
+    """`totals` (largest first in each currency) in the summary's order of currencies, the
+    `top` largest of each: amounts of different currencies can't be ranked together."""
+    order = {s.currency: n for n, s in enumerate(summary)}
+    kept: dict[str, int] = {}
+    out = []
+    for t in sorted(totals, key=lambda t: order.get(t.currency, len(order))):
+        kept[t.currency] = kept.get(t.currency, 0) + 1
+        if top is None or kept[t.currency] <= top:
+            out.append(t)
+    return out
 
 
 @dataclass
@@ -131,6 +148,14 @@ class Source:
             return HistoryPage(query, (), False, f"history: {short_error(exc)}")
         return HistoryPage(query, tuple(RunRow.of(r) for r in found[:limit]), len(found) > limit)
 
+    def newest_run(self) -> int | None:
+        """The newest run's id, which any new run moves; None when the history is unreadable."""
+        try:
+            self.rt.history()
+            return runs.newest_run_id()
+        except Exception:
+            return None
+
     def detail(self, run_id: int) -> RunDetail:
         try:
             self.rt.history()
@@ -145,10 +170,12 @@ class Source:
         try:
             store = self._metrics()
             today = self.clock().date()
+            summary = list(store.summary(today))
             return CostsData(by_day=list(store.spend_by_day_and_provider(days=days, today=today)),
-                             summary=list(store.summary(today)),
-                             by_provider=list(store.costs(by="provider")),
-                             by_service=list(store.costs(by="service"))[:12],
+                             summary=summary,
+                             by_provider=by_currency(store.costs(by="provider"), summary),
+                             by_service=by_currency(store.costs(by="service"), summary,
+                                                    TOP_SERVICES),
                              today=today)
         except Exception as exc:
             log.warning("costs view: metrics unavailable: %s", short_error(exc))

@@ -23,7 +23,8 @@ from optiinfra_tui.storage.history import (
     utcnow,
 )
 from optiinfra_tui.text import short_error
-from optiinfra_tui.worker import recovery, runs, schedules
+from optiinfra_tui.worker import recovery, runs, schedules, webhooks
+from optiinfra_tui.worker.alerts import AlertWatcher
 from optiinfra_tui.worker.health import BACKEND_EVERY, check_all, record, recorded
 from optiinfra_tui.worker.runtime import Runtime
 
@@ -52,16 +53,25 @@ class ConsumerAgent:
         self._last_error: str | None = None
         self._settled: set = set()  # schedule slots already claimed or lost by this consumer
         self._prune_hour = None
+        self._next_beat = 0.0
         self._providers: threading.Thread | None = None
+        self._alerts: AlertWatcher | None = None
         # Since when every loop has succeeded (the history store reachable); see _may_recover.
         self._reachable_since = time.monotonic()
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="Agent", daemon=True)
         self._thread.start()
+        if self.run_schedules and self.rt.settings.alerts:
+            # Its own thread: a slow webhook must not delay the heartbeat or a schedule tick.
+            # A missing URL variable raises here (entry points check it before starting).
+            self._alerts = AlertWatcher(self.rt, self.rt.settings.alert_urls(),
+                                        self.clock).start()
 
     def stop(self) -> None:
         self._stop.set()
+        if self._alerts is not None:
+            self._alerts.stop()
         if self._thread:
             self._thread.join(timeout=5)
         try:
@@ -71,14 +81,13 @@ class ConsumerAgent:
             pass
 
     def _loop(self) -> None:
-        next_beat = next_tick = next_health = next_recover = 0.0
+        next_tick = next_health = next_recover = 0.0
         while not self._stop.is_set():
             now = time.monotonic()
             try:
                 self.rt.history()
-                if now >= next_beat:
+                if now >= self._next_beat:
                     self.beat()
-                    next_beat = now + HEARTBEAT_EVERY
                 if self.run_schedules and now >= next_tick:
                     self.tick()
                     next_tick = now + TICK_EVERY
@@ -116,6 +125,7 @@ class ConsumerAgent:
         return now - self._reachable_since >= HEARTBEAT_STALE_AFTER.total_seconds()
 
     def beat(self) -> None:
+        self._next_beat = time.monotonic() + HEARTBEAT_EVERY
         processed, failed = self.rt.activity.totals()
         state = json.dumps([t.to_json() for t in self.rt.activity.snapshot()])
         values = dict(host=self.rt.host, pid=os.getpid(), kind=self.kind,
@@ -125,6 +135,12 @@ class ConsumerAgent:
          .on_conflict(conflict_target=[WorkerHeartbeat.consumer_id],
                       update={getattr(WorkerHeartbeat, k): v for k, v in values.items()})
          .execute())
+
+    def _beat_if_due(self) -> None:
+        # A long prune runs in this thread: the heartbeat must go on, or this consumer's
+        # running tasks would look orphaned to the others.
+        if time.monotonic() >= self._next_beat:
+            self.beat()
 
     def tick(self) -> None:
         for schedule, slot in schedules.due(self.rt.settings.schedules, self.clock(),
@@ -150,7 +166,8 @@ class ConsumerAgent:
         self._prune_hour = hour
         if schedules.claim("__prune__", hour, self.rt.consumer_id):
             schedules.forget(PROVIDER_CHECK, now - timedelta(hours=1))
-            deleted = runs.prune(self.rt.settings.keep_days, now)
+            webhooks.prune(now - timedelta(days=self.rt.settings.keep_days))
+            deleted = runs.prune(self.rt.settings.keep_days, now, between=self._beat_if_due)
             if deleted:
                 log.info("pruned %d runs older than %d days", deleted, self.rt.settings.keep_days)
 

@@ -240,8 +240,11 @@ def _collect(rt: Runtime, run: CollectionRun, written: list[int],
     try:
         store = rt.metrics()
         for data_type in run.types:
+            # Two queries, made only for a collector that reads them (a plug-in may not say).
             known, latest = (store.invoice_state(run.customer_id, run.provider)
-                             if data_type == "cost" else (frozenset(), None))
+                             if data_type == "cost" and getattr(collector, "skips_known_invoices",
+                                                                False)
+                             else (frozenset(), None))
             ctx = CollectContext(customer_id=run.customer_id, run_id=run.id,
                                  collected_at=utcnow(), known_invoice_ids=known,
                                  latest_invoice_id=latest,

@@ -17,9 +17,13 @@ from optiinfra_tui.storage.history import (
     FAILED,
     RETRYING,
     SUCCESS,
+    AlertState,
     CollectionRun,
     ScheduleSlot,
     WorkerHeartbeat,
+    as_datetime,
+    db,
+    minute_sql,
     utcnow,
 )
 from optiinfra_tui.storage.history import (
@@ -100,10 +104,23 @@ class Stats:
     p95_ms: int | None
     rows: int
     runs_per_minute: list[int] = field(default_factory=list)
+    # When the newest run of the window finished: it moves when a run finishes (rows written).
+    last_finished: datetime | None = None
 
     @classmethod
     def empty(cls, window_minutes: int = 60) -> Stats:
         return cls(window_minutes, 0, 0, 0, None, None, None, 0, [0] * window_minutes)
+
+
+@dataclass
+class ActiveAlert:
+    """A condition some [[alerts]] entry is firing for (worker/alerts.py)."""
+
+    condition: str  # failures:<provider>:<customer> | missed:<schedule> | consumers
+    label: str  # a few words for the header: '<provider> failing', 'missed slot: nightly'
+    summary: str  # what the webhook was told
+    since: datetime
+    alerts: list[str]  # the entries firing for it
 
 
 @dataclass
@@ -121,6 +138,7 @@ class Snapshot:
     # Which process runs the collections of an embedded store (chDB is one process per path):
     # its description, "" when none does; None when the stores are shared by every consumer.
     owner: str | None = None
+    alerts: list[ActiveAlert] = field(default_factory=list)
 
     def to_json(self) -> dict:
         return json.loads(json.dumps(asdict(self), default=json_default))
@@ -185,37 +203,96 @@ def schedule_info(settings, now: datetime | None = None) -> list[ScheduleInfo]:
     return out
 
 
+def active_alerts(default_customer: str = "") -> list[ActiveAlert]:
+    """The conditions firing now, oldest first, each once whichever entries fire for it."""
+    found: dict[str, ActiveAlert] = {}
+    for st in (AlertState.select().where(AlertState.active == True)  # noqa: E712
+               .order_by(AlertState.since, AlertState.id)):
+        if st.condition in found:
+            found[st.condition].alerts.append(st.alert)
+        else:
+            found[st.condition] = ActiveAlert(st.condition, _alert_label(st.condition,
+                                                                         default_customer),
+                                              st.summary, st.since, [st.alert])
+    return list(found.values())
+
+
+def _alert_label(condition: str, default_customer: str) -> str:
+    kind, _, rest = condition.partition(":")
+    if kind == "failures":
+        provider, _, customer = rest.partition(":")
+        # The default customer goes by the provider's name alone, as in the health checks.
+        return f"{provider if customer == default_customer else rest} failing"
+    if kind == "missed":
+        return f"missed slot: {rest}"
+    return "no consumer running" if kind == "consumers" else condition
+
+
+# The percentiles shown (p50, p95) as fractions a/b: their ranks are exact in integers.
+PERCENTILES = ((1, 2), (19, 20))
+_TIMED = "CASE WHEN status = 'success' AND duration_ms IS NOT NULL THEN 1 ELSE 0 END"
+# One pass over the window (read through finished_at's index): runs and rows per minute and
+# status, and the timed successes' durations at the percentiles' ranks, ranked in the database.
+_STATS_SQL = """
+WITH w AS (SELECT status, finished_at, metrics_collected, duration_ms
+           FROM collection_runs WHERE finished_at >= {param}),
+ranked AS (SELECT duration_ms, ROW_NUMBER() OVER (ORDER BY {timed} DESC, duration_ms) AS pos,
+                  SUM({timed}) OVER () AS n
+           FROM w)
+SELECT 0, {minute} AS minute, status, COUNT(*), SUM(metrics_collected), COUNT(duration_ms),
+       MAX(finished_at)
+FROM w GROUP BY minute, status
+UNION ALL
+SELECT 1, NULL, NULL, pos, duration_ms, n, NULL FROM ranked WHERE n > 0 AND pos IN ({ranks})
+"""
+
+
+def rank(n: int, a: int, b: int) -> int:
+    """The 0-based nearest rank of percentile a/b among n sorted values: a/b * (n - 1),
+    rounded half up."""
+    return (2 * a * (n - 1) + b) // (2 * b)
+
+
 def stats(window_minutes: int = 60, now: datetime | None = None) -> Stats:
-    """Success rate, duration percentiles, rows and a per-minute run count over the window."""
+    """Success rate, duration percentiles, rows and runs per clock minute, over the last
+    `window_minutes` minutes (the current one included).
+
+    Counted by the database in one statement: what crosses the wire is at most a few hundred
+    numbers, however many runs the hour holds. The window starts on a minute, so the figures
+    change only when a run finishes or a minute begins: a dashboard at rest need not redraw
+    them.
+    """
     now = now or utcnow()
-    since = now - timedelta(minutes=window_minutes)
-    rows = list(CollectionRun.select(CollectionRun.status, CollectionRun.duration_ms,
-                                     CollectionRun.metrics_collected, CollectionRun.finished_at)
-                .where(CollectionRun.finished_at >= since).tuples())
+    end = now.replace(second=0, microsecond=0)  # the end of the current minute
+    end += timedelta(minutes=1) if end < now else timedelta(0)
+    since = end - timedelta(minutes=window_minutes)
+    database = db.obj
+    sql = _STATS_SQL.format(
+        param=database.param, timed=_TIMED, minute=minute_sql("finished_at", database),
+        ranks=", ".join(f"(2 * {a} * (n - 1) + {b}) / {2 * b} + 1" for a, b in PERCENTILES))
     per_minute = [0] * window_minutes
-    durations = []
-    ok = bad = total_rows = 0
-    for status, duration, metrics, finished in rows:
-        idx = int((finished - since).total_seconds() // 60)
+    runs = ok = bad = total_rows = 0
+    last: datetime | None = None
+    ranked: dict[int, int] = {}
+    timed = 0
+    for kind, at, status, count, rows, durations, latest in database.execute_sql(sql, (since,)):
+        if kind:  # a percentile: its 1-based rank, its duration, how many were timed
+            ranked[count], timed = rows, durations
+            continue
+        idx = int((as_datetime(at) - since).total_seconds() // 60)
         if 0 <= idx < window_minutes:
-            per_minute[idx] += 1
-        ok += status == SUCCESS
-        bad += status == FAILED
-        total_rows += metrics or 0
-        if duration is not None and status == SUCCESS:
-            durations.append(duration)
-    durations.sort()
+            per_minute[idx] += count
+        runs += count
+        ok += count if status == SUCCESS else 0
+        bad += count if status == FAILED else 0
+        total_rows += int(rows or 0)
+        latest = as_datetime(latest)
+        last = latest if last is None or latest > last else last
+    p50, p95 = (ranked.get(rank(timed, a, b) + 1) if timed else None for a, b in PERCENTILES)
     return Stats(
-        window_minutes=window_minutes, runs=len(rows), succeeded=ok, failed=bad,
-        success_rate=(ok / (ok + bad)) if ok + bad else None,
-        p50_ms=_percentile(durations, 0.50), p95_ms=_percentile(durations, 0.95),
-        rows=total_rows, runs_per_minute=per_minute)
-
-
-def _percentile(values: list[int], q: float) -> int | None:
-    if not values:
-        return None
-    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
+        window_minutes=window_minutes, runs=runs, succeeded=ok, failed=bad,
+        success_rate=(ok / (ok + bad)) if ok + bad else None, p50_ms=p50, p95_ms=p95,
+        rows=total_rows, runs_per_minute=per_minute, last_finished=last)
 
 
 def health(rt: Runtime, live: bool = True) -> list[Health]:
@@ -259,6 +336,7 @@ def snapshot(rt: Runtime, live_health: bool = True, checks: list[Health] | None 
             snap.workers = workers(now)
             snap.schedules = schedule_info(rt.settings, now)
             snap.stats = stats(now=now)
+            snap.alerts = active_alerts(rt.settings.default_customer_id)
         except Exception as exc:
             snap.errors.append(f"history: {short_error(exc)}")
     if not down & {"history", "queue"}:

@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from optiinfra_tui.datadir import FILE_MODE, make_dir
 from optiinfra_tui.errors import ConfigError
 
 OWNER_FILE = "owner.lock"
@@ -97,8 +98,8 @@ def claim_embedded(home: Path, kind: str) -> OwnerClaim:
             claim.refs += 1
             return claim
         try:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            make_dir(os.path.dirname(path))
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, FILE_MODE)
         except OSError as exc:
             raise ConfigError(f"The data dir {home} can't be used ({exc.strerror}). Fix its "
                               "permissions, or set OPTIINFRA_HOME elsewhere.") from None

@@ -17,6 +17,7 @@ from huey.consumer import Consumer, Worker
 from huey.signals import SIGNAL_ENQUEUED
 from huey.storage import RedisStorage
 
+from optiinfra_tui.datadir import create_file, make_dir
 from optiinfra_tui.settings import Settings
 
 log = logging.getLogger("optiinfra.queue")
@@ -56,7 +57,8 @@ def build_huey(settings: Settings) -> Huey:
         pool = redis.ConnectionPool.from_url(settings.redis_url, health_check_interval=10,
                                              socket_timeout=5, socket_connect_timeout=5)
         return QueueRedisHuey(QUEUE_NAME, connection_pool=pool, results=False, utc=True)
-    settings.home.mkdir(parents=True, exist_ok=True)
+    make_dir(settings.home)
+    create_file(settings.home / "queue.db")
     return QueueSqliteHuey(QUEUE_NAME, filename=str(settings.home / "queue.db"), results=False,
                            utc=True, timeout=10)
 

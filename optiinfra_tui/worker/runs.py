@@ -7,11 +7,11 @@ sees the truth as soon as it is written.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
-from peewee import PostgresqlDatabase, __exception_wrapper__
+from peewee import PostgresqlDatabase, __exception_wrapper__, fn
 
 from optiinfra_tui.settings import ordered_types
 from optiinfra_tui.storage.group_commit import Part
@@ -359,6 +359,11 @@ def list_runs(status: str | None = None, provider: str | None = None,
     return list(q.order_by(CollectionRun.id.desc()).limit(limit))
 
 
+def newest_run_id() -> int | None:
+    """The highest run id: one step down the primary key, whatever the table's size."""
+    return CollectionRun.select(fn.MAX(CollectionRun.id)).scalar()
+
+
 def wait_for(run_id: int, timeout: float | None = None, poll: float = 0.2) -> CollectionRun:
     """Block until the run reaches a final state (or timeout); returns its last known row."""
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -374,23 +379,53 @@ def wait_for(run_id: int, timeout: float | None = None, poll: float = 0.2) -> Co
 __all__ = [
     "QUEUED", "RUNNING", "RETRYING", "SUCCESS", "FAILED", "CANCELED",
     "create_run", "attach_task", "delete_run", "get_run", "start_attempt", "finish_success",
-    "finish_failure", "schedule_retry", "add_requests", "cancel_run", "attempts", "list_runs", "wait_for",
+    "finish_failure", "schedule_retry", "add_requests", "cancel_run", "attempts", "list_runs",
+    "newest_run_id", "wait_for",
 ]
 
 
-def prune(keep_days: int, now: datetime | None = None) -> int:
-    """Delete finished runs (and their attempts) older than `keep_days`; returns runs deleted."""
+# Pruning deletes in short transactions, each holding its locks (on SQLite, the whole
+# database's) for about PRUNE_BATCH_SECONDS: the batch is sized from the last one's time, so a
+# worker's write waits that long at most, on a quiet host or a loaded one. After each batch
+# the prune rests as long as the batch took (PRUNE_PAUSE at least): a writer waiting on
+# SQLite's lock retries within its busy handler's sleep and finds the lock free, and on a busy
+# host the prune takes at most half of a core.
+PRUNE_BATCH = 250  # the first batch
+PRUNE_BATCHES = (50, 5000)  # the smallest and largest batch
+PRUNE_BATCH_SECONDS = 0.02
+PRUNE_PAUSE = 0.02
+
+
+def prune(keep_days: int, now: datetime | None = None, batch: int | None = None,
+          between: Callable[[], object] | None = None) -> int:
+    """Delete finished runs (and their attempts) older than `keep_days`, oldest first, in short
+    transactions; returns runs deleted. `batch` fixes the runs per transaction (else sized to
+    PRUNE_BATCH_SECONDS); `between` is called after each batch (the agent beats there)."""
     from optiinfra_tui.storage.history import ScheduleSlot, WorkerHeartbeat
 
     now = now or utcnow()
     cutoff = now - timedelta(days=keep_days)
-    old = (CollectionRun.select(CollectionRun.id)
-           .where(CollectionRun.finished_at < cutoff, CollectionRun.status.in_(FINAL_STATUSES)))
-    with db.atomic():
-        RunAttempt.delete().where(RunAttempt.run_id.in_(old)).execute()
-        deleted = (CollectionRun.delete()
+    deleted, size = 0, batch or PRUNE_BATCH
+    while True:
+        started = time.monotonic()
+        with db.atomic():
+            ids = [i for (i,) in CollectionRun.select(CollectionRun.id)
                    .where(CollectionRun.finished_at < cutoff,
-                          CollectionRun.status.in_(FINAL_STATUSES)).execute())
+                          CollectionRun.status.in_(FINAL_STATUSES))
+                   .order_by(CollectionRun.finished_at).limit(size).tuples()]
+            if ids:
+                RunAttempt.delete().where(RunAttempt.run_id.in_(ids)).execute()
+                deleted += CollectionRun.delete().where(CollectionRun.id.in_(ids)).execute()
+        if len(ids) < size:
+            break
+        took = time.monotonic() - started
+        if batch is None:
+            wanted = int(size * PRUNE_BATCH_SECONDS / max(took, 0.001))
+            size = max(PRUNE_BATCHES[0], min(PRUNE_BATCHES[1], wanted, size * 2))
+        if between is not None:
+            between()
+        time.sleep(max(PRUNE_PAUSE, took))
+    with db.atomic():
         ScheduleSlot.delete().where(ScheduleSlot.slot < cutoff).execute()
         WorkerHeartbeat.delete().where(WorkerHeartbeat.beat_at < now - timedelta(days=1)).execute()
     return deleted

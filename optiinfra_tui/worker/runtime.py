@@ -6,17 +6,21 @@ goes through a Runtime, so all of them share one code path.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import threading
 
 from huey.api import Huey
 
+from optiinfra_tui.datadir import open_to_others
 from optiinfra_tui.settings import Settings, load_settings
 from optiinfra_tui.storage import history
 from optiinfra_tui.worker import owner
 from optiinfra_tui.worker.activity import ActivityRegistry
 from optiinfra_tui.worker.queue import build_huey
+
+log = logging.getLogger("optiinfra.datadir")
 
 
 class Runtime:
@@ -24,6 +28,10 @@ class Runtime:
         from optiinfra_tui.worker.tasks import register_tasks
 
         self.settings = settings
+        # Read before this process adds its own (private) files: a warning, or None.
+        self.open_data_dir = open_to_others(settings.home)
+        if self.open_data_dir:
+            log.warning(self.open_data_dir)
         self.huey: Huey = build_huey(settings)
         self.activity = ActivityRegistry()
         self.host = socket.gethostname()

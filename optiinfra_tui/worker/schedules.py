@@ -39,6 +39,24 @@ def current_slot(schedule: Schedule, now: datetime) -> datetime | None:
     return start if now - start <= MAX_LATENESS else None
 
 
+def last_closed_slot(schedule: Schedule, now: datetime) -> datetime:
+    """The start of the newest slot that can no longer be claimed at `now` (naive UTC).
+
+    A slot can be claimed while it is the current one and at most MAX_LATENESS old.
+    """
+    if schedule.interval:
+        start = epoch_slot(schedule.interval, now)
+        if now - start > min(timedelta(seconds=schedule.interval), MAX_LATENESS):
+            return start
+        return start - timedelta(seconds=schedule.interval)
+    expr = parse_cron(schedule.cron)
+    start = next(CronSim(expr, now.replace(microsecond=0) + timedelta(seconds=1), reverse=True))
+    following = next(CronSim(expr, start))
+    if now - start > min(following - start, MAX_LATENESS):
+        return start
+    return next(CronSim(expr, start, reverse=True))
+
+
 def next_run(schedule: Schedule, now: datetime) -> datetime | None:
     """The start of the first slot after `now` (naive UTC)."""
     if schedule.interval:

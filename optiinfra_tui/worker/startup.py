@@ -1,8 +1,9 @@
 """Process-wide settings, made once by each entry point before it starts a thread.
 
 `cli.main` (the dashboard, `--headless`, every command, `collect --inline`) and
-`huey_config.py` call `prepare_process()`; nothing changes these settings afterwards. Each is
-here because `bench/process_setup.py` showed it pays (figures in the README's Performance notes).
+`huey_config.py` call `prepare_process()`; nothing changes these settings afterwards. The
+speed-ups are here because `bench/process_setup.py` showed they pay (figures in the README's
+Performance notes); the umask because only it reaches the files chDB creates.
 """
 
 from __future__ import annotations
@@ -26,6 +27,10 @@ def prepare_process() -> None:
     young, *older = gc.get_threshold()
     if young:  # 0: automatic collection was turned off; leave it so
         gc.set_threshold(max(young, YOUNG_GC_THRESHOLD), *older)
+    from optiinfra_tui.datadir import private_umask
     from optiinfra_tui.storage.clickhouse import keep_pyarrow_from_chdb
 
     keep_pyarrow_from_chdb()
+    # chDB writes thousands of files into the data dir, with no say over their modes: only
+    # the umask keeps them (and SQLite's journals, a rotated log) from other users.
+    private_umask()

@@ -8,7 +8,10 @@ queue. prometheus_client is imported only by `serve`: other processes record not
 from __future__ import annotations
 
 import logging
+import socket
 from typing import TYPE_CHECKING
+
+from optiinfra_tui.access import Tokens, bearer
 
 if TYPE_CHECKING:  # runtime imports this module's callers: annotations only
     from optiinfra_tui.worker.runtime import Runtime
@@ -125,10 +128,43 @@ def registry(rt: Runtime):
     return reg
 
 
-def serve(rt: Runtime, port: int, host: str = "127.0.0.1"):
-    """Serve /metrics on a background thread; returns the server (call shutdown() to stop)."""
-    from prometheus_client import start_http_server
+def serve(rt: Runtime, port: int, host: str = "127.0.0.1", tokens: Tokens | None = None):
+    """Serve /metrics on a background thread; returns the server (call shutdown() to stop).
 
-    server, _thread = start_http_server(port, addr=host, registry=registry(rt))
-    log.info("Prometheus metrics on http://%s:%d/metrics", host, port)
+    With `tokens` (a listener beyond loopback), a scrape must send `Authorization: Bearer`
+    with one of them (Prometheus: `authorization: {credentials: ...}` in the scrape config).
+    """
+    import threading
+    from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+    from prometheus_client import make_wsgi_app
+    from prometheus_client.exposition import ThreadingWSGIServer
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, format, *args):  # noqa: A002 (the base class's name)
+            pass  # a line per scrape would drown the log
+
+    class Server(ThreadingWSGIServer):
+        address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+
+    app = make_wsgi_app(registry(rt))
+    if tokens is not None:
+        app = _guarded(app, tokens)
+    server = make_server(host.strip("[]"), port, app, Server, handler_class=Quiet)
+    threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
+    log.info("Prometheus metrics on http://%s:%d/metrics%s", host, port,
+             " (bearer token required)" if tokens is not None else "")
     return server
+
+
+def _guarded(app: Callable, tokens: Tokens) -> Callable:
+    """A WSGI app that answers 401 unless the request carries one of `tokens`."""
+
+    def guarded(environ, start_response):
+        if tokens.match(bearer(environ.get("HTTP_AUTHORIZATION"))) is None:
+            start_response("401 Unauthorized", [("Content-Type", "text/plain"),
+                                                ("WWW-Authenticate", "Bearer")])
+            return [b"Send Authorization: Bearer <token> (OPTIINFRA_API_TOKEN).\n"]
+        return app(environ, start_response)
+
+    return guarded

@@ -14,7 +14,6 @@ from optiinfra_tui.collectors.aws import (
     cost_explorer,
     default_account,
     exports,
-    max_requests,
 )
 from optiinfra_tui.collectors.aws.session import AwsSession, RequestMeter, require_botocore
 from optiinfra_tui.collectors.base import (
@@ -46,7 +45,7 @@ class AwsCollector(ProviderCollector):
         self.customer_id = customer_id
         self.account = account
         # Validated at start (the spec's option); read again for Settings built by hand.
-        budget = settings.options.get(MAX_REQUESTS_VAR) or max_requests(settings.env)
+        budget = settings.option(MAX_REQUESTS_VAR)
         self.meter = RequestMeter(budget=int(budget), what="AWS Cost Explorer",
                                   budget_var=MAX_REQUESTS_VAR)
         self._session = AwsSession(settings.env, account, customer_id, self.meter)

@@ -17,6 +17,12 @@ from datetime import date
 from optiinfra_tui.collectors.aws import PROVIDER
 from optiinfra_tui.collectors.aws.cost_explorer import CATEGORY_RULES
 from optiinfra_tui.collectors.base import CollectContext
+from optiinfra_tui.collectors.focus_sql import (
+    Columns,
+    file_format,
+    focus_mapping,
+    line_id_prefix,
+)
 from optiinfra_tui.errors import ConfigError, DataError
 from optiinfra_tui.rows import DATA_EXPORT, IMPORT_FILES, REPLACE_WINDOW, Batch, FileImport, Window
 
@@ -75,71 +81,6 @@ def read_manifest(s3, bucket: str, key: str) -> tuple[list[str], dict[str, str]]
     return files, {str(c["name"]): str(c.get("type", "")).lower() for c in columns}
 
 
-def file_format(urls: list[str], where: str) -> str:
-    """The ClickHouse input format of the data files (gzip is read by extension)."""
-    kinds = {"Parquet" if u.endswith(".parquet") else
-             "CSVWithNames" if u.endswith((".csv.gz", ".csv")) else u.rsplit("/", 1)[-1]
-             for u in urls}
-    if len(kinds) != 1 or not kinds <= {"Parquet", "CSVWithNames"}:
-        raise DataError(f"{where}: data files must all be Parquet or gzip CSV, not "
-                        f"{', '.join(sorted(kinds))}.")
-    return kinds.pop()
-
-
-# --- the column mapping: SQL expressions over the files' columns ---------------------------
-
-
-class Columns:
-    """Expressions that read one export's columns into cost_lines' types (a CSV is all text;
-    a Parquet file keeps its types, as the manifest declares them)."""
-
-    def __init__(self, columns: dict[str, str], fmt: str) -> None:
-        self.columns, self.text = columns, fmt != "Parquet"
-
-    def has(self, name: str) -> bool:
-        return name in self.columns
-
-    def first(self, *names: str) -> str | None:
-        return next((n for n in names if n in self.columns), None)
-
-    @staticmethod
-    def q(name: str) -> str:
-        return "`" + name.replace("`", "``") + "`"
-
-    def str(self, name: str | None) -> str:
-        return f"ifNull(toString({self.q(name)}), '')" if name and self.has(name) else "''"
-
-    def dec(self, name: str | None, scale: int = 6) -> str:
-        """Rounded half-even to the column's scale, as Python's writes."""
-        if not name or not self.has(name):
-            return f"toDecimal64(0, {scale})"
-        exact = (f"ifNull({self.q(name)}, 0)" if self._typed(name, "decimal")
-                 else self.num(name))
-        return f"toDecimal64(roundBankers({exact}, {scale}), {scale})"
-
-    def num(self, name: str | None) -> str:
-        """A money column for arithmetic, to 12 places: text (a CSV's, or a string column) is
-        read exactly; a Parquet number is converted by value, rounded at 12 places (four times
-        faster than through its text, and the same to 6 places below a million)."""
-        if not name or not self.has(name):
-            return "toDecimal128(0, 12)"
-        if self.text or self._typed(name, "string", "varchar"):
-            return f"toDecimal128(ifNull(nullIf(toString({self.q(name)}), ''), '0'), 12)"
-        return f"toDecimal128(ifNull({self.q(name)}, 0), 12)"
-
-    def _typed(self, name: str, *kinds: str) -> bool:
-        return not self.text and self.columns[name].startswith(kinds)
-
-    def ts(self, name: str | None, fallback: str) -> str:
-        if not name or not self.has(name):
-            return fallback
-        col = self.q(name)
-        if self.text or self.columns[name] in ("string", "varchar"):
-            return (f"ifNull(parseDateTime64BestEffortOrNull(toString({col}), 6, 'UTC'), "
-                    f"{fallback})")
-        return f"ifNull(toDateTime64({col}, 6, 'UTC'), {fallback})"
-
-
 def category_sql(expr: str) -> str:
     """cost_explorer.charge_category in SQL, from the same rules."""
     key = f"lower(replaceAll(replaceAll({expr}, ' ', ''), '_', ''))"
@@ -157,25 +98,7 @@ def mapping(columns: dict[str, str], fmt: str, period: date, current: date,
     c = Columns(columns, fmt)
     start = f"toDateTime64('{period.isoformat()} 00:00:00', 6, 'UTC')"
     if c.has("BilledCost"):  # FOCUS: one to one
-        if c.has("InvoiceId"):
-            estimate = f"{c.str('InvoiceId')} = ''"
-        else:  # FOCUS 1.0 names no invoice: a month is provisional until it is over
-            estimate = "true" if period >= current else "false"
-        charge_start = c.ts("ChargePeriodStart", start)
-        return {
-            "billing_account_id": c.str("BillingAccountId"), "invoice_id": c.str("InvoiceId"),
-            "billed_cost": c.dec("BilledCost"), "effective_cost": c.dec("EffectiveCost"),
-            "list_cost": c.dec("ListCost"), "list_unit_price": c.dec("ListUnitPrice", 8),
-            "billing_currency": c.str("BillingCurrency"),
-            "charge_period_start": charge_start,
-            "charge_period_end": c.ts("ChargePeriodEnd", charge_start),
-            "charge_category": c.str("ChargeCategory"),
-            "charge_description": c.str("ChargeDescription"),
-            "service_name": c.str("ServiceName"), "resource_id": c.str("ResourceId"),
-            "resource_name": c.str("ResourceName"), "region_id": c.str("RegionId"),
-            "pricing_quantity": c.dec("PricingQuantity"), "pricing_unit": c.str("PricingUnit"),
-            "is_estimate": estimate,
-        }
+        return focus_mapping(c, period, current)
     if c.has("line_item_unblended_cost"):  # CUR 2.0, as FOCUS's own CUR mapping says
         kind = c.str("line_item_line_item_type")
         unblended = c.num("line_item_unblended_cost")
@@ -254,7 +177,9 @@ def collect(s3, ctx: CollectContext, export_uri: str, credentials: tuple[str, st
             fmt = file_format(urls, where)
             yield Batch(IMPORT_FILES, [FileImport(
                 ctx.customer_id, PROVIDER, DATA_EXPORT, period, tuple(urls), fmt,
-                mapping(columns, fmt, period, current, where), f"x:{period:%Y-%m}",
+                # The manifest's ETag names the delivery: in overwrite mode each one writes
+                # the same file names.
+                mapping(columns, fmt, period, current, where), line_id_prefix(period, etag),
                 ctx.run_id, ctx.collected_at, credentials)])
         yield Batch(REPLACE_WINDOW, [Window(ctx.customer_id, PROVIDER, DATA_EXPORT, (period,),
                                             ctx.collected_at, {state_key: etag})])

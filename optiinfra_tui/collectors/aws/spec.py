@@ -26,10 +26,6 @@ def _aws_missing(account: Account, env: Mapping[str, str]) -> str | None:
     return None
 
 
-def _aws_max_requests(env: Mapping[str, str]) -> int:
-    return max_requests(env)
-
-
 AWS = ProviderSpec(
     name="aws",
     title="AWS",
@@ -50,7 +46,7 @@ AWS = ProviderSpec(
     extra="aws",
     sdk=("botocore",),
     options=(Option("AWS_CE_MAX_REQUESTS", "Cost Explorer requests one run may send",
-                    _aws_max_requests),),
+                    max_requests),),
     # botocore's default chain, as far as it can be seen without a network call; on an
     # instance role alone, an empty [customers.<default id>.aws] table says to use it.
     detect=("AWS_ACCESS_KEY_ID", "AWS_PROFILE", "AWS_EXPORT_URI",

@@ -87,8 +87,9 @@ def figures(c: CostsData) -> Table | Text:
         meaning = meanings[name]
         if name == "month to date":
             meaning = f"{s0.month_start:%m-%d} to {s0.today:%m-%d}: {meaning}"
-        t.add_row(name, *(Text(money(getattr(s, figure), s.currency), style=style)
-                          for s in c.summary), meaning)
+        # The column names the currency: figures without a symbol, aligned on the point.
+        t.add_row(name, *(Text(money(getattr(s, figure), s.currency, symbol=False),
+                               style=style) for s in c.summary), meaning)
     return t
 
 
@@ -107,7 +108,8 @@ def charts(c: CostsData, width: int) -> Group | Text:
     for s in c.summary:
         parts.append(Text(f"{s.currency} per day, last {DAYS} days (charges spread over their "
                           "periods)", style="bold"))
-        parts.append(spend_chart(c.by_day, s.currency, c.today, DAYS, 12, bar=chart_bar(width)))
+        parts.append(spend_chart(c.by_day, s.currency, c.today, DAYS, 12, bar=chart_bar(width),
+                                 width=width))
         parts.append(Text(""))
     return Group(*parts)
 
@@ -127,9 +129,14 @@ def _totals(by: str, rows: list) -> Table | Text:
     t = Table(title=f"by {by}", title_justify="left", box=None, header_style="bold dim")
     # Narrow, a long name wraps; the figures never do.
     t.add_column(by.upper(), max_width=34)
+    whose = by == "service"  # providers name their services alike
+    if whose:
+        t.add_column("PROVIDER", no_wrap=True)
+    t.add_column("CUR", no_wrap=True)
     for label in ("BILLED", "ESTIMATED", "TOTAL", "ROWS"):
         t.add_column(label, justify="right", no_wrap=True)
     for r in rows:
-        t.add_row(str(r.key), money(r.billed_cost, r.currency),
-                  money(r.estimated_cost, r.currency), money(r.total, r.currency), f"{r.rows:,}")
+        t.add_row(str(r.key), *([r.provider] if whose else []), r.currency,
+                  *(money(v, r.currency, symbol=False) for v in (
+                      r.billed_cost, r.estimated_cost, r.total)), f"{r.rows:,}")
     return t

@@ -11,9 +11,9 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from optiinfra_tui.formats import attempts_label, clip, error_text, types_label
+from optiinfra_tui.formats import attempts_label, clip, duration, error_text, types_label
 from optiinfra_tui.storage.history import close_connection
-from optiinfra_tui.tui.fmt import ERROR_ADVICE, duration
+from optiinfra_tui.tui.fmt import ERROR_ADVICE
 from optiinfra_tui.tui.palette import palette, status_style
 from optiinfra_tui.tui.source import RunDetail
 from optiinfra_tui.worker.actions import can_retry, can_revoke

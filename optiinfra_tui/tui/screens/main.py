@@ -99,7 +99,8 @@ class MainScreen(Screen):
 
     def apply_state(self, state: Snapshot) -> None:
         self.query_one(HealthHeader).show(state.mode, state.backends, state.health, state.errors,
-                                          self.app.source.watching(state), state.taken_at)
+                                          self.app.source.watching(state), state.taken_at,
+                                          state.alerts)
         self.query_one(WorkersPanel).show(state.workers)
         self.query_one(QueuePanel).show(state.queue, state.schedules)
         self.query_one(StatsStrip).show(state.stats)

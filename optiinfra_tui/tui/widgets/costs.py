@@ -16,11 +16,12 @@ from optiinfra_tui.formats import money
 from optiinfra_tui.providers import colour as provider_colour
 from optiinfra_tui.tui.palette import palette
 from optiinfra_tui.tui.source import CostsData
+from optiinfra_tui.tui.widgets.latest import ShowsLatest
 
 BLOCKS = " ▁▂▃▄▅▆▇█"
 
 
-class CostsPanel(Static, can_focus=True):
+class CostsPanel(ShowsLatest[CostsData], Static, can_focus=True):
     """Enter opens the full costs view."""
 
     BINDINGS = [Binding("enter", "open", "Costs view")]
@@ -32,47 +33,71 @@ class CostsPanel(Static, can_focus=True):
         super().__init__(Text("connecting…", style="dim"), **kwargs)
         self.border_title = "Costs"
         self.days, self.chart_height = days, chart_height
-        self.costs: CostsData | None = None
 
     def action_open(self) -> None:
         self.post_message(self.Open())
 
-    def redraw(self) -> None:
-        """Draw again in the current palette: what is shown has the last theme's colours."""
-        costs, self.costs = self.costs, None
-        if costs is not None:
-            self.show(costs)
+    def on_resize(self) -> None:
+        self.redraw()
 
-    def show(self, costs: CostsData) -> None:
-        if costs == self.costs:
-            return
-        self.costs = costs
-        self.update(render_costs(costs, self.days, self.chart_height))
+    def draw(self, costs: CostsData) -> None:
+        width = self.content_region.width or None  # None before the first layout
+        self.update(render_costs(costs, self.days, self.chart_height, width))
+        others = len(costs.summary) - 1 if not costs.error else 0
+        # Other currencies are never added in: the border says where they are.
+        self.border_subtitle = (f"+{others} currenc{'y' if others == 1 else 'ies'}: enter"
+                                if others > 0 else "")
 
 
-def render_costs(c: CostsData, days: int, height: int) -> Text:
-    """The panel: the main currency's month to date and estimate, over its daily spend."""
+def render_costs(c: CostsData, days: int, height: int, width: int | None = None) -> Text:
+    """The panel: the main currency's month to date and estimate, over its daily spend, in
+    `width` cells (None: as wide as it takes)."""
     if c.error:
         return Text.assemble(("metrics unavailable\n", f"bold {palette().error}"), (c.error, "dim"))
     if not c.summary:
         return Text("no cost data yet: press c to collect", style="dim")
     main = c.summary[0]
-    t = Text()
-    t.append("MTD ", style="dim")
-    t.append(money(main.month_to_date, main.currency), style="bold")
-    t.append("  est. ", style="dim")
-    t.append(money(main.estimated_cost, main.currency), style=f"bold {palette().warning}")
+    t = headline(main.month_to_date, main.estimated_cost, main.currency, width)
     t.append("\n")
-    t.append_text(spend_chart(c.by_day, main.currency, c.today, days, height))
-    if len(c.summary) > 1:
-        t.append(f"  +{len(c.summary) - 1} currency: enter", style="dim")
+    t.append_text(spend_chart(c.by_day, main.currency, c.today, days, height, width=width))
     return t
 
 
+def headline(mtd: Decimal, estimate: Decimal, currency: str, width: int | None) -> Text:
+    """'MTD $1,234.57  est. $98.10', the estimate's currency left out, then the estimate
+    itself, where the line would not fit in `width`."""
+    mtd_text = money(mtd, currency)
+    for est in (money(estimate, currency), money(estimate, currency, symbol=False), None):
+        if est is None or width is None or len(f"MTD {mtd_text}  est. {est}") <= width:
+            break
+    t = Text()
+    t.append("MTD ", style="dim")
+    t.append(mtd_text, style="bold")
+    if est is not None:
+        t.append("  est. ", style="dim")
+        t.append(est, style=f"bold {palette().warning}")
+    return t
+
+
+def short_amount(value: Decimal) -> str:
+    """At most five characters: '9,016', '37k', '370k', '3.7M', '98G' (an axis label)."""
+    if value < 10_000:
+        return f"{value:,.0f}"
+    for scale, suffix in ((Decimal(10) ** 3, "k"), (Decimal(10) ** 6, "M"),
+                          (Decimal(10) ** 9, "G"), (Decimal(10) ** 12, "T")):
+        scaled = value / scale
+        if scaled < 10:
+            return f"{scaled:.1f}{suffix}"
+        if scaled < 1000:
+            return f"{scaled:.0f}{suffix}"
+    return f"{value:.0e}"
+
+
 def spend_chart(by_day: list[tuple[date, str, str, Decimal]], currency: str, today: date | None,
-                days: int, height: int, bar: int = 1) -> Text:
+                days: int, height: int, bar: int = 1, width: int | None = None) -> Text:
     """Stacked bars of one currency, one per day (`bar` cells wide), one colour per provider,
-    with a legend; each charge counts on the days of its charge period."""
+    with a legend; each charge counts on the days of its charge period. In `width` cells:
+    a shorter axis label, then fewer days, where the full ones would not fit."""
     mine = [(d, p, amount) for d, p, cur, amount in by_day if cur == currency]
     today = today or max((d for d, _, _ in mine), default=date.today())
     first = today - timedelta(days=days - 1)
@@ -89,7 +114,13 @@ def spend_chart(by_day: list[tuple[date, str, str, Decimal]], currency: str, tod
     if peak <= 0:
         t.append(f"no {currency} spend in the last {days} days", style="dim")
         return t
+    cell = bar + 1 if bar > 1 else 1
     top = f"{peak:,.0f}"  # the legend names the currency
+    if width is not None and len(top) + 1 + days * cell > width:
+        top = short_amount(peak)
+        fit = max(1, (width - len(top) - 1) // cell)
+        if fit < days:  # the latest days; bars keep the whole window's scale
+            days, first = fit, today - timedelta(days=fit - 1)
     label_w = len(top)
     for level in range(height, 0, -1):
         t.append((top if level == height else "").rjust(label_w) + "│", style="dim")
@@ -97,14 +128,11 @@ def spend_chart(by_day: list[tuple[date, str, str, Decimal]], currency: str, tod
             char, style = _cell(per_day.get(first + timedelta(days=i), {}), peak, height, level)
             t.append(char * bar + (" " if bar > 1 else ""), style)
         t.append("\n")
-    width = days * (bar + 1 if bar > 1 else 1)
-    t.append(" " * label_w + "└" + "─" * width + "\n", style="dim")
-    span = f"{first:%m-%d}".ljust(width - 5) + f"{today:%m-%d}"
+    span_w = days * cell
+    t.append(" " * label_w + "└" + "─" * span_w + "\n", style="dim")
+    span = f"{first:%m-%d}".ljust(span_w - 5) + f"{today:%m-%d}" if span_w >= 11 else ""
     t.append(" " * (label_w + 1) + span + "\n", style="dim")
-    for p in providers:
-        t.append("■ ", style=provider_colour(p))
-        t.append(p + "  ")
-    t.append(f"{currency}/day", style="dim")
+    t.append_text(legend(providers, currency, width))
     return t
 
 
@@ -125,3 +153,24 @@ def _cell(day: dict[str, Decimal], peak: Decimal, height: int, level: int) -> tu
         if acc >= mid:
             break
     return BLOCKS[min(8, filled)], colour
+
+
+def legend(providers: list[str], currency: str, width: int | None) -> Text:
+    """'■ <provider>  ■ <provider>  USD/day', its spacing tightened where it would not fit in
+    `width`."""
+    items = [(f"■ {p}", provider_colour(p)) for p in providers] + [(f"{currency}/day", "dim")]
+    gap = "  "
+    if width is not None and len(gap.join(text for text, _ in items)) > width:
+        gap = " "
+    t = Text()
+    for n, (text, style) in enumerate(items):
+        if n:
+            t.append(gap)
+        if text.startswith("■"):
+            t.append("■", style=style)
+            t.append(text[1:])
+        else:
+            t.append(text, style=style)
+    if width is not None:
+        t.truncate(width, overflow="ellipsis")
+    return t

@@ -1,5 +1,6 @@
-"""The top line: mode, who runs the workers when not this process, and each backend's and
-provider's health with its latency, and its age once a check is overdue."""
+"""The top line: mode, who runs the workers when not this process, an alert that is firing,
+and each backend's and provider's health with its latency, and its age once a check is
+overdue."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from textual.widgets import Static
 from optiinfra_tui.tui.palette import palette
 from optiinfra_tui.worker.health import BACKENDS as ORDER
 from optiinfra_tui.worker.health import NO_CREDENTIALS, Health
+from optiinfra_tui.worker.monitor import ActiveAlert
 
 
 class HealthHeader(Static):
@@ -27,8 +29,8 @@ class HealthHeader(Static):
 
     def show(self, mode: str, backends: dict[str, str], health: list[Health],
              errors: list[str], watching: str | None = None,
-             now: datetime | None = None) -> None:
-        self._args = (mode, backends, health, errors, watching, now)
+             now: datetime | None = None, alerts: list[ActiveAlert] | None = None) -> None:
+        self._args = (mode, backends, health, errors, watching, now, alerts or [])
         self._render_fitted()
 
     def on_resize(self) -> None:
@@ -57,7 +59,8 @@ class HealthHeader(Static):
 
 def render_header(mode: str, backends: dict[str, str], health: list[Health],
                   errors: list[str], watching: str | None = None,
-                  now: datetime | None = None, compact: int = 0) -> Text:
+                  now: datetime | None = None, alerts: list[ActiveAlert] | None = None,
+                  compact: int = 0) -> Text:
     """compact 1 drops healthy checks' labels and latencies, 2 their 'ok' too."""
     by_name = {h.name: h for h in health}
     p = palette()
@@ -65,6 +68,11 @@ def render_header(mode: str, backends: dict[str, str], health: list[Health],
     t.append(f" {mode} ", style="reverse")
     if watching:  # first, so that a narrow terminal still shows it
         t.append(f"  watching: {watching}", style=f"bold {p.warning}")
+    if alerts:  # next: the one thing a narrow terminal must not cut (`status` has the detail)
+        t.append("  ")
+        t.append(f" ALERT {alerts[0].label} ", style=f"bold reverse {p.error}")
+        if len(alerts) > 1:
+            t.append(f" +{len(alerts) - 1} more", style=f"bold {p.error}")
     for name in ORDER:
         t.append("  ")
         h = by_name.get(name)

@@ -4,6 +4,9 @@ The table never holds more than one window; moving past either end asks the app 
 next window, so 100,000 runs cost the same as 100. Columns have fixed widths, fitted to the
 panel on every resize: narrow panels drop whole columns (DROP_ORDER) and the error takes the
 width left; a cut cell ends in `…`, and the run detail (`enter`) shows everything.
+
+Each run is one DataTable cell holding the whole line, laid out in those columns: DataTable
+measures and draws cell by cell, so a new window of 100 runs costs 100 cells, not 1,100.
 """
 
 from __future__ import annotations
@@ -14,8 +17,8 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import DataTable
 
-from optiinfra_tui.formats import attempts_label, clip, error_text, types_label
-from optiinfra_tui.tui.fmt import duration, fit_columns
+from optiinfra_tui.formats import attempts_label, clip, duration, error_text, types_label
+from optiinfra_tui.tui.fmt import fit_columns
 from optiinfra_tui.tui.palette import palette, status_style
 from optiinfra_tui.tui.source import HistoryPage, RunRow
 
@@ -27,6 +30,7 @@ COLUMNS = (("id", "ID", 7), ("status", "STATUS", 8), ("provider", "PROVIDER", 8)
 # Columns a narrow panel drops, first to last; ID, STATUS and ERROR always stay.
 DROP_ORDER = ("trigger", "try", "took", "provider", "rows", "types", "customer", "queued")
 LABELS = {key: label for key, label, _ in COLUMNS}
+RUN = "run"  # the table's one column: a run's whole line
 WIDE = 176  # the width assumed until the panel is laid out
 
 
@@ -35,24 +39,46 @@ def layout_for(width: int) -> tuple[tuple[str, str, int], ...]:
     return fit_columns(COLUMNS, width, "error", DROP_ORDER)
 
 
-def cells(r: RunRow, layout: tuple[tuple[str, str, int], ...]) -> tuple:
+
+def cells(r: RunRow, layout: tuple[tuple[str, str, int], ...]) -> tuple[Text, ...]:
     """The row's cells for the shown columns, each cut to its width with `…`."""
     p = palette()
     values = {
         "id": lambda w: Text(clip(str(r.id), w), justify="right"),
         "status": lambda w: Text(clip(r.status, w), style=status_style(r.status)),
-        "provider": lambda w: clip(r.provider, w),
-        "customer": lambda w: clip(r.customer_id, w),
-        "types": lambda w: clip(types_label(r.provider, r.data_types), w),
-        "trigger": lambda w: clip(r.trigger, w),
-        "try": lambda w: clip(attempts_label(r.status, r.attempt, r.max_attempts), w),
+        "provider": lambda w: Text(clip(r.provider, w)),
+        "customer": lambda w: Text(clip(r.customer_id, w)),
+        "types": lambda w: Text(clip(types_label(r.provider, r.data_types), w)),
+        "trigger": lambda w: Text(clip(r.trigger, w)),
+        "try": lambda w: Text(clip(attempts_label(r.status, r.attempt, r.max_attempts), w)),
         "rows": lambda w: Text(clip(f"{r.rows:,}", w), justify="right"),
         "took": lambda w: Text(clip(duration(r.duration_ms), w), justify="right"),
-        "queued": lambda w: clip(f"{r.queued_at:%m-%d %H:%M:%S}", w),
+        "queued": lambda w: Text(clip(f"{r.queued_at:%m-%d %H:%M:%S}", w)),
         "error": lambda w: Text(clip(error_text(r.error_kind, r.error_message), w, words=True),
                                 style=p.error if r.status == "failed" else p.warning),
     }
     return tuple(values[key](width) for key, _, width in layout)
+
+
+def line(parts: tuple[Text, ...], layout: tuple[tuple[str, str, int], ...]) -> Text:
+    """Cells side by side in their columns, one cell of padding each side (as DataTable's)."""
+    out = Text(end="", no_wrap=True)
+    for part, (_, _, width) in zip(parts, layout, strict=True):
+        pad = width - part.cell_len
+        left = pad if part.justify == "right" else 0
+        out.append(" " * (left + 1))
+        out.append_text(part)
+        out.append(" " * (pad - left + 1))
+    return out
+
+
+def row_line(r: RunRow, layout: tuple[tuple[str, str, int], ...]) -> Text:
+    """The run's line in the table."""
+    return line(cells(r, layout), layout)
+
+
+def header(layout: tuple[tuple[str, str, int], ...]) -> Text:
+    return line(tuple(Text(label) for _, label, _ in layout), layout)
 
 
 class HistoryTable(DataTable):
@@ -71,15 +97,18 @@ class HistoryTable(DataTable):
             self.direction = direction
 
     def __init__(self, **kwargs) -> None:
-        super().__init__(cursor_type="row", **kwargs)
+        super().__init__(cursor_type="row", cell_padding=0, **kwargs)
         self.page: HistoryPage | None = None
         self.filter_text = ""
         self.border_subtitle = "connecting…"
-        # Columns exist before mount: the first page can arrive before on_mount runs.
+        # The column exists before mount: the first page can arrive before on_mount runs.
         self.fitted = layout_for(WIDE)
-        for key, label, width in self.fitted:
-            self.add_column(label, width=width, key=key)
+        self._add_column()
         self._retitle()
+
+    def _add_column(self) -> None:
+        title = header(self.fitted)
+        self.add_column(title, width=title.cell_len, key=RUN)
 
     @property
     def hidden(self) -> tuple[str, ...]:
@@ -112,10 +141,9 @@ class HistoryTable(DataTable):
         keep = self.cursor_row
         with self.app.batch_update():
             self.clear(columns=True)
-            for key, label, width in self.fitted:
-                self.add_column(label, width=width, key=key)
+            self._add_column()
             if self.page is not None:
-                self.add_rows([cells(r, self.fitted) for r in self.page.rows])
+                self.add_rows([(row_line(r, self.fitted),) for r in self.page.rows])
                 if self.page.rows:
                     self.move_cursor(row=min(keep, len(self.page.rows) - 1), animate=False)
 
@@ -138,18 +166,16 @@ class HistoryTable(DataTable):
         else:
             with self.app.batch_update():
                 self.clear()
-                self.add_rows([cells(r, self.fitted) for r in page.rows])
+                self.add_rows([(row_line(r, self.fitted),) for r in page.rows])
                 # add_rows gives no keys; rows are addressed by index through self.page.
         self._place_cursor(page, cursor, keep)
         return True
 
     def _update_changed(self, old: tuple[RunRow, ...], new: tuple[RunRow, ...]) -> None:
         keys = list(self.rows)
-        columns = [key for key, _, _ in self.fitted]
         for i, (a, b) in enumerate(zip(old, new, strict=True)):
             if a != b:
-                for col, value in zip(columns, cells(b, self.fitted), strict=True):
-                    self.update_cell(keys[i], col, value)
+                self.update_cell(keys[i], RUN, row_line(b, self.fitted))
 
     def _place_cursor(self, page: HistoryPage, cursor: str, keep: int | None) -> None:
         n = len(page.rows)

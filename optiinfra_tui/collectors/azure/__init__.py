@@ -1,4 +1,5 @@
-"""Azure `cost`: daily cost by service and charge type from the Cost Management Query API.
+"""Azure `cost`: daily cost by service and charge type from the Cost Management Query API;
+`export`: a FOCUS export in Blob storage (azure/export.py).
 
 Two queries per run, ActualCost (billed) and AmortizedCost (effective), over the window from the
 first day of the previous month to today, every `nextLink` page of each, merged into one row per
@@ -22,9 +23,9 @@ from urllib.parse import quote, urlsplit
 import httpx
 
 from optiinfra_tui import __version__
-from optiinfra_tui.collectors.azure_spec import ARM_DEFAULT, AUTHORITY_DEFAULT
-from optiinfra_tui.collectors.azure_spec import azure_max_rps as _max_rps
-from optiinfra_tui.collectors.azure_spec import https_url as _https_url
+from optiinfra_tui.collectors.azure import export as azure_export
+from optiinfra_tui.collectors.azure.export import STORAGE_RESOURCE, parse_export_uri
+from optiinfra_tui.collectors.azure_spec import ARM_DEFAULT, AUTHORITY_DEFAULT, EXPORT_URI_VAR
 from optiinfra_tui.collectors.base import (
     CollectContext,
     ProviderCollector,
@@ -56,7 +57,7 @@ from optiinfra_tui.settings import Settings
 from optiinfra_tui.text import first_line, scrub
 
 PROVIDER = "azure"
-DATA_TYPES = ("cost",)
+DATA_TYPES = ("cost", "export")
 API_VERSION = "2023-11-01"
 # What a 429 says to wait: Cost Management's own headers (qpu, entity, tenant, client), then
 # the standard one; the longest wins.
@@ -90,18 +91,20 @@ class AzureAccount:
     client_secret_env: str
     scope: str
     table: str = ""
+    export_uri: str = ""  # a FOCUS export in Blob storage, '' if none
 
     def setting(self, key: str) -> str:
-        """Where `key` (tenant_id, client_id, client_secret_env, scope) is set."""
+        """Where `key` (tenant_id, client_id, client_secret_env, scope, export_uri) is set."""
         if self.table:
             return f"{key} in [{self.table}]"
         return {"tenant_id": "AZURE_TENANT_ID", "client_id": "AZURE_CLIENT_ID",
-                "client_secret_env": "AZURE_CLIENT_SECRET", "scope": "AZURE_COST_SCOPE"}[key]
+                "client_secret_env": "AZURE_CLIENT_SECRET", "scope": "AZURE_COST_SCOPE",
+                "export_uri": EXPORT_URI_VAR}[key]
 
 
 def default_account(env: Mapping[str, str]) -> AzureAccount:
     """The default customer's account from AZURE_TENANT_ID, AZURE_CLIENT_ID, AZURE_COST_SCOPE
-    (the secret in AZURE_CLIENT_SECRET)."""
+    (the secret in AZURE_CLIENT_SECRET) and AZURE_EXPORT_URI."""
     names = ("AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_COST_SCOPE")
     missing = [n for n in names if not env.get(n, "").strip()]
     if missing:
@@ -111,7 +114,8 @@ def default_account(env: Mapping[str, str]) -> AzureAccount:
             "scope to read (AZURE_COST_SCOPE, e.g. /subscriptions/<subscription id>). Export "
             "them where the workers run.")
     tenant, client, scope = (env[n].strip() for n in names)
-    return AzureAccount(tenant, client, "AZURE_CLIENT_SECRET", scope)
+    return AzureAccount(tenant, client, "AZURE_CLIENT_SECRET", scope,
+                        export_uri=env.get(EXPORT_URI_VAR, "").strip())
 
 
 def check_account(account: AzureAccount) -> AzureAccount:
@@ -132,8 +136,10 @@ def check_account(account: AzureAccount) -> AzureAccount:
             "/subscriptions/<subscription id>, /subscriptions/<id>/resourceGroups/<name>, "
             "/providers/Microsoft.Billing/billingAccounts/<id> or "
             "/providers/Microsoft.Management/managementGroups/<id>.")
+    if account.export_uri:
+        parse_export_uri(account.export_uri, account.setting("export_uri"))
     return AzureAccount(account.tenant_id, account.client_id, account.client_secret_env, scope,
-                        account.table)
+                        account.table, account.export_uri.strip())
 
 
 # --- the token: OAuth2 client credentials, cached until it expires ----------------------------
@@ -374,8 +380,8 @@ class AzureCollector(ProviderCollector):
         self.account = check_account(account)
         self.customer_id = customer_id
         env = settings.env
-        self._authority = _https_url(env, "AZURE_AUTHORITY_HOST", AUTHORITY_DEFAULT)
-        self._arm = _https_url(env, "AZURE_RESOURCE_MANAGER_URL", ARM_DEFAULT)
+        self._authority = settings.option("AZURE_AUTHORITY_HOST")
+        self._arm = settings.option("AZURE_RESOURCE_MANAGER_URL")
         secret_env = self.account.client_secret_env
         self._secret = env.get(secret_env, "").strip()
         if not self._secret:
@@ -388,21 +394,37 @@ class AzureCollector(ProviderCollector):
         # Cost Management throttles per app and scope: every thread of the process shares it.
         self._limiter = limiter_for(
             f"azure:{self.account.tenant_id}:{self.account.client_id}:{self.account.scope}",
-            _max_rps(env))
+            float(settings.option("AZURE_MAX_RPS")))
         self._verify = tls_trust(env)
         self._tokens = 0
         self._client: ApiClient | None = None
+        self._storage: ApiClient | None = None
 
     def __repr__(self) -> str:
         return f"AzureCollector(customer_id={self.customer_id!r}, scope={self.account.scope!r})"
 
     @property
     def requests(self) -> int:
-        """HTTP requests sent to Azure so far (token requests and retries included)."""
-        return self._tokens + (self._client.requests if self._client is not None else 0)
+        """HTTP requests sent to Azure so far (token requests and retries included; not the
+        export's file reads, which ClickHouse makes)."""
+        return self._tokens + sum(c.requests for c in (self._client, self._storage)
+                                  if c is not None)
 
     def _batches(self, data_type: str, ctx: CollectContext) -> Iterator[Batch]:
-        return self._costs(ctx, self.clock())
+        if data_type == "cost":
+            return self._costs(ctx, self.clock())
+        account = self.account
+        if not account.export_uri:
+            raise ConfigError(
+                f"Customer {self.customer_id!r} has no Azure FOCUS export configured: set "
+                f"{EXPORT_URI_VAR}={azure_export.EXAMPLE} (the default customer) or export_uri "
+                f"in [customers.{self.customer_id}.azure].")
+        setting = account.setting("export_uri")
+        location = parse_export_uri(account.export_uri, setting)
+        return azure_export.collect(
+            self._blobs(location), location, ctx, PROVIDER, self.clock().replace(day=1),
+            lambda: {"Authorization": f"Bearer {self._storage_token(False)}",
+                     "x-ms-version": azure_export.STORAGE_VERSION}, setting)
 
     def _probe(self) -> None:
         """A token and one cheap read on the scope (its exports: no query cost)."""
@@ -410,9 +432,10 @@ class AzureCollector(ProviderCollector):
                              {"api-version": API_VERSION})
 
     def close(self) -> None:
-        """Closes its client, which stays to be counted: a closed collector sends no more."""
-        if self._client is not None:
-            self._client.close()
+        """Closes its clients, which stay to be counted: a closed collector sends no more."""
+        for client in (self._client, self._storage):
+            if client is not None:
+                client.close()
 
     # --- helpers ---------------------------------------------------------------------------------
 
@@ -436,6 +459,30 @@ class AzureCollector(ProviderCollector):
                 verify=self._verify,
             )
         return self._client
+
+    def _storage_token(self, force: bool) -> str:
+        """A token for Blob storage (the export), a fresh one after a 401 (`force`)."""
+        if force:
+            forget_token(self._authority, STORAGE_RESOURCE, self.account, self._secret)
+        token, fetched = access_token(self._authority, STORAGE_RESOURCE, self.account,
+                                      self._secret, self._verify)
+        self._tokens += fetched
+        return token
+
+    def _blobs(self, location: azure_export.ExportLocation) -> ApiClient:
+        """The client of the export's storage account, with the app's storage token."""
+        if self._storage is None:
+            account, setting = self.account, self.account.setting("export_uri")
+            # No pacing: a storage account takes thousands of requests a second, and these
+            # are a listing and a manifest per changed month.
+            self._storage = ApiClient(
+                location.account_url, self._storage_token, None,
+                service="Azure Blob Storage", url_env=setting,
+                on_error=lambda resp, where: azure_export.refusal(
+                    resp, where, location, setting, account.client_id,
+                    account.setting("tenant_id")),
+                verify=self._verify, headers={"x-ms-version": azure_export.STORAGE_VERSION})
+        return self._storage
 
     def _refused(self, resp: httpx.Response, where: str) -> OptiInfraError | None:
         """A refusal says what to check instead of the secret: the tenant (401), the role (403)."""
