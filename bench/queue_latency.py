@@ -238,6 +238,47 @@ def report(results: dict) -> None:
         figure("ours / plain huey throughput", f"{ours / _med(results['plain']['tps']):.0%}")
 
 
+PEERS = (("plain", "Huey"), ("celery", "Celery"), ("celery_history", "Celery+history"))
+
+
+def readme_rows(results: dict) -> list[tuple]:
+    """Rows for bench/run.py's README table: (figure, ours, peers, target, met)."""
+    ours = results.get("ours")
+    if not ours:
+        return []
+
+    def peers(key: str, fmt: str) -> str:
+        return ", ".join(f"{label} {fmt.format(_med(results[k][key]))}"
+                         for k, label in PEERS if k in results)
+
+    def cpu(kind: str) -> float:
+        return sum(_med([c[m] for c in results[kind]["cpu"]]) for m in results[kind]["cpu"][0])
+
+    p50, p99, tps = _med(ours["p50_ms"]), _med(ours["p99_ms"]), _med(ours["tps"])
+    rows = [
+        ("Redis queue, enqueue to task start, p50 (pick-up)",
+         f"{p50:.2f} ms ({_med(ours['pick_p50_ms']):.2f} ms)", peers("p50_ms", "{:.2f} ms"),
+         "<= 1 ms", p50 <= TARGETS["p50_ms"]),
+        ("Redis queue, enqueue to task start, p99 (pick-up)",
+         f"{p99:.2f} ms ({_med(ours['pick_p99_ms']):.2f} ms)", peers("p99_ms", "{:.2f} ms"),
+         "<= 5 ms", p99 <= TARGETS["p99_ms"])]
+    for peer, label, target in (("celery_history", "Celery with history", "vs_celery_history"),
+                                ("celery", "bare Celery", "vs_celery")):
+        if peer in results:
+            ratio = tps / _med(results[peer]["tps"])
+            rows.append((f"Redis queue, burst throughput vs {label} (one call per task)",
+                         f"{tps:,.0f} tasks/s", f"{_med(results[peer]['tps']):,.0f} tasks/s "
+                         f"({ratio:.2f}x)", f">= {TARGETS[target]}x", ratio >= TARGETS[target]))
+    if ours.get("tps_fan_out"):
+        rows.append(("Redis queue, burst through the fan-out (500 runs per INSERT and enqueue)",
+                     f"{_med(ours['tps_fan_out']):,.0f} tasks/s", "", "report", None))
+    rows.append(("Redis queue, CPU per burst task (worker + producer + PostgreSQL + Redis)",
+                 f"{cpu('ours'):.2f} ms", ", ".join(
+                     f"{label} {cpu(k):.2f} ms" for k, label in PEERS if k in results),
+                 "report", None))
+    return rows
+
+
 def _med(values: list[float]) -> float:
     import statistics
 

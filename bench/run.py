@@ -1,11 +1,13 @@
-"""Run every benchmark, one at a time, and print their figures, ratios and a README table.
+"""Run every benchmark, one at a time, print their figures, ratios and a README table, and
+write that table's rows into README.md.
 
-    python bench/run.py [--quick] [--only queue_latency,ingest,...]
+    python bench/run.py [--quick] [--only queue_latency,ingest,...] [--no-readme]
 
 Each benchmark runs in a process of its own (chDB allows one engine per process, and each
 one sets up its own services), prints its own figures as it goes, and leaves them as JSON
-for the summary at the end. --quick runs fewer rounds and smaller sizes: a smoke run, not
-figures to quote.
+for the summary at the end. Each row it measured replaces the README row of the same
+figure (the others stay: figures of benches this run left out). --quick runs fewer rounds
+and smaller sizes: a smoke run, not figures to quote, never written to the README.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+import queue_latency  # noqa: E402
 from _common import machine  # noqa: E402
 
 BENCHES = {
@@ -38,6 +41,8 @@ BENCHES = {
 SLOW = {
     "scale_history": ([], ["--runs", "1000000", "--rounds", "3", "--sqlite-runs", "200000"]),
     "chdb_settings": ([], ["--rounds", "1", "--lines", "50000"]),
+    # One 10,000-customer slot at the best settings measured (the default's takes ~35 min).
+    "scale_customers": (["--workers", "32"], ["--customers", "1000", "--workers", "32"]),
 }
 
 
@@ -73,32 +78,8 @@ def dashboard_rows(text: str) -> list[tuple]:
 def table(results: dict, outputs: dict) -> str:
     """The README table: figure, ours, peers, target, met."""
     rows = []
-    q = results.get("queue_latency")
-    if q:
-        ours, plain, celery = (q.get(k) for k in ("ours", "plain", "celery"))
-        if ours:
-            def peers(key: str, unit: str) -> str:
-                return ", ".join(f"{name} {med(r[key]):.2f} {unit}"
-                                 for name, r in (("Huey", plain), ("Celery", celery)) if r)
-
-            p50, p99 = med(ours["p50_ms"]), med(ours["p99_ms"])
-            rows.append(("Redis queue, enqueue to task start, p50 (pick-up)",
-                         f"{p50:.2f} ms ({med(ours['pick_p50_ms']):.2f} ms)",
-                         peers("p50_ms", "ms"), "<= 1 ms", p50 <= 1))
-            rows.append(("Redis queue, enqueue to task start, p99 (pick-up)",
-                         f"{p99:.2f} ms ({med(ours['pick_p99_ms']):.2f} ms)",
-                         peers("p99_ms", "ms"), "<= 5 ms", p99 <= 5))
-            tps = med(ours["tps"])
-            if celery:
-                ratio = tps / med(celery["tps"])
-                rows.append(("Redis queue, burst throughput vs Celery", f"{tps:,.0f} tasks/s",
-                             f"Celery {med(celery['tps']):,.0f} tasks/s ({ratio:.2f}x)",
-                             ">= 2x", ratio >= 2))
-            if plain:
-                ratio = tps / med(plain["tps"])
-                rows.append(("Redis queue, burst throughput vs plain Huey", f"{tps:,.0f} tasks/s",
-                             f"Huey {med(plain['tps']):,.0f} tasks/s ({ratio:.0%})",
-                             ">= 80%", ratio >= 0.8))
+    if "queue_latency" in results:
+        rows += queue_latency.readme_rows(results["queue_latency"])
     e = results.get("embedded_latency")
     if e:
         rows.append(("Embedded (SQLite queue), keypress to task start, p50 / p99",
@@ -135,11 +116,37 @@ def table(results: dict, outputs: dict) -> str:
     for name in SLOW:  # their own rows, from their own modules
         if name in results:
             rows += __import__(name).readme_rows(results[name])
-    out = ["| figure | ours | peers | target | met |", "|---|---|---|---|---|"]
+    out = [TABLE_HEAD, "|---|---|---|---|---|"]
     for name, ours, peers, target, met in rows:
         verdict = "" if met is None else ("yes" if met else "**no**")
         out.append(f"| {name} | {ours} | {peers} | {target} | {verdict} |")
     return "\n".join(out)
+
+
+README = HERE.parent / "README.md"
+TABLE_HEAD = "| figure | ours | peers | target | met |"
+
+
+def write_readme(table_text: str, readme: Path = README) -> int:
+    """Put the table's rows into the README's performance table, each in place of the row of
+    the same figure (or at its end); returns how many rows were written."""
+    lines = readme.read_text().split("\n")
+    start = lines.index(TABLE_HEAD) + 2
+    end = start
+    while end < len(lines) and lines[end].startswith("|"):
+        end += 1
+    rows = lines[start:end]
+    at = {row.split(" | ", 1)[0]: i for i, row in enumerate(rows)}
+    new = table_text.split("\n")[2:]
+    for row in new:
+        key = row.split(" | ", 1)[0]
+        if key in at:
+            rows[at[key]] = row
+        else:
+            at[key] = len(rows)
+            rows.append(row)
+    readme.write_text("\n".join(lines[:start] + rows + lines[end:]))
+    return len(new)
 
 
 def main() -> None:
@@ -147,6 +154,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer rounds, smaller sizes")
     parser.add_argument("--only", help="comma-separated bench names: "
                         + ", ".join([*BENCHES, *SLOW]))
+    parser.add_argument("--no-readme", action="store_true", help="print the table only")
     args = parser.parse_args()
     names = args.only.split(",") if args.only else list(BENCHES)
     out_dir = Path(tempfile.mkdtemp(prefix="bench-results-"))
@@ -175,7 +183,11 @@ def main() -> None:
             failed.append(name)
     results = {p.stem: json.loads(p.read_text()) for p in out_dir.glob("*.json")}
     print(f"\n== summary (medians over rounds; {machine()})\n", flush=True)
-    print(table(results, outputs), flush=True)
+    summary = table(results, outputs)
+    print(summary, flush=True)
+    if not (args.quick or args.no_readme):
+        print(f"\nREADME.md: {write_readme(summary)} rows of its performance table written",
+              flush=True)
     if failed:
         print(f"\nfailed: {', '.join(failed)}", flush=True)
 

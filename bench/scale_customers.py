@@ -328,5 +328,26 @@ def report(r: dict, misses: list[str]) -> None:
         print(f"    screens: {d['screens']}/dashboard-*.txt", flush=True)
 
 
+def readme_rows(r: dict) -> list[tuple]:
+    """Rows for bench/run.py's README table: (figure, ours, peers, target, met)."""
+    n = r["customers"]
+    what = f"{n:,} customers in one slot ({r['label']})"
+    rows = [(f"{what}: every run final", f"{r['took_s']:.0f} s ({n / r['took_s']:.1f}/s), "
+             f"{r['success']:,} succeeded, {r['exact']:,} totals exact", "",
+             f"<= {TARGET_S:.0f} s, all", r["took_s"] <= TARGET_S and r["success"] == n
+             and r["exact"] == n),
+            (f"{what}: consumer CPU and RSS", f"{1000 * r['cpu_s'] / n:.1f} ms CPU a collection; "
+             f"RSS {r['idle_rss_mb']:.0f} MB idle, {r['peak_rss_mb']:.0f} MB peak", "",
+             f"<= {TARGET_RSS_MB:.0f} MB plus the store", None)]
+    d = r.get("dashboard")
+    if d and d.get("refresh_max_s") is not None:
+        rows.append((f"{what}: dashboard refresh / key to screen (tmux)",
+                     f"{d['refresh_p50_s']:.2f} s (max {d['refresh_max_s']:.2f}) / "
+                     f"{d['key_p50_ms']:.0f} ms (max {d['key_max_ms']:.0f})", "",
+                     "<= 1 s / <= 150 ms",
+                     d["refresh_max_s"] <= 1.0 and d["key_max_ms"] <= 150))
+    return rows
+
+
 if __name__ == "__main__":
     main()
