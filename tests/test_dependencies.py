@@ -21,6 +21,8 @@ TOOLS = {
     "deptry": (".ci/run", "deptry ."),
     "pytest-timeout": ("pyproject.toml", "timeout = "),
     "pytest-textual-snapshot": ("tests/test_tui_snapshots.py", "snap_compare"),
+    # Imported by the consumer process the benchmark starts (code in a string).
+    "gevent": ("bench/scale_customers.py", "from gevent import monkey"),
 }
 
 
