@@ -661,7 +661,7 @@ def test_a_consumer_with_many_threads_shows_its_busy_ones_and_counts_the_idle():
     rows = shown(big + small)
     assert [(w.thread, w.state, w.task) for w in rows] == [
         ("Worker-21", "busy", "vultr/c8 cost"), ("Worker-11", "busy", "vultr/c7 cost"),
-        ("62 idle", "idle", "62 threads idle"), ("Worker-1", "idle", ""), ("Worker-2", "idle", "")]
+        ("62 idle", "idle", "62 idle threads"), ("Worker-1", "idle", ""), ("Worker-2", "idle", "")]
     assert rows[2].processed == sum(range(1, 65)) - 11 - 21
 
 
@@ -672,9 +672,10 @@ def test_thousands_of_provider_checks_count_the_healthy_and_name_those_in_troubl
     now = datetime(2026, 1, 1, 12, 0, 0)
     checks = [Health(f"vultr:c{i:05d}", True, None, "ok", now, 60.0) for i in range(10_000)]
     checks[4321] = Health("vultr:c04321", False, None, "HTTP 401: key refused", now, 60.0)
+    checks[7] = Health("vultr:c00007", True, None, "ok", datetime(2026, 1, 1, 11, 57), 60.0)
     text = render_header("distributed", {}, [Health(n, True, 1.0) for n in
                                             ("queue", "history", "metrics")] + checks,
                          [], now=now).plain
     assert "vultr:c04321 ✖ DOWN HTTP 401: key refused" in text
-    assert "vultr ● ok ×9,999" in text
-    assert "c00001" not in text
+    assert "vultr ● ok ×9,999 oldest 3m ago" in text  # overdue, yet healthy: counted
+    assert "c00001" not in text and "c00007" not in text

@@ -92,28 +92,32 @@ def render_header(mode: str, backends: dict[str, str], health: list[Health],
 
 
 # More provider checks than this (a customer each): the healthy ones are counted per
-# provider, and only those in trouble are named, first, so a narrow header still shows them.
+# provider, with the age of the oldest when overdue, and only failing ones are named, first,
+# so a narrow header still shows them.
 GROUP_OVER = 6
 NAMED_AT_MOST = 5
 
 
 def _grouped(t: Text, checks: list[Health], now: datetime | None, compact: int) -> None:
     p = palette()
-    trouble = [h for h in checks if not h.ok or (now is not None and h.late(now))]
-    named = {id(h) for h in trouble}
-    healthy: dict[str, int] = {}
+    failing = [h for h in checks if not h.ok]
+    healthy: dict[str, list[Health]] = {}
     for h in checks:
-        if id(h) not in named:
-            provider = h.name.split(":", 1)[0]
-            healthy[provider] = healthy.get(provider, 0) + 1
-    for h in trouble[:NAMED_AT_MOST]:
+        if h.ok:
+            healthy.setdefault(h.name.split(":", 1)[0], []).append(h)
+    for h in failing[:NAMED_AT_MOST]:
         t.append("  ")
         _backend(t, h.name, "", h, now, compact)
-    if len(trouble) > NAMED_AT_MOST:
-        t.append(f"  +{len(trouble) - NAMED_AT_MOST:,} more in trouble", style=f"bold {p.warning}")
-    for provider, n in healthy.items():
+    if len(failing) > NAMED_AT_MOST:
+        t.append(f"  +{len(failing) - NAMED_AT_MOST:,} more failing", style=f"bold {p.error}")
+    for provider, group in healthy.items():
         t.append(f"  {provider}", style="bold")
-        t.append(f" ● {n:,}" if compact > 1 else f" ● ok ×{n:,}", style=p.success)
+        t.append(f" ● {len(group):,}" if compact > 1 else f" ● ok ×{len(group):,}",
+                 style=p.success)
+        oldest = min(group, key=lambda h: h.checked_at or datetime.max)
+        late = oldest.late(now) if now is not None else ""
+        if late:
+            t.append(f" oldest {late}", style=p.warning)
 
 
 def _backend(t: Text, name: str, label: str, h: Health | None, now: datetime | None,

@@ -94,7 +94,7 @@ def shown(workers: list[WorkerInfo]) -> list[WorkerInfo]:
         if len(idle) == 1:
             out += idle
         elif idle:
-            out.append(replace(idle[0], thread=f"{len(idle)} idle", task=f"{len(idle)} threads idle",
+            out.append(replace(idle[0], thread=f"{len(idle)} idle", task=f"{len(idle)} idle threads",
                                since=max(w.since for w in idle),
                                processed=sum(w.processed for w in idle),
                                failed=sum(w.failed for w in idle)))
