@@ -76,11 +76,16 @@ class Poller:
                 time.sleep(self.batch_gap)  # let a burst of activity land in one read
             self._wake.clear()
             now = time.monotonic()
-            if self._want_health or now >= next_health:
-                self._want_health = False
+            health_due = self._want_health or now >= next_health
+            first = health_due and not self._health  # the header's first: it waits for it
+            if first:
                 self._health = self.source.health(live=True)
-                next_health = now + self.health_every
             self.read_once(woken)
+            if health_due:  # after the state is posted: a long read (a check per customer)
+                self._want_health = False  # delays the next screen, not this one
+                if not first:
+                    self._health = self.source.health(live=True)
+                next_health = now + self.health_every
             if self._want_costs or now >= next_costs:
                 self._want_costs = False
                 self.read_costs()
