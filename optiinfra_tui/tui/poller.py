@@ -76,15 +76,17 @@ class Poller:
                 time.sleep(self.batch_gap)  # let a burst of activity land in one read
             self._wake.clear()
             now = time.monotonic()
-            health_due = self._want_health or now >= next_health
-            first = health_due and not self._health  # the header's first: it waits for it
-            if first:
+            # Asked for (`h`), or the header's first: before the state, which shows it. The
+            # timed one after it: a long read (a check per customer) delays the next screen,
+            # not this one.
+            now_too = self._want_health or not self._health
+            if now_too:
+                self._want_health = False
                 self._health = self.source.health(live=True)
+                next_health = now + self.health_every
             self.read_once(woken)
-            if health_due:  # after the state is posted: a long read (a check per customer)
-                self._want_health = False  # delays the next screen, not this one
-                if not first:
-                    self._health = self.source.health(live=True)
+            if not now_too and now >= next_health:
+                self._health = self.source.health(live=True)
                 next_health = now + self.health_every
             if self._want_costs or now >= next_costs:
                 self._want_costs = False
