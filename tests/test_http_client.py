@@ -294,3 +294,36 @@ def test_an_untrusted_certificate_is_a_config_error_at_once_naming_ssl_cert_file
         monkeypatch.setenv("SSL_CERT_FILE", str(cert[0]))
         with api.client() as client:
             assert client.get_json(QUERY)["properties"]["rows"]
+
+
+def test_the_environments_proxy_carries_the_requests_and_no_proxy_is_honoured(monkeypatch):
+    from optiinfra_tui.collectors.http import env_proxy
+
+    seen: list[str] = []
+
+    class Proxy(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            seen.append(self.path)  # a forward proxy is asked for the absolute URL
+            body = b'{"via": "proxy"}'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    proxy = ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.server_port}")
+        monkeypatch.setenv("NO_PROXY", "bypassed.example")
+        env_proxy.cache_clear()
+        with ApiClient("http://api.example:8080/v2", "tok", None, service="Test") as api:
+            assert api.get_json("/account") == {"via": "proxy"}
+        assert seen == ["http://api.example:8080/v2/account"]
+        assert env_proxy("http://bypassed.example/v2") is None
+    finally:
+        env_proxy.cache_clear()
+        proxy.shutdown()

@@ -13,6 +13,7 @@ import logging
 import os
 import ssl
 import time
+import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -184,6 +185,17 @@ def _origin(url: str) -> tuple[str, str]:
     return urlsplit(url).scheme.lower(), _host_port(url)
 
 
+@lru_cache(maxsize=64)
+def env_proxy(url: str) -> str | None:
+    """The proxy the process's environment names for `url` (HTTPS_PROXY, HTTP_PROXY,
+    ALL_PROXY, less NO_PROXY, either case), as httpx's trust_env would pick it; None: none."""
+    parts = urlsplit(url)
+    if not parts.hostname or urllib.request.proxy_bypass_environment(parts.netloc):
+        return None
+    proxies = urllib.request.getproxies_environment()
+    return proxies.get(parts.scheme.lower()) or proxies.get("all")
+
+
 def _is_absolute(url: str) -> bool:
     return urlsplit(url).scheme in ("http", "https")
 
@@ -238,8 +250,11 @@ class ApiClient:
                    **(headers or {})}
         if token and not callable(token):
             headers["Authorization"] = f"Bearer {token}"
+        # The environment's proxy for this API, read once per process (trust_env: httpx would
+        # read every environment variable for each client: ~10 ms with 10,000 customers' keys).
         self._client = httpx.Client(base_url=base_url.rstrip("/") + "/", headers=headers,
-                                    timeout=timeout, verify=verify)
+                                    timeout=timeout, trust_env=False, proxy=env_proxy(base_url),
+                                    verify=tls_trust({}) if verify is True else verify)
 
     def __repr__(self) -> str:
         return f"ApiClient({self._base!r})"

@@ -76,11 +76,18 @@ class Poller:
                 time.sleep(self.batch_gap)  # let a burst of activity land in one read
             self._wake.clear()
             now = time.monotonic()
-            if self._want_health or now >= next_health:
+            # Asked for (`h`), or the header's first: before the state, which shows it. The
+            # timed one after it: a long read (a check per customer) delays the next screen,
+            # not this one.
+            now_too = self._want_health or not self._health
+            if now_too:
                 self._want_health = False
                 self._health = self.source.health(live=True)
                 next_health = now + self.health_every
             self.read_once(woken)
+            if not now_too and now >= next_health:
+                self._health = self.source.health(live=True)
+                next_health = now + self.health_every
             if self._want_costs or now >= next_costs:
                 self._want_costs = False
                 self.read_costs()
