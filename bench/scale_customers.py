@@ -15,7 +15,8 @@ until every run is final. Afterwards it checks that every run succeeded and that
 customer's total read back (`optiinfra-tui costs --by customer --json`) is exactly what the
 server served. With --dashboard, `optiinfra-tui --workers 0` watches the slot in tmux
 (160x45): screen refresh intervals, key to screen, and the workers panel at 160x45 and 80x24
-(saved under the temp dir).
+(saved in a bench-scale-screens- dir that is kept). With --profile FILE, py-spy samples whichever consumer thread holds
+the GIL during the slot (raw stacks in FILE) and the bench prints where that time went.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from _common import (  # noqa: E402
     Redis,
     cpu_seconds,
     figure,
+    file_rss_mb,
     free_port,
     machine,
     peak_rss_mb,
@@ -128,13 +130,14 @@ def run_slot(args, env: dict, home: Path, pg: Postgres, redis_srv: Redis,
             raise RuntimeError(f"consumer did not start: {(home / 'consumer.log').read_text()[-2000:]}")
         idle_rss = rss_mb(consumer.pid)
         if args.dashboard:
-            dashboard = Dashboard(env, home)
+            dashboard = Dashboard(env)
         from optiinfra_tui.settings import load_settings
         from optiinfra_tui.worker.runtime import Runtime
 
         rt = Runtime(load_settings(dict(env, OPTIINFRA_HOME=str(home / "producer"))))
         sampler = Sampler(consumer.pid, {"postgres": pg.pid, "redis": redis_srv.proc.pid,
                                          "vultr server": server.pid})
+        profiler = Profiler(consumer.pid, args.profile) if args.profile else None
         started = time.monotonic()
         # What the agent does once it has claimed a slot.
         rt.tasks.scheduled_collection_task("vultr", ["cost"], schedule=SCHEDULE)
@@ -152,6 +155,8 @@ def run_slot(args, env: dict, home: Path, pg: Postgres, redis_srv: Redis,
                 print(f"  timed out after {now:.0f} s: {last}", flush=True)
                 break
             if dashboard:
+                if not dashboard.mid and last[1] >= args.customers // 2:
+                    dashboard.save("mid")  # the workers panel while every thread is busy
                 dashboard.watch(0.5)
             else:
                 time.sleep(0.5)
@@ -159,6 +164,8 @@ def run_slot(args, env: dict, home: Path, pg: Postgres, redis_srv: Redis,
         sampler.sample(took)
         others = sampler.others_cpu()
         peak = peak_rss_mb(consumer.pid)
+        code = file_rss_mb(consumer.pid)  # mapped files: chDB's library, most of it
+        profile = profiler.finish(took) if profiler else None
         dash = dashboard.finish() if dashboard else None
     finally:
         if dashboard:
@@ -174,7 +181,8 @@ def run_slot(args, env: dict, home: Path, pg: Postgres, redis_srv: Redis,
     cpu = sampler.samples[-1][1]
     return {"label": label, "took_s": took, "fan_out_s": fanned, "runs": cur_runs,
             "final": final, "success": success, "cpu_s": cpu, "cpu_pct": 100 * cpu / took,
-            "idle_rss_mb": idle_rss, "peak_rss_mb": peak,
+            "idle_rss_mb": idle_rss, "peak_rss_mb": peak, "file_rss_mb": code,
+            "profile": profile,
             "rss_mb": [round(s[2]) for s in sampler.samples[::10]],
             "others_cpu_s": others, "dashboard": dash}
 
@@ -198,25 +206,73 @@ def check_totals(env: dict, customers: int) -> tuple[int, list[str]]:
     return exact, misses
 
 
+class Profiler:
+    """py-spy on the consumer, sampling only the thread that holds the GIL: with enough
+    workers a slot is bound by it, and this says which code holds it."""
+
+    RATE = 50
+
+    def __init__(self, pid: int, path: str) -> None:
+        self.path = path
+        self.proc = subprocess.Popen(
+            [shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy")), "record", "-p", str(pid), "-r", str(self.RATE), "--gil", "--nonblocking",
+             "--format", "raw", "-o", path], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def finish(self, seconds: float) -> dict:
+        self.proc.send_signal(signal.SIGINT)  # py-spy writes what it has, then exits
+        self.proc.wait(60)
+        return profile_summary(Path(self.path), seconds * self.RATE)
+
+
+# Frames that are every thread's: they say nothing about where the time goes.
+_PLUMBING = ("threading.py", "huey/consumer.py", "huey/api.py", "worker/tasks.py")
+
+
+def profile_summary(path: Path, possible: float, top: int = 14) -> dict:
+    """From py-spy's raw stacks: the share of the slot the GIL was held, and the functions
+    (with their callees) that held it most, each as a share of the GIL time."""
+    inclusive: dict[str, int] = {}
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        n = int(count)
+        total += n
+        seen = set()
+        for frame in stack.split(";"):
+            name, _, where = frame.partition(" (")
+            where = where.split(":")[0]
+            if not where or any(p in where for p in _PLUMBING):
+                continue
+            key = f"{name} ({where.split('site-packages/')[-1].split('/work/main/')[-1]})"
+            if key not in seen:
+                seen.add(key)
+                inclusive[key] = inclusive.get(key, 0) + n
+    ranked = sorted(inclusive.items(), key=lambda kv: -kv[1])[:top]
+    return {"gil_held": total / possible if possible else None, "samples": total,
+            "top": [(name, n / total) for name, n in ranked] if total else []}
+
+
 class Dashboard:
     """`optiinfra-tui --workers 0` in tmux during the slot: what its screen does."""
 
-    def __init__(self, env: dict, home: Path) -> None:
+    def __init__(self, env: dict) -> None:
         self.session = f"scale{os.getpid()}"
-        self.home = home
-        self.changes: list[float] = []
+        # A tmux server of its own: a shared one keeps the environment of whoever started it.
+        self.tmux = ["tmux", "-L", self.session, "-f", "/dev/null"]
+        self.home = tempdir("bench-scale-screens-")  # kept: the run's evidence
+        self.changes: list[float | None] = []
         self.keys: list[float] = []
         self.last = ""
-        subprocess.run(["tmux", "kill-session", "-t", self.session], capture_output=True)
+        self.mid = False
         envs = [f"{k}={v}" for k, v in env.items() if k.startswith(("OPTIINFRA", "REDIS",
                                                                     "DATABASE", "VULTR_API"))]
-        subprocess.run(["tmux", "new-session", "-d", "-s", self.session, "-x", "160", "-y", "45",
+        subprocess.run([*self.tmux, "new-session", "-d", "-s", self.session, "-x", "160", "-y", "45",
                         "env", *envs, *CLI, "--workers", "0"], check=True, env=env, cwd=ROOT)
         wait_until(lambda: "Quit" in self.screen(), 60, 0.1)
         self.last = self.screen()
 
     def screen(self) -> str:
-        return subprocess.run(["tmux", "capture-pane", "-p", "-t", self.session],
+        return subprocess.run([*self.tmux, "capture-pane", "-p", "-t", self.session],
                               capture_output=True, text=True).stdout
 
     def watch(self, seconds: float) -> None:
@@ -236,18 +292,26 @@ class Dashboard:
         for key, shown in (("?", lambda s: "Keys" in s or "help" in s.lower()),
                            ("Escape", lambda s: "Quit" in s and "Keys" not in s)):
             sent = time.monotonic()
-            subprocess.run(["tmux", "send-keys", "-t", self.session, key])
+            subprocess.run([*self.tmux, "send-keys", "-t", self.session, key])
             if wait_until(lambda shown=shown: shown(self.screen()), 5, 0.005):
                 self.keys.append(time.monotonic() - sent)
         self.last = self.screen()
 
-    def finish(self) -> dict:
-        for cols, rows in ((160, 45), (80, 24)):
-            subprocess.run(["tmux", "resize-window", "-t", self.session, "-x", str(cols), "-y",
+    def save(self, when: str) -> None:
+        """The screen at 80x24 and at 160x45 (where it stays), as text under the temp dir."""
+        self.mid = self.mid or when == "mid"
+        for cols, rows in ((80, 24), (160, 45)):
+            subprocess.run([*self.tmux, "resize-window", "-t", self.session, "-x", str(cols), "-y",
                             str(rows)])
             time.sleep(1.5)
-            (self.home / f"dashboard-{cols}x{rows}.txt").write_text(self.screen())
-        gaps = [b - a for a, b in zip(self.changes, self.changes[1:], strict=False)]
+            (self.home / f"dashboard-{when}-{cols}x{rows}.txt").write_text(self.screen())
+        self.last = self.screen()
+        self.changes.append(None)  # not watched meanwhile: no interval spans this
+
+    def finish(self) -> dict:
+        self.save("end")
+        gaps = [b - a for a, b in zip(self.changes, self.changes[1:], strict=False)
+                if a is not None and b is not None]
         return {"refresh_p50_s": statistics.median(gaps) if gaps else None,
                 "refresh_p95_s": percentile(gaps, 95) if gaps else None,
                 "refresh_max_s": max(gaps) if gaps else None,
@@ -256,7 +320,7 @@ class Dashboard:
                 "screens": str(self.home)}
 
     def stop(self) -> None:
-        subprocess.run(["tmux", "kill-session", "-t", self.session], capture_output=True)
+        subprocess.run([*self.tmux, "kill-server"], capture_output=True)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -269,6 +333,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--timeout", type=float, default=3600.0)
     parser.add_argument("--dashboard", action="store_true", help="watch the slot in tmux")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir")
+    parser.add_argument("--profile", metavar="FILE",
+                        help="py-spy the consumer's GIL holder during the slot (raw stacks)")
     args = parser.parse_args(argv)
 
     home = tempdir("bench-scale-")
@@ -316,9 +382,16 @@ def report(r: dict, misses: list[str]) -> None:
         print(f"    {miss}", flush=True)
     figure("consumer CPU", f"{r['cpu_s']:.0f} s ({r['cpu_pct']:.0f} % of a core; "
            f"{1000 * r['cpu_s'] / n:.1f} ms a collection)")
-    figure("consumer RSS: idle before / peak", f"{r['idle_rss_mb']:.0f} / {r['peak_rss_mb']:.0f} MB",
+    figure("consumer RSS: idle before / peak", f"{r['idle_rss_mb']:.0f} / {r['peak_rss_mb']:.0f} MB"
+           f" (mapped files at the end, chDB's library most of it: {r['file_rss_mb']:.0f} MB)",
            f"<= {TARGET_RSS_MB:.0f} MB plus the store")
     figure("other processes' CPU", ", ".join(f"{k} {v:.0f} s" for k, v in r["others_cpu_s"].items()))
+    p = r.get("profile")
+    if p:
+        print(f"  profile: the GIL was held {100 * (p['gil_held'] or 0):.0f} % of the slot "
+              f"({p['samples']:,} samples); of that time, in (with callees):", flush=True)
+        for name, share in p["top"]:
+            print(f"    {100 * share:5.1f} %  {name}", flush=True)
     d = r.get("dashboard")
     if d:
         figure("dashboard refresh interval p50 / p95 / max",
