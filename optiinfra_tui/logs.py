@@ -11,7 +11,7 @@ import logging
 import logging.handlers
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -25,7 +25,7 @@ from optiinfra_tui.text import scrub, short_error
 class SecretFilter(logging.Filter):
     """Masks secrets in a record's message and traceback before any handler writes it."""
 
-    def __init__(self, secrets: Callable[[], list[str]]) -> None:
+    def __init__(self, secrets: Callable[[], Sequence[str]]) -> None:
         super().__init__()
         self._secrets = secrets
 

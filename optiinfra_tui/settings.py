@@ -244,16 +244,17 @@ class Settings:
                 "its [[alerts]] entry.")
         return urls
 
-    def secrets(self) -> list[str]:
+    def secrets(self) -> tuple[str, ...]:
         """Every credential value this process knows, for scrubbing them from text."""
         # Asked for every log record: computed once per set of installed providers (the
-        # settings themselves never change), not once per record over every customer.
+        # settings themselves never change), not once per record over every customer. A
+        # tuple, the same one each time: nothing to copy, and scrub's masker is cached by it.
         key = providers.names()
         cached = self.__dict__.get("_secrets")
         if cached is None or cached[0] != key:
-            cached = (key, self._find_secrets())
+            cached = (key, tuple(self._find_secrets()))
             object.__setattr__(self, "_secrets", cached)
-        return list(cached[1])
+        return cached[1]
 
     def _find_secrets(self) -> list[str]:
         names: set[str] = {a.url_env for a in self.alerts}  # webhook URLs often hold a token

@@ -5,18 +5,50 @@ The lowest layer (it imports nothing of ours), so every module shows these the s
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from functools import lru_cache
 from urllib.parse import urlsplit
 
 MASK = "***"
+SHORTEST = 4  # shorter "secrets" would mask noise
+# Past this many, one pass over the text beats a replace per secret (a key per customer: a
+# log line against 10,000 keys was 10,000 replaces, a quarter of a busy slot's CPU).
+FEW = 16
 
 
 def scrub(text: str, secrets: Iterable[str]) -> str:
-    """`text` with every secret in it masked (ones shorter than 4 characters would mask noise)."""
+    """`text` with every secret in it masked."""
+    if not isinstance(secrets, tuple):
+        secrets = tuple(secrets)
+    if len(secrets) > FEW:
+        return _masker(secrets)(text)
     for secret in secrets:
-        if secret and len(secret) >= 4:
+        if secret and len(secret) >= SHORTEST:
             text = text.replace(secret, MASK)
     return text
+
+
+@lru_cache(maxsize=8)
+def _masker(secrets: tuple[str, ...]) -> Callable[[str], str]:
+    """One pass over a text: at each place, the longest secret starting there, found by its
+    first characters, is masked and skipped."""
+    by_start: dict[str, list[str]] = {}
+    for secret in sorted({s for s in secrets if s and len(s) >= SHORTEST}, key=len, reverse=True):
+        by_start.setdefault(secret[:SHORTEST], []).append(secret)
+
+    def mask(text: str) -> str:
+        out, done, i, end = [], 0, 0, len(text) - SHORTEST + 1
+        while i < end:
+            found = by_start.get(text[i:i + SHORTEST])
+            secret = found and next((s for s in found if text.startswith(s, i)), None)
+            if secret:
+                out += (text[done:i], MASK)
+                i = done = i + len(secret)
+            else:
+                i += 1
+        return "".join(out) + text[done:] if out else text
+
+    return mask
 
 
 def first_line(text: object, limit: int = 300) -> str:

@@ -46,3 +46,30 @@ def test_safe_url_drops_user_password_query_and_fragment():
         "postgresql://db.example:5433/hist"
     assert safe_url("sqlite:////tmp/h/history.db") == "sqlite:////tmp/h/history.db"
     assert "pw" not in safe_url("redis://:pw@host:notaport/0")
+
+
+def test_a_key_per_customer_is_masked_in_one_pass_as_a_few_keys_are():
+    # 10,000 customers' keys: the many-secrets path must mask exactly what the plain one does.
+    import random
+
+    rng = random.Random(7)
+    keys = tuple(f"key-{rng.getrandbits(64):016x}" for _ in range(10_000))
+    few = keys[:3]
+    for _ in range(200):
+        picked = [rng.choice(keys) for _ in range(rng.randint(0, 3))]
+        text = " ".join(["start", *picked, "k", "key-", "end"][: rng.randint(1, 8)])
+        many = scrub(text, keys)
+        assert not any(k in many for k in keys)
+        assert many == scrub(text, tuple(k for k in keys if k in text) or few)
+    # Back to back, at the ends, and repeated.
+    a, b = keys[0], keys[1]
+    assert scrub(f"{a}{b}", keys) == "******"
+    assert scrub(f"{a} and {a}", keys) == "*** and ***"
+    assert scrub("no secret here", keys) == "no secret here"
+
+
+def test_a_longer_secret_sharing_a_shorter_ones_start_is_masked_whole():
+    short, long = "abcd1234", "abcd12345678"
+    secrets = (short, long, *(f"other-{i:04d}" for i in range(100)))
+    assert scrub(f"x {long} y {short} z", secrets) == "x *** y *** z"
+    assert "5678" not in scrub(long, secrets)
