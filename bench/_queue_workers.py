@@ -191,10 +191,13 @@ class NullClient:
     ClickHouse server runs here. The product's MetricsStore runs on top of it unchanged."""
 
     class _Result:
-        result_rows: list = []
+        def __init__(self, rows: list) -> None:
+            self.result_rows = rows
 
-    def query(self, *args, **kwargs):
-        return self._Result()
+    def query(self, sql: str, *args, **kwargs):
+        # An aggregate over nothing is one row of NULL (count() of nothing reads as none too).
+        head = sql.split(" FROM ", 1)[0]
+        return self._Result([(None,)] if "count()" in head or "max(" in head else [])
 
     def command(self, *args, **kwargs) -> None:
         pass
@@ -271,6 +274,29 @@ def run_ours() -> None:
     pool.stop(10)
 
 
+def run_slot() -> None:
+    """bench/scale_customers.py --no-store: `--headless --workers $BENCH_WORKERS` with the null
+    metrics store, so its RSS is the consumer's without the store's; ends on SIGTERM."""
+    import signal
+
+    from optiinfra_tui.logs import setup_logging
+    from optiinfra_tui.worker.pool import WorkerPool
+    from optiinfra_tui.worker.runtime import set_runtime
+    from optiinfra_tui.worker.startup import prepare_process
+
+    prepare_process()
+    rt = ours_runtime()
+    setup_logging(rt.settings)
+    set_runtime(rt)
+    rt.history()
+    pool = WorkerPool(rt, int(os.environ["BENCH_WORKERS"]), "headless")
+    pool.start()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    stop.wait()
+    pool.stop(10)
+
+
 def run_plain() -> None:
     import signal
 
@@ -307,4 +333,4 @@ def main() -> None:
     role = sys.argv[1]
     os.environ["BENCH_ROLE"] = role
     {"ours": run_ours, "plain": run_plain, "celery": run_celery,
-     "celery_history": run_celery_history}[role]()
+     "celery_history": run_celery_history, "slot": run_slot}[role]()

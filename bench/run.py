@@ -41,8 +41,10 @@ BENCHES = {
 SLOW = {
     "scale_history": ([], ["--runs", "1000000", "--rounds", "3", "--sqlite-runs", "200000"]),
     "chdb_settings": ([], ["--rounds", "1", "--lines", "50000"]),
-    # One 10,000-customer slot at the best settings measured (the default's takes ~35 min).
-    "scale_customers": (["--workers", "32"], ["--customers", "1000", "--workers", "32"]),
+    # One 10,000-customer slot at the best settings measured (the default's takes ~35 min),
+    # watched by a dashboard in tmux and profiled ({results}: this run's results dir).
+    "scale_customers": (["--workers", "64", "--dashboard", "--profile", "{results}/slot.spy"],
+                        ["--customers", "1000", "--workers", "32"]),
 }
 
 
@@ -169,7 +171,8 @@ def main() -> None:
         full, quick = {**BENCHES, **SLOW}[name]
         print(f"\n== {name}", flush=True)
         started = time.monotonic()
-        proc = subprocess.Popen([sys.executable, str(script), *(quick if args.quick else full)],
+        argv = [a.replace("{results}", str(out_dir)) for a in (quick if args.quick else full)]
+        proc = subprocess.Popen([sys.executable, str(script), *argv],
                                 env=env, cwd=HERE.parent, stdout=subprocess.PIPE, text=True)
         lines = []
         for line in proc.stdout:  # shown as it comes, kept for the summary

@@ -24,7 +24,7 @@ from optiinfra_tui.text import short_error
 from optiinfra_tui.tui.keys import palette
 from optiinfra_tui.tui.messages import Activity, CostsLoaded, PageLoaded, StateLoaded
 from optiinfra_tui.tui.palette import Palette, use_palette
-from optiinfra_tui.tui.poller import Poller
+from optiinfra_tui.tui.poller import POLL, Poller
 from optiinfra_tui.tui.screens.collect import CollectRequest
 from optiinfra_tui.tui.screens.main import MainScreen
 from optiinfra_tui.tui.source import CostsData, HistoryFilter, HistoryQuery, Source
@@ -52,7 +52,7 @@ class DashboardApp(App):
     TITLE = "OptiInfra"
 
     def __init__(self, rt: Runtime, pool=None, shutdown_timeout: float = 60.0,
-                 source: Source | None = None, poll: float = 1.0,
+                 source: Source | None = None, poll: float = POLL,
                  health_every: float = 5.0, costs_every: float = 600.0,
                  costs_enabled: bool = True, costs_disabled_reason: str = "",
                  handle_signals: bool = False, start_pool: bool = False,
