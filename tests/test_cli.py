@@ -253,8 +253,11 @@ def test_ctrl_c_mid_collection_loses_nothing(cli_env, fake_vultr):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert wait_until(lambda: fake_vultr.count() >= 6, 60)
     proc.send_signal(signal.SIGINT)
+    sent_at = fake_vultr.count()
     out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130 and "Traceback" not in out + err
+    assert proc.returncode == 130 and "Traceback" not in out + err, (
+        f"exit {proc.returncode} after {fake_vultr.count()} requests, SIGINT sent after "
+        f"{sent_at}:\n{out}\n{err}")
     assert "Interrupted: run 1 marked canceled" in err
     hist = json.loads(run(["history", "--json"], env).stdout)
     assert hist[0]["status"] == "canceled" and hist[0]["error_kind"] == "interrupted"

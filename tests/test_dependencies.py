@@ -23,6 +23,8 @@ TOOLS = {
     "pytest-textual-snapshot": ("tests/test_tui_snapshots.py", "snap_compare"),
     # Imported by the consumer process the benchmark starts (code in a string).
     "gevent": ("bench/scale_customers.py", "from gevent import monkey"),
+    # A command the benchmark runs: it attaches to the consumer from outside.
+    "py-spy": ("bench/scale_customers.py", '"py-spy"'),
 }
 
 

@@ -62,7 +62,7 @@ def test_missing_key_names_the_variable(tmp_path):
         s.credential("default_customer", "vultr")
     s = load_settings({"OPTIINFRA_HOME": str(tmp_path), "VULTR_API_KEY": "k-123456"})
     assert s.credential("default_customer", "vultr") == "k-123456"
-    assert s.secrets() == ["k-123456"]
+    assert s.secrets() == ("k-123456",)
 
 
 def test_toml_customers_and_schedules(tmp_path):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 import time
 from typing import TYPE_CHECKING
 
@@ -44,11 +46,26 @@ def collect_inline(rt: Runtime, provider: str, customer_id: str, types: tuple[st
             click.echo(f"  attempt failed ({outcome.error_kind}), retrying in "
                        f"{outcome.retry_in:.1f} s: {outcome.message}", err=True)
 
+    # Python drops a KeyboardInterrupt raised inside a finalizer (a socket's __del__ run by
+    # the GC, say): Ctrl-C is also noted here, and the next page raises it again.
+    interrupted = threading.Event()
+
+    def on_sigint(signum, frame) -> None:
+        interrupted.set()
+        raise KeyboardInterrupt
+
+    def on_page(rows: int, pages: int) -> None:
+        if interrupted.is_set():
+            raise KeyboardInterrupt
+        if progress:
+            progress(rows, pages)
+
     # A heartbeat, so no consumer mistakes this inline run for an orphan of a dead one.
     agent = ConsumerAgent(rt, "cli", threads=1, run_schedules=False, metrics_health=False)
     agent.start()
+    previous = signal.signal(signal.SIGINT, on_sigint)
     try:
-        return run_inline(rt, run.id, on_retry=on_retry, on_progress=progress)
+        return run_inline(rt, run.id, on_retry=on_retry, on_progress=on_page)
     except KeyboardInterrupt:
         run = runs.get_run(run.id)
         if progress:
@@ -57,6 +74,7 @@ def collect_inline(rt: Runtime, provider: str, customer_id: str, types: tuple[st
                    "are kept; run the collection again to finish.", err=True)
         raise Interrupted from None
     finally:
+        signal.signal(signal.SIGINT, previous)
         if progress:
             progress.clear()
         agent.stop()
