@@ -96,3 +96,21 @@ def test_cron_errors_name_the_field():
         parse_cron("0 0 31 2 *")  # February never has a 31st
     with pytest.raises(ConfigError, match="5 fields"):
         parse_cron("0 0 0 * * *")  # seconds are not cron
+
+
+def test_queue_panel_lines_fit_its_width_and_end_in_an_ellipsis_where_cut():
+    from optiinfra_tui.formats import cell_width
+    from optiinfra_tui.tui.widgets.queue import WIDTH, render_queue
+    from optiinfra_tui.worker.monitor import QueueInfo, ScheduleInfo
+
+    now = datetime(2026, 3, 14, 9, 26, 53)
+    queue = QueueInfo(pending=0, scheduled=[], retrying=[
+        (10_000, "vultr/default_customer cost", datetime(2026, 3, 14, 9, 30))])
+    info = [ScheduleInfo(name="a-schedule-with-a-long-name", provider="vultr",
+                         data_types=("cost",), every="cron 0 0 1 1 *", next_run=now,
+                         last_slot=None, paused=False)]
+    lines = render_queue(queue, info, now=now).plain.split("\n")
+    assert all(cell_width(line) <= WIDTH for line in lines), lines
+    retrying = next(line for line in lines if "↻" in line)
+    assert retrying.startswith(" ↻ run 10000 at 09:30:00 vultr/") and retrying.endswith("…")
+    assert any(line.startswith(" a-schedule-with-a-l… cron 0 0 1…") for line in lines), lines

@@ -8,9 +8,13 @@ from rich.text import Text
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
+from optiinfra_tui.formats import clip
 from optiinfra_tui.storage.history import utcnow
 from optiinfra_tui.tui.palette import palette
 from optiinfra_tui.worker.monitor import QueueInfo, ScheduleInfo
+
+# The panel's text width (app.tcss: 38 less border and padding): a longer line would wrap.
+WIDTH = 34
 
 
 class QueuePanel(VerticalScroll, can_focus=True):
@@ -55,17 +59,18 @@ def render_queue(queue: QueueInfo | None, schedules: list[ScheduleInfo],
         t.append("\n")
         for run_id, label, at in queue.retrying:
             eta = f"{at:%H:%M:%S}" if at else "-"
-            t.append(f" ↻ run {run_id} {label[:18]} at {eta}\n", style=p.warning)
+            t.append(f" {clip(f'↻ run {run_id} at {eta} {label}', WIDTH - 1)}\n",
+                     style=p.warning)
         for task in queue.scheduled:
             eta = f"{task.eta:%H:%M:%S}" if task.eta else "-"
-            what = f"run {task.run_id}" if task.run_id else task.name[:20]
-            t.append(f" ⏲ {what} at {eta}\n")
+            what = f"run {task.run_id}" if task.run_id else task.name
+            t.append(f" {clip(f'⏲ {what} at {eta}', WIDTH - 1)}\n")
     t.append("schedules\n", style="bold")
     if not schedules:
         t.append(" none configured\n", style="dim")
     for s in schedules:
-        t.append(f" {s.name[:20]:<20} ", style="dim" if s.paused else "bold")
-        t.append(f"{s.every}\n", style="dim")
+        t.append(f" {clip(s.name, 20):<20} ", style="dim" if s.paused else "bold")
+        t.append(f"{clip(s.every, WIDTH - 22)}\n", style="dim")
         if s.paused:
             t.append("   PAUSED", style=f"bold {p.warning}")
         else:
