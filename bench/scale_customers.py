@@ -104,6 +104,7 @@ def run_slot(args, env: dict, home: Path, pg: Postgres, redis_srv: Redis,
              server: subprocess.Popen) -> dict:
     import psycopg2
 
+    cwd = ROOT
     if args.no_store:
         cmd = [sys.executable, "-c", "import _queue_workers as w; w.main()", "slot"]
         env = dict(env, BENCH_WORKERS=str(args.workers or 2))
@@ -117,8 +118,6 @@ def run_slot(args, env: dict, home: Path, pg: Postgres, redis_srv: Redis,
     else:
         cmd = [*CLI, "--headless", *(["--workers", str(args.workers)] if args.workers else [])]
         label = f"--headless --workers {args.workers or 'default (2)'}"
-    if not args.no_store:
-        cwd = ROOT
     out = open(home / "consumer.log", "w")
     consumer = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
     conn = psycopg2.connect(env["DATABASE_URL"])
