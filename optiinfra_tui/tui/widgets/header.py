@@ -9,6 +9,7 @@ from datetime import datetime
 from rich.text import Text
 from textual.widgets import Static
 
+from optiinfra_tui.formats import clip
 from optiinfra_tui.tui.palette import palette
 from optiinfra_tui.worker.health import BACKENDS as ORDER
 from optiinfra_tui.worker.health import NO_CREDENTIALS, Health
@@ -132,9 +133,9 @@ def _backend(t: Text, name: str, label: str, h: Health | None, now: datetime | N
         lat = f" {h.latency_ms:.1f} ms" if h.latency_ms is not None and not compact else ""
         t.append(" ●" if compact > 1 else f" ● ok{lat}", style=p.success)
     elif h.message.startswith(NO_CREDENTIALS):
-        t.append(f" ○ {h.message[:60]}", style=f"bold {p.warning}")
+        t.append(f" ○ {clip(h.message, 60)}", style=f"bold {p.warning}")
     else:
-        t.append(f" ✖ DOWN {h.message[:60]}", style=f"bold {p.error}")
+        t.append(f" ✖ DOWN {clip(h.message, 60)}", style=f"bold {p.error}")
     late = h.late(now) if h is not None and now is not None else ""
     if late:
         t.append(f" {late}", style=p.warning)
